@@ -1,0 +1,48 @@
+"""The folder tree is the architecture: check the import directions.
+
+onion/ knows nothing of anonsip or tui; anonsip/ knows nothing of tui or
+prompt_toolkit; tui/ reaches a node only through anonsip's control client.
+"""
+
+import ast
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+FORBIDDEN = {
+    "onion": ("anonsip", "tui", "prompt_toolkit"),
+    "anonsip": ("tui", "prompt_toolkit"),
+}
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_import_directions(package: str) -> None:
+    bad = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        for name in _imports(path):
+            if name.split(".")[0] in FORBIDDEN[package]:
+                bad.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert bad == []
+
+
+def test_tui_uses_only_the_control_client() -> None:
+    bad = []
+    for path in sorted((ROOT / "tui").rglob("*.py")):
+        for name in _imports(path):
+            top = name.split(".")
+            if top[0] == "anonsip" and name not in ("anonsip", "anonsip.control"):
+                bad.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert bad == []
