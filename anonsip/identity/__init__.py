@@ -3,6 +3,14 @@ keystore, Tor-style key blinding, Noise handshakes and the secure channel.
 """
 
 from anonsip.identity._address import ADDRESS_HRP, SIP_DOMAIN, Address
+from anonsip.identity._blinding import (
+    TOR_TIME_PERIODS,
+    BlindedKey,
+    TimePeriods,
+    blind_public_key,
+    dht_key,
+    record_key,
+)
 from anonsip.identity._errors import (
     ChannelBroken,
     CorruptKeystore,
@@ -18,22 +26,44 @@ from anonsip.identity._identity import (
     system_random,
     verify_signature,
 )
+from anonsip.identity._keystore import (
+    DHT_NODE_KEY,
+    FAST_INSECURE_KDF,
+    MESSAGE_STORE_KEY,
+    MODERATE_KDF,
+    ONION_SERVICE_KEY,
+    KdfParams,
+    Keystore,
+)
 from anonsip.identity._safety import SafetyNumber
 
 __all__ = [
     "ADDRESS_HRP",
+    "DHT_NODE_KEY",
+    "FAST_INSECURE_KDF",
+    "MESSAGE_STORE_KEY",
+    "MODERATE_KDF",
+    "ONION_SERVICE_KEY",
     "SIP_DOMAIN",
+    "TOR_TIME_PERIODS",
     "Address",
+    "BlindedKey",
     "ChannelBroken",
     "CorruptKeystore",
     "HandshakeError",
     "Identity",
     "InvalidAddress",
+    "KdfParams",
+    "Keystore",
     "KeystoreError",
     "RandomSource",
     "SafetyNumber",
+    "TimePeriods",
     "WrongPassphrase",
+    "blind_public_key",
+    "dht_key",
     "ed25519_to_x25519_public",
+    "record_key",
     "system_random",
     "verify_signature",
 ]
