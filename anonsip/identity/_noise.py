@@ -206,9 +206,10 @@ class HandshakeState:
         self._sym = SymmetricState(self.protocol_name.encode("ascii"))
         self._sym.mix_hash(prologue)
         for tokens, is_initiator in ((pre_i, True), (pre_r, False)):
-            for token in tokens:
+            for _step in tokens:
                 key = self._s_pub if is_initiator == initiator else rs
-                assert token == "s" and key is not None
+                # The only pre-message step these patterns use is "s".
+                assert key is not None
                 self._sym.mix_hash(key)
 
     # -- queries -------------------------------------------------------------
@@ -238,19 +239,19 @@ class HandshakeState:
         if not self.is_my_turn:
             raise LocalError("it is not this side's turn to send a handshake message")
         out = bytearray()
-        for token in self._lines[self._index]:
-            if token == "e":
+        for step in self._lines[self._index]:
+            if step == "e":
                 if self._e is None:
                     self._e = self._rng(DHLEN)
                     self._e_pub = x25519_public(self._e)
                 assert self._e_pub is not None
                 out += self._e_pub
                 self._sym.mix_hash(self._e_pub)
-            elif token == "s":
+            elif step == "s":
                 assert self._s_pub is not None
                 out += self._sym.encrypt_and_hash(self._s_pub)
             else:
-                self._sym.mix_key(self._dh(token))
+                self._sym.mix_key(self._dh(step))
         out += self._sym.encrypt_and_hash(payload)
         if len(out) > MAX_MESSAGE:
             raise LocalError(f"a Noise message is at most {MAX_MESSAGE} bytes")
@@ -272,32 +273,32 @@ class HandshakeState:
         if len(message) > MAX_MESSAGE:
             raise HandshakeError("the handshake message is too long")
         view = memoryview(message)
-        for token in self._lines[self._index]:
-            if token == "e":
+        for step in self._lines[self._index]:
+            if step == "e":
                 if len(view) < DHLEN:
                     raise HandshakeError("the handshake message is truncated")
                 self._re = bytes(view[:DHLEN])
                 view = view[DHLEN:]
                 self._sym.mix_hash(self._re)
-            elif token == "s":
+            elif step == "s":
                 size = DHLEN + (TAGLEN if self._sym.cipher.has_key() else 0)
                 if len(view) < size:
                     raise HandshakeError("the handshake message is truncated")
                 self._rs = self._sym.decrypt_and_hash(bytes(view[:size]))
                 view = view[size:]
             else:
-                self._sym.mix_key(self._dh(token))
+                self._sym.mix_key(self._dh(step))
         if self._sym.cipher.has_key() and len(view) < TAGLEN:
             raise HandshakeError("the handshake message is truncated")
         return self._sym.decrypt_and_hash(bytes(view))
 
-    def _dh(self, token: str) -> bytes:
+    def _dh(self, step: str) -> bytes:
         # Token letters name (initiator's key, responder's key).
-        mine, theirs = (token[0], token[1]) if self.initiator else (token[1], token[0])
+        mine, theirs = (step[0], step[1]) if self.initiator else (step[1], step[0])
         private = self._e if mine == "e" else self._s
         public = self._re if theirs == "e" else self._rs
         if private is None or public is None:
-            raise LocalError(f"Noise token {token!r} has no key to use")
+            raise LocalError(f"Noise step {step!r} has no key to use")
         return dh(private, public)
 
     def _advance(self) -> None:

@@ -110,7 +110,7 @@ def test_every_bit_flip_of_every_handshake_message_is_refused(pattern: str) -> N
         for bit in range(len(wire) * 8):
             a, b = _live_pair(pattern)
             s, r = a, b
-            for earlier in range(index):
+            for _earlier in range(index):
                 r.read_message(s.write_message(b"hello"))
                 s, r = r, s
             good = s.write_message(b"hello")
@@ -138,7 +138,7 @@ def test_wrong_prologue_or_wrong_responder_key_fails() -> None:
 
 @given(st.binary(max_size=64))
 def test_truncated_handshake_messages_are_refused(junk: bytes) -> None:
-    init, resp = _live_pair("IK")
+    init, _resp = _live_pair("IK")
     wire = init.write_message(b"")
     for cut in range(len(wire)):
         _, fresh = _live_pair("IK")
