@@ -1,0 +1,93 @@
+"""A Kademlia DHT hardened as S/Kademlia, whose nodes are Tor onion services.
+
+Sans-IO cores (``RoutingTable``, ``Lookup``, ``RecordStore``, ``DhtProtocol``,
+the codec) are shared by the trio adapter ``DhtNode`` and the simulator in
+``anonsip.dht.sim``. See docs/threat-model/dht.md for what each defends.
+"""
+
+from anonsip.dht._codec import (
+    MAX_CONTACTS,
+    MAX_FRAME,
+    FrameDecoder,
+    decode_message,
+    encode_frame,
+    encode_message,
+)
+from anonsip.dht._identity import (
+    ID_BITS,
+    Contact,
+    NodeId,
+    NodeIdentity,
+    puzzle_bits,
+    satisfies_puzzle,
+    verify_identity_proof,
+)
+from anonsip.dht._lookup import Lookup, LookupKind, LookupResult
+from anonsip.dht._messages import (
+    Challenge,
+    Envelope,
+    Error,
+    FindNode,
+    FindValue,
+    Message,
+    Nodes,
+    Ping,
+    Pong,
+    Proof,
+    Reply,
+    Request,
+    Store,
+    StoreResult,
+    Value,
+)
+from anonsip.dht._onionaddr import onion_address_from_public_key, public_key_from_onion_address
+from anonsip.dht._protocol import DhtProtocol, Handled
+from anonsip.dht._record import MAX_PAYLOAD, DhtRecord, record_key, sign_record
+from anonsip.dht._routing import RoutingTable
+from anonsip.dht._store import RecordStore, StoreOutcome, TokenBucket
+
+__all__ = [
+    "ID_BITS",
+    "MAX_CONTACTS",
+    "MAX_FRAME",
+    "MAX_PAYLOAD",
+    "Challenge",
+    "Contact",
+    "DhtProtocol",
+    "DhtRecord",
+    "Envelope",
+    "Error",
+    "FindNode",
+    "FindValue",
+    "FrameDecoder",
+    "Handled",
+    "Lookup",
+    "LookupKind",
+    "LookupResult",
+    "Message",
+    "NodeId",
+    "NodeIdentity",
+    "Nodes",
+    "Ping",
+    "Pong",
+    "Proof",
+    "RecordStore",
+    "Reply",
+    "Request",
+    "RoutingTable",
+    "Store",
+    "StoreOutcome",
+    "StoreResult",
+    "TokenBucket",
+    "Value",
+    "decode_message",
+    "encode_frame",
+    "encode_message",
+    "onion_address_from_public_key",
+    "public_key_from_onion_address",
+    "puzzle_bits",
+    "record_key",
+    "satisfies_puzzle",
+    "sign_record",
+    "verify_identity_proof",
+]

@@ -1,0 +1,171 @@
+import contextlib
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from anonsip._errors import RemoteProtocolError
+from anonsip.dht import (
+    MAX_FRAME,
+    Challenge,
+    Envelope,
+    Error,
+    FindNode,
+    FindValue,
+    FrameDecoder,
+    Message,
+    Nodes,
+    Ping,
+    Pong,
+    Proof,
+    Store,
+    StoreResult,
+    Value,
+    decode_message,
+    encode_frame,
+    encode_message,
+)
+
+from .helpers import contact, record
+
+SAMPLES: list[Message] = [
+    Ping(),
+    FindNode(target=contact(1).node_id),
+    FindValue(key=record(0).key),
+    Store(record=record(0, payload=b"x" * 4096)),
+    Pong(),
+    Nodes(contacts=tuple(contact(n) for n in range(20))),
+    Nodes(contacts=()),
+    Value(record=record(1), contacts=(contact(3),)),
+    StoreResult(outcome="stored"),
+    Error(code="busy", reason="try later"),
+    Challenge(nonce=bytes(range(32))),
+    Proof(public_key=contact(1).public_key, port=65535, signature=bytes(64)),
+]
+
+
+@pytest.mark.parametrize("message", SAMPLES, ids=lambda m: type(m).__name__)
+def test_round_trip(message: Message) -> None:
+    envelope = Envelope(request_id=4242, message=message)
+    assert decode_message(encode_message(envelope)) == envelope
+
+
+def test_frames_byte_at_a_time_and_truncated() -> None:
+    wire = b"".join(encode_frame(Envelope(request_id=i, message=m)) for i, m in enumerate(SAMPLES))
+    decoder = FrameDecoder()
+    got = []
+    for i in range(len(wire)):
+        decoder.feed(wire[i : i + 1])
+        while (envelope := decoder.next_message()) is not None:
+            got.append(envelope.message)
+    assert got == SAMPLES
+    assert decoder.buffered == 0
+    truncated = FrameDecoder()
+    truncated.feed(wire[:-1])
+    while truncated.next_message() is not None:
+        pass
+    assert truncated.buffered > 0  # the last message waits for its final byte
+
+
+def test_oversized_frame_is_refused_from_its_header() -> None:
+    decoder = FrameDecoder()
+    with pytest.raises(RemoteProtocolError):
+        decoder.feed((MAX_FRAME + 1).to_bytes(4, "big"))
+
+
+def packed(obj: object) -> bytes:
+    body: bytes = msgpack.packb(obj, use_bin_type=True)
+    return body
+
+
+BAD_BODIES = [
+    b"",
+    b"\xc1",  # never-used msgpack byte
+    packed({"t": 1}),
+    packed([1]),
+    packed([99, 1]),
+    packed([1, -1]),
+    packed([1, 2**32]),
+    packed([True, 1]),
+    packed([1, 1, "extra"]),
+    packed([2, 1, b"short"]),
+    packed([3, 1, "not bytes" * 4]),
+    packed([6, 1, [[contact(1).public_key, 0]]]),
+    packed([6, 1, [[contact(1).public_key, 70000]]]),
+    packed([6, 1, [[contact(1).public_key, 1]] * 33]),
+    packed([6, 1, [[b"x" * 31, 1]]]),
+    packed([4, 1, [b"k" * 32, 1, 1, b"p" * 4097, b"s" * 64]]),
+    packed([4, 1, [b"k" * 32, -5, 1, b"", b"s" * 64]]),
+    packed([4, 1, [b"k" * 32, 1, 1, b"", b"s" * 63]]),
+    packed([8, 1, "x" * 300]),
+    packed([11, 0, b"k" * 32, 0, b"s" * 64]),
+    packed([1, 1]) + b"\x00",  # trailing data
+    msgpack.packb(msgpack.ExtType(5, b"abc")),
+    b"\x91" * 5000,  # deep nesting
+]
+
+
+@pytest.mark.parametrize("body", BAD_BODIES)
+def test_malformed_bodies_raise_remote_protocol_error(body: bytes) -> None:
+    with pytest.raises(RemoteProtocolError):
+        decode_message(body)
+
+
+@settings(max_examples=500)
+@given(st.binary(max_size=200))
+def test_random_bytes_raise_only_remote_protocol_error(data: bytes) -> None:
+    with contextlib.suppress(RemoteProtocolError):
+        decode_message(data)
+    decoder = FrameDecoder()
+    try:
+        decoder.feed(data)
+        while decoder.next_message() is not None:
+            pass
+    except RemoteProtocolError:
+        pass
+
+
+_leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats()
+    | st.text(max_size=40)
+    | st.binary(max_size=80)
+    | st.sampled_from([bytes(32), bytes(64), contact(1).public_key])
+)
+_objects = st.recursive(
+    _leaves,
+    lambda inner: (
+        st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=1000)
+@given(
+    st.integers(min_value=0, max_value=12),
+    st.integers(min_value=-1, max_value=2**32),
+    st.lists(_objects, max_size=4),
+)
+def test_random_msgpack_objects_raise_only_remote_protocol_error(
+    code: int, request_id: int, fields: list[object]
+) -> None:
+    with contextlib.suppress(RemoteProtocolError):
+        decode_message(packed([code, request_id, *fields]))
+
+
+@settings(max_examples=300)
+@given(st.sampled_from(SAMPLES), st.data())
+def test_mutated_valid_messages_raise_only_remote_protocol_error(
+    message: Message, data: st.DataObject
+) -> None:
+    body = bytearray(encode_message(Envelope(request_id=7, message=message)))
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(body) - 1))
+        body[i] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(body)))
+    with contextlib.suppress(RemoteProtocolError):
+        decode_message(bytes(body[:cut]))
