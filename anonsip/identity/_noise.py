@@ -99,11 +99,13 @@ class CipherState:
             return ciphertext
         if self.n >= MAX_NONCE:
             raise LocalError("this cipher has used all its nonces; rekey or start a new session")
+        if len(ciphertext) < TAGLEN:
+            raise HandshakeError("a message is too short to be authentic")
         try:
             plaintext = nacl.bindings.crypto_aead_chacha20poly1305_ietf_decrypt(
                 ciphertext, ad, _nonce(self.n), self.k
             )
-        except nacl.exceptions.CryptoError as exc:
+        except (nacl.exceptions.CryptoError, nacl.exceptions.ValueError) as exc:
             raise HandshakeError("a message failed authentication") from exc
         self.n += 1
         return plaintext
