@@ -1,5 +1,110 @@
-"""The root of every exception the onion package raises on purpose."""
+"""The exceptions the onion package raises on purpose.
+
+As in h11, they split into local mistakes (``OnionLocalError``: bad
+argument, tor missing or misconfigured, used after close) and remote
+misbehaviour (``OnionRemoteError``: tor or a SOCKS peer sent bytes we
+refuse, or the network could not reach an onion). Parsers fed bytes from a
+socket raise only ``OnionRemoteError`` subclasses.
+"""
+
+from __future__ import annotations
 
 
 class OnionError(Exception):
     """Root of all onion errors; ``str()`` is a message a user can act on."""
+
+
+class OnionLocalError(OnionError):
+    """Something on this side is wrong: an argument, the tor install, the config."""
+
+
+class OnionRemoteError(OnionError):
+    """tor or the Tor network answered with something we refuse or cannot use."""
+
+
+# --- control protocol -------------------------------------------------------
+
+
+class ControlProtocolError(OnionRemoteError):
+    """tor's control port sent bytes that are not control-spec replies."""
+
+
+class ControlCommandError(OnionRemoteError):
+    """tor refused a control command with a 4xx/5xx status."""
+
+    def __init__(self, code: int, message: str, command: str = "") -> None:
+        what = f" to {command}" if command else ""
+        super().__init__(f"tor answered {code}{what}: {message}")
+        self.code = code
+        self.message = message
+
+
+class AuthenticationFailed(OnionLocalError):
+    """We could not authenticate to tor's control port."""
+
+
+class ControlClosed(OnionRemoteError):
+    """tor closed the control connection (it exited or dropped us)."""
+
+
+# --- the tor process ----------------------------------------------------------
+
+
+class TorNotFound(OnionLocalError):
+    """The ``tor`` executable is not installed or not on PATH."""
+
+
+class TorTooOld(OnionLocalError):
+    """The installed tor is older than the version we need."""
+
+
+class TorExited(OnionLocalError):
+    """Our tor process exited before it was ready; the message shows its log."""
+
+
+class PortInUse(TorExited):
+    """tor could not bind a port it was told to use."""
+
+
+class BootstrapStuck(OnionRemoteError):
+    """tor did not finish bootstrapping within the deadline."""
+
+
+# --- SOCKS and onion streams ----------------------------------------------------
+
+
+class SocksProtocolError(OnionRemoteError):
+    """The SOCKS server sent a reply that is not SOCKS5."""
+
+
+class OnionUnreachable(OnionRemoteError):
+    """tor could not open a stream to the onion service."""
+
+    def __init__(self, message: str, *, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class OnionNotFound(OnionUnreachable):
+    """No descriptor for that onion address is published (peer offline or unknown)."""
+
+
+class OnionAuthRequired(OnionUnreachable):
+    """The onion service needs client authorisation we lack or got wrong."""
+
+
+class OnionBadAddress(OnionUnreachable):
+    """The address is not a well-formed v3 onion address."""
+
+
+class OnionTimeout(OnionUnreachable):
+    """Reaching the onion service took longer than the deadline."""
+
+
+# --- private network --------------------------------------------------------------
+
+
+class TestnetError(OnionLocalError):
+    """The private Tor network could not be started, found or stopped."""
+
+    __test__ = False  # not a pytest test class despite the name
