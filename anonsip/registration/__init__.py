@@ -1,0 +1,45 @@
+"""Registrations: encrypted, blinded-key-signed records in the DHT that say
+where (which onion contacts) and how (presence) a user can be reached.
+"""
+
+from anonsip.registration._record import (
+    MAX_CONTACTS,
+    BadSignature,
+    Contact,
+    MalformedRecord,
+    OuterRecord,
+    Presence,
+    RecordError,
+    RecordExpired,
+    Registration,
+    RolledBack,
+    WrongKey,
+    WrongPeriod,
+    onion_address,
+    onion_public_key,
+    open_record,
+    record_period,
+    seal,
+    verify_outer,
+)
+
+__all__ = [
+    "MAX_CONTACTS",
+    "BadSignature",
+    "Contact",
+    "MalformedRecord",
+    "OuterRecord",
+    "Presence",
+    "RecordError",
+    "RecordExpired",
+    "Registration",
+    "RolledBack",
+    "WrongKey",
+    "WrongPeriod",
+    "onion_address",
+    "onion_public_key",
+    "open_record",
+    "record_period",
+    "seal",
+    "verify_outer",
+]
