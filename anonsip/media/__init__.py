@@ -1,0 +1,22 @@
+"""End-to-end encrypted Opus voice over one in-order stream (an onion stream).
+
+Pure parts: the Opus binding, frame sealing, the jitter buffer, the delay
+model and call quality; the trio media loop and audio sources and sinks
+are thin adapters around them.
+"""
+
+from anonsip.media._opus import (
+    ALLOWED_SAMPLE_RATES,
+    OpusDecoder,
+    OpusEncoder,
+    OpusError,
+    opus_version,
+)
+
+__all__ = [
+    "ALLOWED_SAMPLE_RATES",
+    "OpusDecoder",
+    "OpusEncoder",
+    "OpusError",
+    "opus_version",
+]
