@@ -303,7 +303,7 @@ class SecureChannel:
 
     # -- receiving -----------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Feed bytes read from the stream; ``b""`` means the stream ended."""
         self._check_not_broken()
         if self._eof:
