@@ -40,10 +40,12 @@ from anonsip.dht._messages import (
     StoreResult,
     Value,
 )
+from anonsip.dht._node import DhtConfig, DhtNode, DhtStatistics, Dialer
 from anonsip.dht._onionaddr import onion_address_from_public_key, public_key_from_onion_address
 from anonsip.dht._protocol import DhtProtocol, Handled
 from anonsip.dht._record import MAX_PAYLOAD, DhtRecord, record_key, sign_record
 from anonsip.dht._routing import RoutingTable
+from anonsip.dht._rpc import RpcError
 from anonsip.dht._store import RecordStore, StoreOutcome, TokenBucket
 
 __all__ = [
@@ -53,8 +55,12 @@ __all__ = [
     "MAX_PAYLOAD",
     "Challenge",
     "Contact",
+    "DhtConfig",
+    "DhtNode",
     "DhtProtocol",
     "DhtRecord",
+    "DhtStatistics",
+    "Dialer",
     "Envelope",
     "Error",
     "FindNode",
@@ -75,6 +81,7 @@ __all__ = [
     "Reply",
     "Request",
     "RoutingTable",
+    "RpcError",
     "Store",
     "StoreOutcome",
     "StoreResult",

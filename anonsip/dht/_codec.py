@@ -264,7 +264,7 @@ class FrameDecoder:
         self.max_frame = max_frame
         self._buffer = bytearray()
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray) -> None:
         self._buffer += data
         if len(self._buffer) >= 4:
             length = int.from_bytes(self._buffer[:4], "big")
