@@ -5,6 +5,15 @@ model and call quality; the trio media loop and audio sources and sinks
 are thin adapters around them.
 """
 
+from anonsip.media._frame import (
+    MAX_FRAME,
+    DirectionKey,
+    MediaFrame,
+    MediaKeys,
+    MediaReceiver,
+    MediaSealer,
+    derive_media_keys,
+)
 from anonsip.media._opus import (
     ALLOWED_SAMPLE_RATES,
     OpusDecoder,
@@ -15,8 +24,15 @@ from anonsip.media._opus import (
 
 __all__ = [
     "ALLOWED_SAMPLE_RATES",
+    "MAX_FRAME",
+    "DirectionKey",
+    "MediaFrame",
+    "MediaKeys",
+    "MediaReceiver",
+    "MediaSealer",
     "OpusDecoder",
     "OpusEncoder",
     "OpusError",
+    "derive_media_keys",
     "opus_version",
 ]
