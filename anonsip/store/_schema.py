@@ -1,0 +1,66 @@
+"""The store's SQLite schema as an ordered list of migrations.
+
+``schema_version`` holds how many entries of ``MIGRATIONS`` were applied; a
+new release appends a migration, never edits an old one. Columns ending in
+``_sealed`` hold ``FieldCipher`` ciphertexts; ``peer`` columns hold the keyed
+hash of an address.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["MIGRATIONS"]
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    """
+    CREATE TABLE meta (
+        name TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    );
+    CREATE TABLE conversations (
+        peer BLOB PRIMARY KEY,
+        address_sealed BLOB NOT NULL,
+        next_seq INTEGER NOT NULL DEFAULT 1,
+        last_read_seq INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE contacts (
+        peer BLOB PRIMARY KEY REFERENCES conversations(peer),
+        nick_sealed BLOB,
+        note_sealed BLOB,
+        state TEXT NOT NULL CHECK (state IN ('accepted', 'requested', 'blocked')),
+        verified INTEGER NOT NULL DEFAULT 0 CHECK (verified IN (0, 1)),
+        cache_sealed BLOB,
+        cache_seq INTEGER,
+        added REAL NOT NULL
+    );
+    CREATE TABLE messages (
+        peer BLOB NOT NULL REFERENCES conversations(peer),
+        direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+        message_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        text_sealed BLOB NOT NULL,
+        time REAL NOT NULL,
+        state TEXT NOT NULL
+            CHECK (state IN ('queued', 'sent', 'delivered', 'received', 'failed')),
+        PRIMARY KEY (peer, direction, message_id),
+        UNIQUE (peer, seq)
+    );
+    CREATE UNIQUE INDEX messages_out_id ON messages (message_id) WHERE direction = 'out';
+    CREATE TABLE outbox (
+        message_id TEXT PRIMARY KEY,
+        peer BLOB NOT NULL REFERENCES conversations(peer),
+        seq INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt REAL NOT NULL
+    );
+    CREATE INDEX outbox_peer ON outbox (peer, seq);
+    CREATE TABLE requests (
+        peer BLOB PRIMARY KEY REFERENCES conversations(peer),
+        text_sealed BLOB NOT NULL,
+        first_time REAL NOT NULL,
+        last_time REAL NOT NULL,
+        count INTEGER NOT NULL
+    );
+    """,
+)
