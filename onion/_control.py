@@ -37,6 +37,7 @@ from onion._errors import (
     ControlCommandError,
     ControlProtocolError,
     OnionLocalError,
+    unwrapped_errors,
 )
 
 __all__ = ["ControlConnection", "ProtocolInfo"]
@@ -106,7 +107,8 @@ class ControlConnection:
             stack.push_async_callback(self._stop_reader, nursery)
             await self._authenticate()
         except BaseException:
-            await stack.aclose()
+            with unwrapped_errors():
+                await stack.aclose()
             raise
         self._stack = stack
         return self
@@ -119,7 +121,8 @@ class ControlConnection:
     ) -> bool | None:
         assert self._stack is not None
         stack, self._stack = self._stack, None
-        return await stack.__aexit__(exc_type, exc, tb)
+        with unwrapped_errors():
+            return await stack.__aexit__(exc_type, exc, tb)
 
     async def _stop_reader(self, nursery: trio.Nursery) -> None:
         self._closed = True

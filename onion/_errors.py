@@ -9,6 +9,9 @@ socket raise only ``OnionRemoteError`` subclasses.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class OnionError(Exception):
     """Root of all onion errors; ``str()`` is a message a user can act on."""
@@ -108,3 +111,30 @@ class TestnetError(OnionLocalError):
     """The private Tor network could not be started, found or stopped."""
 
     __test__ = False  # not a pytest test class despite the name
+
+
+class InvalidOnionAddress(OnionLocalError):
+    """A string given as a v3 onion address is not one (length, alphabet, checksum)."""
+
+
+class InvalidOnionKey(OnionLocalError):
+    """A key blob given for an onion service is not an ED25519-V3 expanded secret key."""
+
+
+@contextlib.contextmanager
+def unwrapped_errors() -> Iterator[None]:
+    """Re-raise a lone exception out of a nursery's ExceptionGroup.
+
+    Our nurseries are an implementation detail: a caller should be able to
+    write ``except OnionNotFound`` around ``open_stream``. Groups of two or
+    more stay groups.
+    """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
+            inner = group.exceptions[0]
+            if not isinstance(inner, BaseExceptionGroup):
+                raise inner from inner.__cause__
+            group = inner
+        raise
