@@ -3,7 +3,9 @@
 Kademlia finds the k nodes closest to a target by asking, ``alpha`` at a
 time, the closest nodes it knows but has not asked yet, and stops when the k
 closest it has heard of have all answered. FIND_VALUE is the same walk that
-stops early on a path as soon as a node returns a valid record.
+stops early on a path as soon as a node returns a valid record (unless
+``stop_at_first_value`` is off: then the walk converges and keeps the
+highest ``seq``), and ends once ``value_quorum`` paths hold a value.
 
 S/Kademlia hardens this with ``d`` disjoint paths: the starting contacts are
 dealt round-robin to ``d`` independent shortlists, each path runs its own
@@ -98,6 +100,8 @@ class Lookup:
         paths: int = 1,
         difficulty: int = 0,
         max_requests_per_path: int = 200,
+        stop_at_first_value: bool = True,
+        value_quorum: int | None = None,
     ) -> None:
         if alpha < 1 or paths < 1 or k < 1:
             raise LocalError("a lookup needs k, alpha and paths of at least 1")
@@ -108,6 +112,9 @@ class Lookup:
         self.alpha = alpha
         self.difficulty = difficulty
         self.max_requests_per_path = max_requests_per_path
+        self.stop_at_first_value = stop_at_first_value
+        # FIND_VALUE is done once this many paths hold a value (default: every path ends).
+        self.value_quorum = paths if value_quorum is None else max(1, min(value_quorum, paths))
         self._now = now
         self._key = target.to_bytes()
         self._owner: dict[NodeId, int] = {}
@@ -159,7 +166,7 @@ class Lookup:
     def _update_path(self, path: _Path) -> None:
         if path.done:
             return
-        if path.record is not None:
+        if path.record is not None and self.stop_at_first_value:
             path.done = True
             return
         frontier = self._frontier(path)
@@ -175,7 +182,10 @@ class Lookup:
 
     @property
     def done(self) -> bool:
-        return all(p.done for p in self._paths)
+        if all(p.done for p in self._paths):
+            return True
+        found = sum(1 for p in self._paths if p.done and p.record is not None)
+        return self.kind is LookupKind.FIND_VALUE and found >= self.value_quorum
 
     def _request(self) -> Request:
         if self.kind is LookupKind.FIND_NODE:
