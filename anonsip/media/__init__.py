@@ -5,6 +5,13 @@ model and call quality; the trio media loop and audio sources and sinks
 are thin adapters around them.
 """
 
+from anonsip.media._delaymodel import (
+    DelayModel,
+    PlayoutRecord,
+    TorLikeDelay,
+    replay_trace,
+    talkspurts,
+)
 from anonsip.media._frame import (
     MAX_FRAME,
     DirectionKey,
@@ -13,6 +20,15 @@ from anonsip.media._frame import (
     MediaReceiver,
     MediaSealer,
     derive_media_keys,
+)
+from anonsip.media._jitter import (
+    Conceal,
+    Idle,
+    JitterBuffer,
+    JitterPolicy,
+    JitterStatistics,
+    Play,
+    PlayoutEvent,
 )
 from anonsip.media._opus import (
     ALLOWED_SAMPLE_RATES,
@@ -25,7 +41,13 @@ from anonsip.media._opus import (
 __all__ = [
     "ALLOWED_SAMPLE_RATES",
     "MAX_FRAME",
+    "Conceal",
+    "DelayModel",
     "DirectionKey",
+    "Idle",
+    "JitterBuffer",
+    "JitterPolicy",
+    "JitterStatistics",
     "MediaFrame",
     "MediaKeys",
     "MediaReceiver",
@@ -33,6 +55,12 @@ __all__ = [
     "OpusDecoder",
     "OpusEncoder",
     "OpusError",
+    "Play",
+    "PlayoutEvent",
+    "PlayoutRecord",
+    "TorLikeDelay",
     "derive_media_keys",
     "opus_version",
+    "replay_trace",
+    "talkspurts",
 ]
