@@ -1,0 +1,84 @@
+"""SIP for anonsip: messages, parser, transactions, dialogs and an endpoint (RFC 3261).
+
+Pure sans-IO code (no trio, no clock or RNG it was not handed). A thin
+trio adapter elsewhere owns the secure channel, feeds
+``SipEndpoint.receive_data`` with each received frame and sends every
+``frames_to_send()`` entry as one frame.
+"""
+
+from anonsip.sip._dialog import Dialog, DialogId, DialogState
+from anonsip.sip._endpoint import DEFAULT_METHODS, SipEndpoint
+from anonsip.sip._errors import SipParseError, SipUsageError
+from anonsip.sip._events import (
+    AckReceived,
+    InviteCancelled,
+    MessageRejected,
+    RequestReceived,
+    ResponseReceived,
+    SipEvent,
+    TransactionTimedOut,
+    TransportFailed,
+)
+from anonsip.sip._headers import (
+    BRANCH_COOKIE,
+    CSeq,
+    MediaType,
+    NameAddr,
+    TokenWithParams,
+    Uri,
+    Via,
+)
+from anonsip.sip._message import (
+    COMPACT_FORMS,
+    REASON_PHRASES,
+    Message,
+    PartialRequest,
+    Request,
+    Response,
+    canonical_name,
+    make_error_response,
+    make_response,
+)
+from anonsip.sip._parser import MessageParser, ParserLimits
+from anonsip.sip._transaction import Kind as TransactionKind
+from anonsip.sip._transaction import State as TransactionState
+from anonsip.sip._transaction import Transaction
+
+__all__ = [
+    "BRANCH_COOKIE",
+    "COMPACT_FORMS",
+    "DEFAULT_METHODS",
+    "REASON_PHRASES",
+    "AckReceived",
+    "CSeq",
+    "Dialog",
+    "DialogId",
+    "DialogState",
+    "InviteCancelled",
+    "MediaType",
+    "Message",
+    "MessageParser",
+    "MessageRejected",
+    "NameAddr",
+    "ParserLimits",
+    "PartialRequest",
+    "Request",
+    "RequestReceived",
+    "Response",
+    "ResponseReceived",
+    "SipEndpoint",
+    "SipEvent",
+    "SipParseError",
+    "SipUsageError",
+    "TokenWithParams",
+    "Transaction",
+    "TransactionKind",
+    "TransactionState",
+    "TransactionTimedOut",
+    "TransportFailed",
+    "Uri",
+    "Via",
+    "canonical_name",
+    "make_error_response",
+    "make_response",
+]
