@@ -5,6 +5,16 @@ model and call quality; the trio media loop and audio sources and sinks
 are thin adapters around them.
 """
 
+from anonsip.media._audio import (
+    AudioSink,
+    AudioSource,
+    DeviceSink,
+    DeviceSource,
+    MemorySink,
+    WavSink,
+    WavSource,
+    list_audio_devices,
+)
 from anonsip.media._delaymodel import (
     DelayModel,
     PlayoutRecord,
@@ -37,14 +47,28 @@ from anonsip.media._opus import (
     OpusError,
     opus_version,
 )
+from anonsip.media._quality import (
+    CallStatistics,
+    InterarrivalJitter,
+    RoundTrip,
+    e_model_mos,
+    e_model_r,
+    opus_ie,
+)
 
 __all__ = [
     "ALLOWED_SAMPLE_RATES",
     "MAX_FRAME",
+    "AudioSink",
+    "AudioSource",
+    "CallStatistics",
     "Conceal",
     "DelayModel",
+    "DeviceSink",
+    "DeviceSource",
     "DirectionKey",
     "Idle",
+    "InterarrivalJitter",
     "JitterBuffer",
     "JitterPolicy",
     "JitterStatistics",
@@ -52,14 +76,22 @@ __all__ = [
     "MediaKeys",
     "MediaReceiver",
     "MediaSealer",
+    "MemorySink",
     "OpusDecoder",
     "OpusEncoder",
     "OpusError",
     "Play",
     "PlayoutEvent",
     "PlayoutRecord",
+    "RoundTrip",
     "TorLikeDelay",
+    "WavSink",
+    "WavSource",
     "derive_media_keys",
+    "e_model_mos",
+    "e_model_r",
+    "list_audio_devices",
+    "opus_ie",
     "opus_version",
     "replay_trace",
     "talkspurts",

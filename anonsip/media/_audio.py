@@ -1,0 +1,237 @@
+"""Audio sources and sinks for the media loop: WAV files and sound devices.
+
+A WAV source is paced to real time on a schedule (``trio.sleep_until``
+start + n * frame), so a headless node or a test plays a file as a
+microphone would; a WAV sink records what the playout clock writes. Real
+devices go through ``sounddevice`` (PortAudio); with no fitting device the
+error names the devices that exist. Formats are 16-bit mono PCM at the
+call's rate; nothing is resampled here (``sox`` converts files).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import pathlib
+import wave
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import trio
+
+from anonsip._errors import LocalError
+
+__all__ = [
+    "AudioSink",
+    "AudioSource",
+    "DeviceSink",
+    "DeviceSource",
+    "MemorySink",
+    "WavSink",
+    "WavSource",
+    "list_audio_devices",
+]
+
+
+class AudioSource(Protocol):
+    sample_rate: int
+    frame_samples: int
+
+    async def read_frame(self) -> bytes | None:
+        """The next frame of 16-bit mono PCM, or None when the source ended."""
+        ...
+
+
+class AudioSink(Protocol):
+    async def write_frame(self, pcm: bytes) -> None: ...
+
+
+class WavSource:
+    """A 16-bit mono WAV file read one frame at a time, paced to real time."""
+
+    def __init__(
+        self,
+        path: str | pathlib.Path,
+        *,
+        sample_rate: int = 16000,
+        frame_ms: int = 20,
+        paced: bool = True,
+        loop: bool = False,
+        clock: Callable[[], float] = trio.current_time,
+    ) -> None:
+        self.path = pathlib.Path(path)
+        try:
+            self._wav = wave.open(str(self.path), "rb")  # noqa: SIM115 -- closed in aclose()
+        except (OSError, EOFError, wave.Error) as exc:
+            raise LocalError(f"cannot read WAV file {self.path}: {exc}") from exc
+        w = self._wav
+        if w.getnchannels() != 1 or w.getsampwidth() != 2 or w.getframerate() != sample_rate:
+            found = (
+                f"{w.getnchannels()} channel(s), {8 * w.getsampwidth()}-bit, {w.getframerate()} Hz"
+            )
+            w.close()
+            raise LocalError(
+                f"{self.path} is {found}; calls need 16-bit mono at {sample_rate} Hz. "
+                f"Convert it with: sox {self.path} -r {sample_rate} -c 1 -b 16 out.wav"
+            )
+        self.sample_rate = sample_rate
+        self.frame_samples = sample_rate * frame_ms // 1000
+        self.frame_ms = frame_ms
+        self._paced = paced
+        self._loop = loop
+        self._clock = clock
+        self._start: float | None = None
+        self._count = 0
+
+    async def read_frame(self) -> bytes | None:
+        if self._paced:
+            if self._start is None:
+                self._start = self._clock()
+            await trio.sleep_until(self._start + self._count * self.frame_ms / 1000)
+        else:
+            await trio.lowlevel.checkpoint()
+        data = self._wav.readframes(self.frame_samples)
+        if not data and self._loop:
+            self._wav.rewind()
+            data = self._wav.readframes(self.frame_samples)
+        if not data:
+            return None
+        self._count += 1
+        return data.ljust(2 * self.frame_samples, b"\0")
+
+    def close(self) -> None:
+        self._wav.close()
+
+
+class WavSink:
+    """Records 16-bit mono PCM frames into a WAV file."""
+
+    def __init__(self, path: str | pathlib.Path, *, sample_rate: int = 16000) -> None:
+        self.path = pathlib.Path(path)
+        try:
+            self._wav = wave.open(str(self.path), "wb")  # noqa: SIM115 -- closed in close()
+        except OSError as exc:
+            raise LocalError(f"cannot write WAV file {self.path}: {exc}") from exc
+        self._wav.setnchannels(1)
+        self._wav.setsampwidth(2)
+        self._wav.setframerate(sample_rate)
+
+    async def write_frame(self, pcm: bytes) -> None:
+        self._wav.writeframes(pcm)
+        await trio.lowlevel.checkpoint()
+
+    def close(self) -> None:
+        self._wav.close()
+
+
+class MemorySink:
+    """Keeps written PCM (bounded) and when each frame was written."""
+
+    def __init__(
+        self, *, max_bytes: int = 64 * 1024 * 1024, clock: Callable[[], float] = trio.current_time
+    ) -> None:
+        self.pcm = bytearray()
+        self.times: list[float] = []
+        self._max = max_bytes
+        self._clock = clock
+
+    async def write_frame(self, pcm: bytes) -> None:
+        if len(self.pcm) + len(pcm) > self._max:
+            raise LocalError("the in-memory audio sink is full")
+        self.pcm += pcm
+        self.times.append(self._clock())
+        await trio.lowlevel.checkpoint()
+
+
+def _sounddevice() -> Any:
+    try:
+        import sounddevice  # imported late: it needs libportaudio2 when imported
+
+    except OSError as exc:
+        raise LocalError(
+            "Sound devices need PortAudio; install it with: apt-get install libportaudio2"
+        ) from exc
+    return sounddevice
+
+
+def list_audio_devices() -> list[str]:
+    """One line per device PortAudio knows, for error messages and the UI."""
+    sd = _sounddevice()
+    lines = []
+    for index, dev in enumerate(sd.query_devices()):
+        lines.append(
+            f"{index}: {dev['name']} (in {dev['max_input_channels']}, "
+            f"out {dev['max_output_channels']}, {dev['default_samplerate']:.0f} Hz)"
+        )
+    return lines
+
+
+def _pick_device(kind: str, name: str | None, sample_rate: int) -> int:
+    sd = _sounddevice()
+    channels_key = "max_input_channels" if kind == "input" else "max_output_channels"
+    devices = list(sd.query_devices())
+    for index, dev in enumerate(devices):
+        if dev[channels_key] < 1 or (name is not None and name not in dev["name"]):
+            continue
+        with contextlib.suppress(Exception):
+            check = sd.check_input_settings if kind == "input" else sd.check_output_settings
+            check(device=index, channels=1, dtype="int16", samplerate=sample_rate)
+            return index
+    what = "microphone" if kind == "input" else "speaker"
+    wanted = f" named like {name!r}" if name else ""
+    listing = "\n  ".join(list_audio_devices()) or "(none: PortAudio sees no sound devices)"
+    raise LocalError(
+        f"No {what}{wanted} supports 16-bit mono at {sample_rate} Hz. Devices:\n  {listing}\n"
+        "Use a WAV file instead, or pick a device by name."
+    )
+
+
+class DeviceSource:
+    """The microphone through PortAudio; reads block in a worker thread."""
+
+    def __init__(
+        self, *, name: str | None = None, sample_rate: int = 16000, frame_ms: int = 20
+    ) -> None:
+        sd = _sounddevice()
+        device = _pick_device("input", name, sample_rate)
+        self.sample_rate = sample_rate
+        self.frame_samples = sample_rate * frame_ms // 1000
+        self._stream = sd.RawInputStream(
+            device=device,
+            channels=1,
+            dtype="int16",
+            samplerate=sample_rate,
+            blocksize=self.frame_samples,
+        )
+        self._stream.start()
+
+    async def read_frame(self) -> bytes | None:
+        data, _overflowed = await trio.to_thread.run_sync(self._stream.read, self.frame_samples)
+        return bytes(data)
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+class DeviceSink:
+    """The speaker through PortAudio; writes block in a worker thread."""
+
+    def __init__(
+        self, *, name: str | None = None, sample_rate: int = 16000, frame_ms: int = 20
+    ) -> None:
+        sd = _sounddevice()
+        device = _pick_device("output", name, sample_rate)
+        self._stream = sd.RawOutputStream(
+            device=device,
+            channels=1,
+            dtype="int16",
+            samplerate=sample_rate,
+            blocksize=math.ceil(sample_rate * frame_ms / 1000),
+        )
+        self._stream.start()
+
+    async def write_frame(self, pcm: bytes) -> None:
+        await trio.to_thread.run_sync(self._stream.write, pcm)
+
+    def close(self) -> None:
+        self._stream.close()

@@ -1,0 +1,123 @@
+import pathlib
+import wave
+
+import numpy as np
+import pytest
+import trio
+
+from anonsip import LocalError
+from anonsip.media._audio import DeviceSink, DeviceSource, MemorySink, WavSink, WavSource
+from anonsip.media._quality import (
+    InterarrivalJitter,
+    RoundTrip,
+    e_model_mos,
+    e_model_r,
+    opus_ie,
+)
+
+
+def write_wav(path: pathlib.Path, pcm: np.ndarray, rate: int = 16000, channels: int = 1) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.astype("<i2").tobytes())
+
+
+async def test_wav_source_is_paced_to_real_time(
+    tmp_path: pathlib.Path, autojump_clock: trio.abc.Clock
+) -> None:
+    pcm = np.arange(16000 + 100, dtype="<i2")  # a second and a bit
+    write_wav(tmp_path / "a.wav", pcm)
+    src = WavSource(tmp_path / "a.wav")
+    start = trio.current_time()
+    frames = []
+    while (f := await src.read_frame()) is not None:
+        frames.append(f)
+    src.close()
+    assert len(frames) == 51
+    assert all(len(f) == 640 for f in frames)
+    assert b"".join(frames)[: 2 * len(pcm)] == pcm.tobytes()
+    assert b"".join(frames)[2 * len(pcm) :] == b"\0" * (51 * 640 - 2 * len(pcm))
+    # Frame n is released at start + n * 20 ms; the end is noticed at slot 51.
+    assert trio.current_time() - start == pytest.approx(1.02)
+
+
+async def test_wav_source_loops(tmp_path: pathlib.Path) -> None:
+    write_wav(tmp_path / "a.wav", np.ones(320, dtype="<i2"))
+    src = WavSource(tmp_path / "a.wav", paced=False, loop=True)
+    for _ in range(5):
+        assert await src.read_frame() == np.ones(320, dtype="<i2").tobytes()
+
+
+def test_wav_source_rejects_wrong_format(tmp_path: pathlib.Path) -> None:
+    write_wav(tmp_path / "a.wav", np.zeros(100, dtype="<i2"), rate=44100)
+    with pytest.raises(LocalError, match="sox"):
+        WavSource(tmp_path / "a.wav")
+    write_wav(tmp_path / "b.wav", np.zeros(100, dtype="<i2"), channels=2)
+    with pytest.raises(LocalError, match="2 channel"):
+        WavSource(tmp_path / "b.wav")
+    with pytest.raises(LocalError, match="cannot read"):
+        WavSource(tmp_path / "missing.wav")
+    (tmp_path / "junk.wav").write_bytes(b"not a wav")
+    with pytest.raises(LocalError, match="cannot read"):
+        WavSource(tmp_path / "junk.wav")
+
+
+async def test_wav_sink_roundtrip(tmp_path: pathlib.Path) -> None:
+    sink = WavSink(tmp_path / "out.wav")
+    await sink.write_frame(b"\x01\x00" * 320)
+    await sink.write_frame(b"\x02\x00" * 320)
+    sink.close()
+    with wave.open(str(tmp_path / "out.wav")) as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()) == (
+            1,
+            2,
+            16000,
+            640,
+        )
+
+
+async def test_memory_sink_is_bounded() -> None:
+    sink = MemorySink(max_bytes=1000)
+    await sink.write_frame(b"\0" * 640)
+    with pytest.raises(LocalError, match="full"):
+        await sink.write_frame(b"\0" * 640)
+
+
+@pytest.mark.parametrize(("cls", "what"), [(DeviceSource, "microphone"), (DeviceSink, "speaker")])
+def test_no_fitting_device_lists_devices(cls: type, what: str) -> None:
+    with pytest.raises(LocalError, match=f"No {what} named like 'no-such-device-zz'") as info:
+        cls(name="no-such-device-zz")
+    assert "Devices:" in str(info.value)
+
+
+def test_e_model() -> None:
+    assert opus_ie(24000) == 4.0
+    assert opus_ie(20000) == pytest.approx(5.5)
+    assert opus_ie(1000) > opus_ie(12000) > opus_ie(32000) >= opus_ie(10**6)
+    assert e_model_r(one_way_delay_ms=0, bitrate=24000) == pytest.approx(89.2)
+    good = e_model_mos(one_way_delay_ms=150, bitrate=24000)
+    slow = e_model_mos(one_way_delay_ms=500, bitrate=24000)
+    lossy = e_model_mos(one_way_delay_ms=150, bitrate=24000, concealed_percent=5)
+    assert 4.0 < good < 4.5
+    assert slow < good - 0.5
+    assert lossy < good
+    assert e_model_mos(one_way_delay_ms=5000, bitrate=6000) == 1.0
+
+
+def test_rfc3550_jitter() -> None:
+    j = InterarrivalJitter()
+    for i in range(100):
+        j.update(send_ms=20 * i, arrival_ms=20 * i + 250)
+    assert j.jitter_ms == 0
+    for i in range(100, 1000):
+        j.update(send_ms=20 * i, arrival_ms=20 * i + 250 + (10 if i % 2 else 0))
+    assert j.jitter_ms == pytest.approx(10, rel=0.01)
+
+
+def test_round_trip() -> None:
+    rt = RoundTrip()
+    assert rt.update(now_ms=1600, echo_ms=1000, hold_ms=100) == 500
+    rt.update(now_ms=2600, echo_ms=2000, hold_ms=0)
+    assert rt.smoothed_ms == pytest.approx(500 * 0.875 + 600 / 8)
