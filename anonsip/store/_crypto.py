@@ -20,7 +20,7 @@ from nacl.bindings import (
 )
 from nacl.exceptions import CryptoError
 
-from anonsip.store._errors import StoreCorruptError
+from anonsip.store._errors import StoreCorruptError, StoreKeyError
 
 __all__ = ["KEY_SIZE", "FieldCipher"]
 
@@ -37,7 +37,7 @@ class FieldCipher:
 
     def __init__(self, key: bytes, rng: Callable[[int], bytes]) -> None:
         if len(key) != KEY_SIZE:
-            raise ValueError(f"the store key must be {KEY_SIZE} bytes")
+            raise StoreKeyError(f"the store key must be {KEY_SIZE} bytes")
         self._seal_key = _subkey(key, b"asip-store-seal")
         self._index_key = _subkey(key, b"asip-store-idx")
         self._rng = rng

@@ -1,0 +1,43 @@
+"""Contact-request admission: proof of work plus rate limits for strangers."""
+
+from anonsip.admission._bucket import TokenBucket
+from anonsip.admission._gate import (
+    GateLimits,
+    GateStatistics,
+    Proof,
+    RequestGate,
+    Verdict,
+    prove,
+)
+from anonsip.admission._pow import (
+    BUCKET_SECONDS,
+    DEFAULT_DIFFICULTY,
+    DOMAIN,
+    MAX_DIFFICULTY,
+    NONCE_SIZE,
+    challenge,
+    leading_zero_bits,
+    solve,
+    time_bucket,
+    verify,
+)
+
+__all__ = [
+    "BUCKET_SECONDS",
+    "DEFAULT_DIFFICULTY",
+    "DOMAIN",
+    "MAX_DIFFICULTY",
+    "NONCE_SIZE",
+    "GateLimits",
+    "GateStatistics",
+    "Proof",
+    "RequestGate",
+    "TokenBucket",
+    "Verdict",
+    "challenge",
+    "leading_zero_bits",
+    "prove",
+    "solve",
+    "time_bucket",
+    "verify",
+]
