@@ -1,1 +1,20 @@
 """A private Tor network (own directory authorities and relays) on one machine or a LAN."""
+
+from onion.testnet._network import (
+    DEFAULT_AUTHORITIES,
+    DEFAULT_RELAYS,
+    network_status,
+    start_network,
+    stop_network,
+)
+from onion.testnet._state import NodeInfo, TestnetInfo
+
+__all__ = [
+    "DEFAULT_AUTHORITIES",
+    "DEFAULT_RELAYS",
+    "NodeInfo",
+    "TestnetInfo",
+    "network_status",
+    "start_network",
+    "stop_network",
+]

@@ -17,6 +17,7 @@ from onion._torrc import TorConfig
 __all__ = ["STATE_FILE", "NodeInfo", "TestnetInfo"]
 
 STATE_FILE = "testnet.json"
+EMPTY_FILE = "empty"
 MAX_STATE_BYTES = 1024 * 1024
 
 
@@ -51,6 +52,10 @@ class TestnetInfo:
         """torrc lines that make a client use this network instead of the real one."""
         config: TorConfig = [("TestingTorNetwork", "1")]
         config += [("DirAuthority", line) for line in self.authorities]
+        empty = Path(self.directory) / EMPTY_FILE
+        if empty.exists():
+            # Saves each client a second of CPU parsing country databases it never uses here.
+            config += [("GeoIPFile", str(empty)), ("GeoIPv6File", str(empty))]
         return config
 
     @property

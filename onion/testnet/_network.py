@@ -1,0 +1,481 @@
+"""Start, inspect and stop a private Tor network (tor(1) "TESTING NETWORK OPTIONS").
+
+``up`` keys the directory authorities with tor-gencert, writes one torrc per
+node (ports picked by the OS just before), starts every tor in its own
+session so it outlives the command, and returns only once a probe client
+bootstrapped on the network, published an onion service, reached it and got
+its bytes echoed. ``down`` stops exactly the processes ``up`` recorded.
+Readiness comes from tor itself (bootstrap events, HS_DESC, a real stream);
+nothing sleeps to wait.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from onion._control import ControlConnection
+from onion._errors import OnionError, PortInUse, TestnetError, unwrapped_errors
+from onion._process import check_tor_version, find_tor, launch_tor, prepare_data_dir
+from onion._torrc import (
+    CONTROL_PORT_FILE,
+    authority_config,
+    relay_config,
+    render_torrc,
+    testnet_common_config,
+)
+from onion.testnet._state import EMPTY_FILE, STATE_FILE, NodeInfo, TestnetInfo
+
+__all__ = [
+    "DEFAULT_AUTHORITIES",
+    "DEFAULT_RELAYS",
+    "network_status",
+    "start_network",
+    "stop_network",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_AUTHORITIES = 3
+DEFAULT_RELAYS = 5
+MIN_NODES = 4  # 3 never built 3-hop circuits ("Failed to find node for hop #3")
+DEFAULT_VOTING_INTERVAL = 10
+DEFAULT_UP_TIMEOUT = 180.0
+PORT_ATTEMPTS = 3
+STOP_TIMEOUT = 5.0
+PROBE_PAYLOAD = b"anonsip testnet probe\n"
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Node:
+    nickname: str
+    role: str
+    data_dir: Path
+    fingerprint: str = ""
+    v3ident: str = ""
+
+
+def _vote_range(address: str) -> str:
+    ip = ipaddress.ip_address(address)
+    return "127.0.0.0/8" if ip.is_loopback else f"{address}/32"
+
+
+@contextlib.contextmanager
+def _free_ports(address: str, count: int) -> Iterator[list[int]]:
+    """``count`` distinct ports the OS says are free on ``address``.
+
+    The sockets stay bound while the torrcs are written, so two nodes never
+    get the same port; tor may still lose a race with another program, which
+    ``start_network`` handles by retrying with new ports.
+    """
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.bind((address, 0))
+        yield [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+async def _authority_keys(node: _Node, gencert: str) -> _Node:
+    keys = node.data_dir / "keys"
+    keys.mkdir(mode=0o700, parents=True, exist_ok=True)
+    cert = keys / "authority_certificate"
+    if not cert.exists():
+        await trio.run_process(
+            [
+                gencert,
+                "--create-identity-key",
+                "-m",
+                "12",
+                "-i",
+                str(keys / "authority_identity_key"),
+                "-s",
+                str(keys / "authority_signing_key"),
+                "-c",
+                str(cert),
+                "--passphrase-fd",
+                "0",
+            ],
+            stdin=b"\n",
+            capture_stdout=True,
+            capture_stderr=True,
+        )
+    for line in cert.read_text().splitlines():
+        if line.startswith("fingerprint "):
+            return replace(node, v3ident=line.split()[1])
+    raise TestnetError(f"tor-gencert wrote no fingerprint into {cert}")
+
+
+async def _relay_fingerprint(node: _Node, tor: str) -> _Node:
+    empty = node.data_dir / "torrc-defaults"
+    empty.write_text("")
+    await trio.run_process(
+        [
+            tor,
+            "--defaults-torrc",
+            str(empty),
+            "-f",
+            str(empty),
+            "--list-fingerprint",
+            "--DataDirectory",
+            str(node.data_dir),
+            "--ORPort",
+            "1",
+            "--Nickname",
+            node.nickname,
+            "--Log",
+            "err stderr",
+        ],
+        capture_stdout=True,
+        capture_stderr=True,
+    )
+    fingerprint = (node.data_dir / "fingerprint").read_text().split()[1]
+    return replace(node, fingerprint=fingerprint)
+
+
+def _plan(directory: Path, authorities: int, relays: int) -> list[_Node]:
+    nodes = [
+        _Node(nickname=f"auth{i}", role="authority", data_dir=directory / f"auth{i}")
+        for i in range(authorities)
+    ]
+    nodes += [
+        _Node(nickname=f"relay{i}", role="relay", data_dir=directory / f"relay{i}")
+        for i in range(relays)
+    ]
+    for node in nodes:
+        prepare_data_dir(node.data_dir)
+    return nodes
+
+
+async def _keyed(nodes: list[_Node], tor: str) -> list[_Node]:
+    gencert = find_tor("tor-gencert")
+    done: dict[int, _Node] = {}
+
+    async def key(i: int, node: _Node) -> None:
+        if node.role == "authority":
+            node = await _authority_keys(node, gencert)
+        done[i] = await _relay_fingerprint(node, tor)
+
+    with unwrapped_errors():
+        async with trio.open_nursery() as nursery:
+            for i, node in enumerate(nodes):
+                nursery.start_soon(key, i, node)
+    return [done[i] for i in range(len(nodes))]
+
+
+def _write_configs(
+    nodes: list[_Node], address: str, ports: list[int], voting_interval: int
+) -> list[str]:
+    """Write every node's torrc; return the DirAuthority lines."""
+    pairs = [(ports[2 * i], ports[2 * i + 1]) for i in range(len(nodes))]
+    dir_authorities = [
+        f"{n.nickname} orport={orp} no-v2 v3ident={n.v3ident} {address}:{dirp} {n.fingerprint}"
+        for n, (orp, dirp) in zip(nodes, pairs, strict=True)
+        if n.role == "authority"
+    ]
+    for node, (or_port, dir_port) in zip(nodes, pairs, strict=True):
+        common = testnet_common_config(
+            node.data_dir,
+            nickname=node.nickname,
+            address=address,
+            authorities=dir_authorities,
+            vote_range=_vote_range(address),
+            voting_interval=voting_interval,
+            empty_file=node.data_dir / "torrc-defaults",
+        )
+        make = authority_config if node.role == "authority" else relay_config
+        config = make(common, or_port=or_port, dir_port=dir_port, address=address)
+        (node.data_dir / "torrc").write_text(render_torrc(config))
+        (node.data_dir / "notice.log").unlink(missing_ok=True)
+    return dir_authorities
+
+
+async def _start(node: _Node, tor: str) -> trio.Process:
+    # Own session: the network outlives `anonsip testnet up` and its Ctrl-C.
+    return await trio.lowlevel.open_process(
+        [
+            tor,
+            "--defaults-torrc",
+            str(node.data_dir / "torrc-defaults"),
+            "-f",
+            str(node.data_dir / "torrc"),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _log_tail(data_dir: Path, n: int = 12) -> list[str]:
+    try:
+        with (data_dir / "notice.log").open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 8192))
+            return f.read().decode("utf-8", "replace").splitlines()[-n:]
+    except OSError:
+        return []
+
+
+def _exit_error(node: _Node, returncode: int | None) -> OnionError:
+    tail = _log_tail(node.data_dir)
+    text = "\n  ".join(tail)
+    if any("Address already in use" in line for line in tail):
+        return PortInUse(f"{node.nickname} could not bind its port:\n  {text}")
+    return TestnetError(f"{node.nickname} exited (status {returncode}):\n  {text}")
+
+
+async def _watch(node: _Node, process: trio.Process) -> None:
+    await process.wait()
+    raise _exit_error(node, process.returncode)
+
+
+async def _probe(info: TestnetInfo, timeout: float) -> None:
+    """Bootstrap a client on the network, publish an onion, reach it and echo."""
+    probe_dir = Path(info.directory) / "probe"
+
+    async def echo(stream: trio.SocketStream) -> None:
+        async for chunk in stream:
+            await stream.send_all(chunk)
+
+    with trio.fail_after(timeout):
+        async with launch_tor(probe_dir, testnet=info) as tor:
+            await tor.wait_bootstrapped(timeout, on_progress=lambda s: log.info("probe: %s", s))
+            async with tor.publish_service(echo) as service:
+                await service.wait_published(timeout)
+                log.info("probe: onion service published")
+                stream = await tor.open_stream(
+                    service.address, service.virtual_port, timeout=timeout, not_found_retry=timeout
+                )
+                async with stream:
+                    await stream.send_all(PROBE_PAYLOAD)
+                    got = b""
+                    while len(got) < len(PROBE_PAYLOAD):
+                        chunk = await stream.receive_some(len(PROBE_PAYLOAD) - len(got))
+                        if not chunk:
+                            break
+                        got += chunk
+                if got != PROBE_PAYLOAD:
+                    raise TestnetError("the probe onion service echoed the wrong bytes")
+
+
+async def start_network(
+    directory: Path | str,
+    *,
+    relays: int = DEFAULT_RELAYS,
+    authorities: int = DEFAULT_AUTHORITIES,
+    address: str = "127.0.0.1",
+    voting_interval: int = DEFAULT_VOTING_INTERVAL,
+    timeout: float = DEFAULT_UP_TIMEOUT,
+) -> TestnetInfo:
+    """Start the network in ``directory`` and return once an onion echo works."""
+    if authorities < 1 or authorities + relays < MIN_NODES:
+        raise TestnetError(
+            f"a private Tor network needs >= 1 authority and >= {MIN_NODES} nodes in total"
+        )
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        raise TestnetError(f"--address must be an IP address, not {address!r}") from None
+    root = prepare_data_dir(Path(directory))
+    (root / EMPTY_FILE).write_text("")
+    if (root / STATE_FILE).exists() and _alive_nodes(TestnetInfo.load(root)):
+        raise TestnetError(f"a private Tor network is already running in {root}; run down first")
+    started = time.monotonic()
+    tor = find_tor()
+    await check_tor_version(tor)
+    nodes = await _keyed(_plan(root, authorities, relays), tor)
+    log.info("keys ready after %.1f s", time.monotonic() - started)
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        with _free_ports(address, 2 * len(nodes)) as ports:
+            dir_authorities = _write_configs(nodes, address, ports, voting_interval)
+        processes: list[trio.Process] = []
+        try:
+            for node in nodes:
+                processes.append(await _start(node, tor))
+            info = TestnetInfo(
+                directory=str(root),
+                address=address,
+                authorities=tuple(dir_authorities),
+                nodes=tuple(
+                    NodeInfo(
+                        nickname=n.nickname,
+                        role=n.role,
+                        data_dir=str(n.data_dir),
+                        pid=p.pid,
+                        or_port=ports[2 * i],
+                        dir_port=ports[2 * i + 1],
+                        fingerprint=n.fingerprint,
+                    )
+                    for i, (n, p) in enumerate(zip(nodes, processes, strict=True))
+                ),
+            )
+            info.save()  # pids on disk first, so `down` can clean up a failed `up`
+            log.info(
+                "%d tor processes started after %.1f s", len(nodes), time.monotonic() - started
+            )
+            with unwrapped_errors():
+                async with trio.open_nursery() as nursery:
+                    for node, process in zip(nodes, processes, strict=True):
+                        nursery.start_soon(_watch, node, process)
+                    await _probe(info, timeout)
+                    nursery.cancel_scope.cancel()
+        except PortInUse:
+            await _stop_processes(processes)
+            if attempt == PORT_ATTEMPTS:
+                raise
+            log.warning("port collision starting the testnet; retrying with new ports")
+            continue
+        except BaseException:
+            await _stop_processes(processes)
+            (root / STATE_FILE).unlink(missing_ok=True)
+            raise
+        info = replace(
+            info,
+            nodes=tuple(
+                replace(n, control_port=_control_port(Path(n.data_dir))) for n in info.nodes
+            ),
+            ready=True,
+            up_seconds=round(time.monotonic() - started, 1),
+        )
+        info.save()
+        return info
+    raise AssertionError("unreachable")
+
+
+async def _stop_processes(processes: list[trio.Process]) -> None:
+    with trio.CancelScope(shield=True):
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+        with trio.move_on_after(STOP_TIMEOUT):
+            for process in processes:
+                await process.wait()
+        for process in processes:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+
+def _control_port(data_dir: Path) -> int | None:
+    try:
+        text = (data_dir / CONTROL_PORT_FILE).read_text()
+    except OSError:
+        return None
+    return int(text.strip().rpartition(":")[2]) if "PORT=" in text else None
+
+
+# --- status and down ----------------------------------------------------------------
+
+
+def _is_our_tor(pid: int, data_dir: str) -> bool:
+    """True if ``pid`` is a live (not zombie) tor started with ``data_dir``'s torrc."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z" and str(Path(data_dir) / "torrc").encode() in cmdline
+
+
+def _alive_nodes(info: TestnetInfo) -> list[NodeInfo]:
+    return [n for n in info.nodes if _is_our_tor(n.pid, n.data_dir)]
+
+
+async def _consensus_relays(info: TestnetInfo) -> int | None:
+    """How many relays the first reachable authority's consensus lists."""
+    for node in info.nodes:
+        if node.role != "authority" or node.control_port is None:
+            continue
+        try:
+            with trio.fail_after(5):
+                async with ControlConnection("127.0.0.1", node.control_port) as control:
+                    reply = await control.command("GETINFO", "ns/all")
+        except (OnionError, OSError, trio.TooSlowError):
+            continue
+        text = reply.values().get("ns/all", "")
+        return sum(1 for line in text.splitlines() if line.startswith("r "))
+    return None
+
+
+async def network_status(directory: Path | str) -> dict[str, Any]:
+    """Processes, ports and readiness; ``usable`` is true only if all of it holds."""
+    info = TestnetInfo.load(directory)
+    alive = {n.pid for n in _alive_nodes(info)}
+    consensus = await _consensus_relays(info) if alive else None
+    usable = info.ready and len(alive) == len(info.nodes) and bool(consensus)
+    return {
+        "directory": info.directory,
+        "address": info.address,
+        "ready": info.ready,
+        "usable": usable,
+        "up_seconds": info.up_seconds,
+        "consensus_relays": consensus,
+        "nodes": [
+            {
+                "nickname": n.nickname,
+                "role": n.role,
+                "pid": n.pid,
+                "alive": n.pid in alive,
+                "or_port": n.or_port,
+                "dir_port": n.dir_port,
+                "control_port": n.control_port,
+                "fingerprint": n.fingerprint,
+            }
+            for n in info.nodes
+        ],
+        "dir_authorities": list(info.authorities),
+    }
+
+
+async def _wait_gone(pid: int) -> None:
+    """Wait for a process that is not our child to exit (pidfd: no polling)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError as exc:
+        if exc.errno == errno.ESRCH:
+            return
+        raise
+    try:
+        await trio.lowlevel.wait_readable(fd)
+    finally:
+        os.close(fd)
+
+
+async def stop_network(directory: Path | str) -> list[int]:
+    """Stop every process ``up`` started (SIGTERM, then SIGKILL); return their pids."""
+    root = Path(directory)
+    info = TestnetInfo.load(root)
+    targets = _alive_nodes(info)
+    for node in targets:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(node.pid, signal.SIGTERM)
+    with trio.move_on_after(STOP_TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            for node in targets:
+                nursery.start_soon(_wait_gone, node.pid)
+    for node in targets:
+        if _is_our_tor(node.pid, node.data_dir):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(node.pid, signal.SIGKILL)
+            with trio.fail_after(STOP_TIMEOUT):
+                await _wait_gone(node.pid)
+    (root / STATE_FILE).unlink(missing_ok=True)
+    return [n.pid for n in targets]
