@@ -39,17 +39,45 @@ from anonsip.sip._message import (
     make_error_response,
     make_response,
 )
+from anonsip.sip._methods import (
+    MAX_MESSAGE_TEXT,
+    bye_request,
+    invite_request,
+    message_request,
+    message_text,
+    notify_request,
+    options_request,
+    refer_request,
+    reinvite_request,
+    subscribe_request,
+)
 from anonsip.sip._parser import MessageParser, ParserLimits
+from anonsip.sip._pidf import (
+    ANONSIP_NS,
+    MAX_PIDF_SIZE,
+    PIDF_CONTENT_TYPE,
+    PIDF_NS,
+    Availability,
+    Presence,
+    encode_pidf,
+    parse_pidf,
+)
 from anonsip.sip._transaction import Kind as TransactionKind
 from anonsip.sip._transaction import State as TransactionState
 from anonsip.sip._transaction import Transaction
 
 __all__ = [
+    "ANONSIP_NS",
     "BRANCH_COOKIE",
     "COMPACT_FORMS",
     "DEFAULT_METHODS",
+    "MAX_MESSAGE_TEXT",
+    "MAX_PIDF_SIZE",
+    "PIDF_CONTENT_TYPE",
+    "PIDF_NS",
     "REASON_PHRASES",
     "AckReceived",
+    "Availability",
     "CSeq",
     "Dialog",
     "DialogId",
@@ -62,6 +90,7 @@ __all__ = [
     "NameAddr",
     "ParserLimits",
     "PartialRequest",
+    "Presence",
     "Request",
     "RequestReceived",
     "Response",
@@ -78,7 +107,18 @@ __all__ = [
     "TransportFailed",
     "Uri",
     "Via",
+    "bye_request",
     "canonical_name",
+    "encode_pidf",
+    "invite_request",
     "make_error_response",
     "make_response",
+    "message_request",
+    "message_text",
+    "notify_request",
+    "options_request",
+    "parse_pidf",
+    "refer_request",
+    "reinvite_request",
+    "subscribe_request",
 ]

@@ -324,7 +324,8 @@ class SipEndpoint:
         if exc.status_code is not None and exc.request is not None:
             response = make_error_response(exc.request, exc.status_code, to_tag=self.new_tag())
             self._frames.append(response.to_bytes())
-        self._emit(MessageRejected(reason=str(exc), status_code=exc.status_code))
+        if not exc.fatal:  # a fatal error is reported by raising it instead
+            self._emit(MessageRejected(reason=str(exc), status_code=exc.status_code))
 
     def _reject(self, request: HeaderSource, code: int, why: str) -> None:
         response = make_error_response(request, code, to_tag=self.new_tag())
