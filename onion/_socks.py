@@ -97,7 +97,7 @@ class SocksClient:
     def __init__(
         self, host: str, port: int, *, username: str | None = None, password: str | None = None
     ) -> None:
-        encoded = host.encode("idna") if host.isascii() else b""
+        encoded = host.encode("ascii") if host.isascii() else b""
         if not encoded or len(encoded) > 255:
             raise OnionLocalError(f"cannot ask SOCKS for host {host!r}")
         if not 0 < port < 65536:
@@ -116,6 +116,7 @@ class SocksClient:
         self._buffer = bytearray()
         self._needed = 0
         self.bound_address: bytes = b""
+        self.trailing_data: bytes = b""
 
     def _go(self, new: SocksState) -> None:
         if new not in _TRANSITIONS[self.state]:
@@ -145,9 +146,6 @@ class SocksClient:
         if not data:
             self.state = SocksState.FAILED
             raise SocksProtocolError("the SOCKS proxy closed the connection mid-handshake")
-        if len(data) > self.bytes_needed:
-            self.state = SocksState.FAILED
-            raise SocksProtocolError("the SOCKS proxy sent more than one reply")
         self._buffer += data
         out = b""
         try:
@@ -165,6 +163,12 @@ class SocksClient:
 
     def _step(self) -> bytes:
         msg = self._take()
+        sent = self._dispatch(msg)
+        if sent and self._buffer:
+            raise SocksProtocolError("the SOCKS proxy answered before it was asked")
+        return sent
+
+    def _dispatch(self, msg: bytes) -> bytes:
         if self.state is SocksState.AWAIT_METHOD:
             return self._on_method(msg)
         if self.state is SocksState.AWAIT_AUTH:
@@ -178,6 +182,9 @@ class SocksClient:
         self.bound_address = msg
         self._needed = 0
         self._go(SocksState.CONNECTED)
+        # Bytes after the reply already belong to the onion service.
+        self.trailing_data = bytes(self._buffer)
+        self._buffer.clear()
         return b""
 
     def _on_method(self, msg: bytes) -> bytes:

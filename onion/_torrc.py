@@ -16,9 +16,9 @@ __all__ = [
     "TorConfig",
     "authority_config",
     "client_config",
+    "private_network_config",
     "relay_config",
     "render_torrc",
-    "testnet_common_config",
 ]
 
 TorConfig = list[tuple[str, str]]
@@ -71,7 +71,7 @@ def client_config(
     return config
 
 
-def testnet_common_config(
+def private_network_config(
     data_dir: Path,
     *,
     nickname: str,

@@ -33,9 +33,9 @@ from onion._process import check_tor_version, find_tor, launch_tor, prepare_data
 from onion._torrc import (
     CONTROL_PORT_FILE,
     authority_config,
+    private_network_config,
     relay_config,
     render_torrc,
-    testnet_common_config,
 )
 from onion.testnet._state import EMPTY_FILE, STATE_FILE, NodeInfo, TestnetInfo
 
@@ -191,7 +191,7 @@ def _write_configs(
         if n.role == "authority"
     ]
     for node, (or_port, dir_port) in zip(nodes, pairs, strict=True):
-        common = testnet_common_config(
+        common = private_network_config(
             node.data_dir,
             nickname=node.nickname,
             address=address,

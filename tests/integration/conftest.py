@@ -39,6 +39,14 @@ def _tor_pids_mentioning(directory: str) -> list[int]:
     return pids
 
 
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def _cli(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "anonsip.cli", "testnet", *args],
@@ -65,8 +73,8 @@ def testnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestnetInfo]:
         yield info
     finally:
         down = _cli("down", "--dir", directory, timeout=60)
-        left = [pid for pid in info.pids if Path(f"/proc/{pid}").exists()]
-        left += _tor_pids_mentioning(directory)
+        # Zombies do not count: nothing reaps orphans when PID 1 is not an init.
+        left = sorted(set(_tor_pids_mentioning(directory)) | {p for p in info.pids if _running(p)})
         assert down.returncode == 0, down.stderr
         assert left == [], f"tor processes left running after the session: {left}"
 
