@@ -35,7 +35,11 @@ ANONSIP_NS = "urn:anonsip:params:xml:ns:status"
 PIDF_CONTENT_TYPE = "application/pidf+xml"
 MAX_PIDF_SIZE = 8192
 MAX_NOTE_LENGTH = 256
-_XML_DECL = re.compile(rb"\A<\?xml[^?<>]*\?>")
+_XML_DECL = re.compile(
+    r"""\A<\?xml\s+version\s*=\s*["']1\.[0-9]["']"""
+    r"""(\s+encoding\s*=\s*["'](?i:utf-8)["'])?"""
+    r"""(\s+standalone\s*=\s*["'](yes|no)["'])?\s*\?>"""
+)
 
 
 class Availability(enum.Enum):
@@ -92,13 +96,18 @@ def parse_pidf(data: bytes) -> Presence:
     """Read a PIDF body from a peer; ``SipParseError`` for anything else."""
     if len(data) > MAX_PIDF_SIZE:
         raise SipParseError("presence document too large", status_code=413)
-    body = data.lstrip(b"\xef\xbb\xbf")
-    decl = _XML_DECL.match(body)
-    rest = body[decl.end() :] if decl else body
-    if b"<!" in rest or b"<?" in rest:
+    try:
+        text = data.removeprefix(b"\xef\xbb\xbf").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SipParseError("presence document is not UTF-8") from exc
+    # The declaration, if any, must say UTF-8: it is checked and dropped so
+    # the XML parser never picks an encoding of its own.
+    decl = _XML_DECL.match(text)
+    rest = text[decl.end() :] if decl else text
+    if "<!" in rest or "<?" in rest:
         raise SipParseError("presence document with DTD, entity, comment or PI refused")
     try:
-        root = ET.fromstring(body)  # noqa: S314 - no DTD can reach here (checked above)
+        root = ET.fromstring(rest)  # noqa: S314 - no DTD can reach here (checked above)
     except ET.ParseError as exc:
         raise SipParseError(f"presence document is not XML: {exc}") from exc
     p = f"{{{PIDF_NS}}}"

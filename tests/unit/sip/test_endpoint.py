@@ -481,3 +481,15 @@ def drain_events(endpoint: SipEndpoint) -> list[SipEvent]:
     while (event := endpoint.next_event()) is not None:
         out.append(event)
     return out
+
+
+def test_open_server_transactions_are_bounded(roles: Roles) -> None:
+    pair, caller, callee = roles
+    callee.max_transactions = 3
+    for i in range(4):
+        caller.send_request(message_request(caller, str(i)), pair.now)
+    seen = pair.flush()
+    assert len(only(pair.events_of(seen, callee), RequestReceived)) == 3
+    (busy,) = only(pair.events_of(seen, caller), ResponseReceived)
+    assert busy.response.status_code == 503
+    assert callee.statistics()["server_transactions"] == 3
