@@ -318,6 +318,16 @@ class SipEndpoint:
     def dialog(self, dialog_id: DialogId) -> Dialog | None:
         return self._dialogs.get(dialog_id)
 
+    def dialog_of_response(self, response: Response) -> Dialog | None:
+        """The dialog a response we sent with ``respond`` created (the callee's / notifier's)."""
+        return self._dialogs.get(
+            DialogId(
+                call_id=response.call_id,
+                local_tag=response.to.tag or "",
+                remote_tag=response.from_.tag or "",
+            )
+        )
+
     # -- incoming ----------------------------------------------------------
 
     def _refuse(self, exc: SipParseError) -> None:

@@ -397,19 +397,14 @@ def test_presence_subscription_notify_and_refer(roles: Roles) -> None:
     (incoming,) = only(pair.events_of(pair.flush(), notifier), RequestReceived)
     assert incoming.request.event is not None
     assert incoming.request.event.value == "presence"
-    notifier.respond(incoming.request, 202, headers=(("Expires", "600"),))
+    sent = notifier.respond(incoming.request, 202, headers=(("Expires", "600"),))
     (accepted,) = only(pair.events_of(pair.flush(), watcher), ResponseReceived)
     assert accepted.response.status_code == 202
     assert accepted.dialog is not None
     assert accepted.dialog.usage == "SUBSCRIBE"
-    dialog = notifier.dialog(
-        type(accepted.dialog.id)(
-            call_id=accepted.dialog.call_id,
-            local_tag=accepted.dialog.remote_tag,
-            remote_tag=accepted.dialog.local_tag,
-        )
-    )
+    dialog = notifier.dialog_of_response(sent)
     assert dialog is not None
+    assert dialog.id.remote_tag == accepted.dialog.id.local_tag
     presence = Presence(
         entity=notifier.local_aor, availability=Availability.BUSY, note="in a <meeting> & away"
     )
