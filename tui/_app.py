@@ -290,7 +290,9 @@ class TerminalUI:
         )
         call_bar = ConditionalContainer(
             Window(
-                FormattedTextControl(lambda: render_call_bar(self.state, self._clock())),
+                FormattedTextControl(
+                    lambda: render_call_bar(self.state, self._clock(), self._columns())
+                ),
                 height=1,
                 style="class:call",
             ),

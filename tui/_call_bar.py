@@ -31,16 +31,15 @@ def _quality(call: Call) -> str:
     return " · ".join(parts)
 
 
-def render_call_bar(state: ViewState, now: float) -> StyleAndTextTuples:
+def render_call_bar(state: ViewState, now: float, width: int = 80) -> StyleAndTextTuples:
+    """The call bar; the quality figures, then the key hints, give way in a narrow terminal."""
     call = shown_call(state)
     if call is None:
         return []
     who = peer_label(state, call.peer)
+    hint = ("class:call.hint", " F8 hang up")
     if call.phase is CallPhase.RINGING:
-        return [
-            ("class:call", f" Calling {who}… "),
-            ("class:call.hint", " F8 hang up"),
-        ]
+        return [("class:call", f" Calling {who}… "), hint]
     fragments: StyleAndTextTuples = [
         ("class:call", f" In call: {who} "),
         ("class:call.timer", f" {format_duration(call.duration(now))} "),
@@ -49,9 +48,9 @@ def render_call_bar(state: ViewState, now: float) -> StyleAndTextTuples:
         fragments.append(("class:call.held", " on hold "))
     fragments.append(("class:call.muted", " muted ") if call.muted else ("class:call", " mic on "))
     quality = _quality(call)
-    if quality:
-        fragments.append(("class:call.quality", f" {quality} "))
-    fragments.append(("class:call.hint", " F7 mute  F8 hang up"))
+    for extra in (("class:call.quality", f" {quality} ") if quality else None, hint):
+        if extra is not None and sum(len(f[1]) for f in fragments) + len(extra[1]) <= width:
+            fragments.append(extra)
     return fragments
 
 

@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 200  # messages fetched when a conversation opens
 
+_NOT_CONNECTED = "not connected to the node; start it with `anonsip run`, then reopen the UI"
+
 _INITIAL_OPS = ("status", "identity", "contacts.list", "requests", "calls")
 
 
@@ -63,6 +65,9 @@ class Session:
     async def run(self, op: str, /, **args: Any) -> Any:
         """``op`` on the node, its result folded into the state; ``FAILED`` if it failed."""
         args = {key: value for key, value in args.items() if value is not None}
+        if op != "subscribe" and not self._state.connected:
+            self.update(lambda s: _model.apply_error(s, op, _NOT_CONNECTED))
+            return FAILED
         try:
             result = await self._client.call(op, **args)
         except NodeError as exc:

@@ -351,6 +351,7 @@ class Running:
     watch: Watch
     keys: PipeInput
     output: SizedOutput
+    stop_node: Callable[[], None]
 
     def type(self, text: str) -> None:
         self.keys.send_text(text)
@@ -404,12 +405,27 @@ async def running_ui(
     def ui_thread(keys: PipeInput) -> None:
         asyncio.run(run_terminal_ui(socket_path, input=keys, output=output, on_render=on_render))
 
-    async with ControlServer(socket_path, node.handlers()) as server:
-        node.server = server
-        with create_pipe_input() as keys:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(trio.to_thread.run_sync, ui_thread, keys)
-                try:
-                    yield Running(node=node, watch=watch, keys=keys, output=output)
-                finally:
-                    keys.send_text(KEY["ctrl-q"])
+    node_stop = trio.Event()
+
+    async def serve(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with ControlServer(socket_path, node.handlers()) as server:
+            node.server = server
+            task_status.started()
+            await node_stop.wait()
+
+    async def ui_task(keys: PipeInput) -> None:
+        try:
+            await trio.to_thread.run_sync(ui_thread, keys)
+        finally:
+            node_stop.set()  # the node outlives the UI unless a test stops it first
+
+    with create_pipe_input() as keys:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve)
+            nursery.start_soon(ui_task, keys)
+            try:
+                yield Running(
+                    node=node, watch=watch, keys=keys, output=output, stop_node=node_stop.set
+                )
+            finally:
+                keys.send_text(KEY["ctrl-q"])

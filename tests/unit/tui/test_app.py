@@ -307,3 +307,16 @@ async def test_resizing_follows_the_terminal(tmp_path: Path) -> None:
         assert len(lines) == 30
         assert len(lines[-3]) == 120  # the rule above the input line spans the width
         assert "alice" in shot.text
+
+
+async def test_node_going_away_is_shown_not_raised(tmp_path: Path) -> None:
+    node = two_contacts()
+    async with running_ui(tmp_path, node) as ui:
+        await ui.watch.shows("alice")
+        ui.stop_node()
+        shot = await ui.watch.shows("Node: not connected", "restart it with `anonsip run`")
+        assert not shot.state.connected
+        calls = len(node.ops)
+        ui.type("/call alice" + KEY["enter"])  # the UI stays usable and says why it cannot
+        await ui.watch.shows("call: not connected to the node")
+        assert len(node.ops) == calls
