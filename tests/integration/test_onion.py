@@ -17,6 +17,7 @@ from onion import (
     OnionTimeout,
     OnionUnreachable,
     Tor,
+    attach_tor,
     onion_address_from_public_key,
 )
 from onion.testnet import TestnetInfo
@@ -116,3 +117,11 @@ def test_status_reports_a_usable_network(testnet: TestnetInfo) -> None:
     assert report["usable"] is True
     assert report["consensus_relays"] == len(testnet.nodes)
     assert all(node["alive"] for node in report["nodes"])
+
+
+async def test_attach_to_a_running_tor_by_its_control_port(tor: Tor) -> None:
+    async with attach_tor(tor.control.host, tor.control.port) as attached:
+        assert attached.version == tor.version
+        assert attached.socks_port == tor.socks_port
+        status = await attached.bootstrap_status()
+        assert status.done
