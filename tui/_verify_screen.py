@@ -17,6 +17,8 @@ __all__ = ["group_digits", "render_verify"]
 def group_digits(number: str, per_line: int = 4) -> str:
     """A safety number laid out in rows of ``per_line`` groups, for reading aloud."""
     groups = number.split()
+    if len(groups) == 1 and number.isdigit():  # 60 digits in one run: read in fives
+        groups = [number[i : i + 5] for i in range(0, len(number), 5)]
     rows = [" ".join(groups[i : i + per_line]) for i in range(0, len(groups), per_line)]
     return "\n".join(f"   {row}" for row in rows)
 

@@ -320,3 +320,14 @@ async def test_node_going_away_is_shown_not_raised(tmp_path: Path) -> None:
         ui.type("/call alice" + KEY["enter"])  # the UI stays usable and says why it cannot
         await ui.watch.shows("call: not connected to the node")
         assert len(node.ops) == calls
+
+
+async def test_escape_sequences_in_peer_text_are_shown_not_obeyed(tmp_path: Path) -> None:
+    node = two_contacts()
+    async with running_ui(tmp_path, node) as ui:
+        await ui.watch.shows("alice")
+        ui.type(KEY["ctrl-n"])
+        await ui.watch.until(lambda s: s.state.conversation is not None, "a conversation")
+        node.receive_message(ALICE, "clear\x1b[2Jscreen\x07")
+        shot = await ui.watch.shows("alice: clear^[[2Jscreen^G")
+        assert "\x1b" not in shot.text

@@ -154,6 +154,9 @@ def test_conversation_shows_delivery_state_per_message() -> None:
 
 def test_safety_number_grouping() -> None:
     assert group_digits("1 2 3 4 5 6") == "   1 2 3 4\n   5 6"
+    unspaced = "".join(f"{i:05d}" for i in range(12))
+    assert group_digits(unspaced).split("\n")[0] == "   00000 00001 00002 00003"
+    assert len(group_digits(unspaced).split("\n")) == 3
 
 
 def test_verify_without_a_contact_says_what_to_do() -> None:
