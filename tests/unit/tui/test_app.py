@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from prompt_toolkit.data_structures import Size
 
+import tui
 from tests.unit.tui.harness import ALICE, BOB, KEY, NodeDouble, click, running_ui
 
 
@@ -331,3 +333,13 @@ async def test_escape_sequences_in_peer_text_are_shown_not_obeyed(tmp_path: Path
         node.receive_message(ALICE, "clear\x1b[2Jscreen\x07")
         shot = await ui.watch.shows("alice: clear^[[2Jscreen^G")
         assert "\x1b" not in shot.text
+
+
+def test_main_without_a_node_says_how_to_start_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert tui.main(str(tmp_path / "control.sock")) == 1
+    err = capsys.readouterr().err
+    assert "no node is running" in err
+    assert "anonsip" in err
+    assert "Traceback" not in err
