@@ -11,10 +11,12 @@ from anonsip.media._audio import (
     DeviceSink,
     DeviceSource,
     MemorySink,
+    SilenceSource,
     WavSink,
     WavSource,
     list_audio_devices,
 )
+from anonsip.media._delaylink import DelayedStream
 from anonsip.media._delaymodel import (
     DelayModel,
     PlayoutRecord,
@@ -47,6 +49,7 @@ from anonsip.media._opus import (
     OpusError,
     opus_version,
 )
+from anonsip.media._pipeline import EndReason, MediaCall, MediaEnded, MediaParams
 from anonsip.media._quality import (
     CallStatistics,
     InterarrivalJitter,
@@ -64,16 +67,21 @@ __all__ = [
     "CallStatistics",
     "Conceal",
     "DelayModel",
+    "DelayedStream",
     "DeviceSink",
     "DeviceSource",
     "DirectionKey",
+    "EndReason",
     "Idle",
     "InterarrivalJitter",
     "JitterBuffer",
     "JitterPolicy",
     "JitterStatistics",
+    "MediaCall",
+    "MediaEnded",
     "MediaFrame",
     "MediaKeys",
+    "MediaParams",
     "MediaReceiver",
     "MediaSealer",
     "MemorySink",
@@ -84,6 +92,7 @@ __all__ = [
     "PlayoutEvent",
     "PlayoutRecord",
     "RoundTrip",
+    "SilenceSource",
     "TorLikeDelay",
     "WavSink",
     "WavSource",

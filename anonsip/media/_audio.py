@@ -27,6 +27,7 @@ __all__ = [
     "DeviceSink",
     "DeviceSource",
     "MemorySink",
+    "SilenceSource",
     "WavSink",
     "WavSource",
     "list_audio_devices",
@@ -101,6 +102,35 @@ class WavSource:
 
     def close(self) -> None:
         self._wav.close()
+
+
+class SilenceSource:
+    """Paced silence, for a side that only listens (None after ``seconds``)."""
+
+    def __init__(
+        self,
+        *,
+        sample_rate: int = 16000,
+        frame_ms: int = 20,
+        seconds: float | None = None,
+        clock: Callable[[], float] = trio.current_time,
+    ) -> None:
+        self.sample_rate = sample_rate
+        self.frame_samples = sample_rate * frame_ms // 1000
+        self.frame_ms = frame_ms
+        self._frames = None if seconds is None else round(seconds * 1000 / frame_ms)
+        self._clock = clock
+        self._start: float | None = None
+        self._count = 0
+
+    async def read_frame(self) -> bytes | None:
+        if self._start is None:
+            self._start = self._clock()
+        await trio.sleep_until(self._start + self._count * self.frame_ms / 1000)
+        if self._frames is not None and self._count >= self._frames:
+            return None
+        self._count += 1
+        return b"\0" * (2 * self.frame_samples)
 
 
 class WavSink:

@@ -196,7 +196,7 @@ class MediaReceiver:
         """True once the peer's END frame was opened."""
         return self._ended
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         self._raise_if_broken()
         if self._eof:
             raise LocalError("receive_data after receive_eof")

@@ -49,6 +49,7 @@ class Play(PlayoutEvent):
     seq: int
     payload: bytes
     speech: bool
+    send_ms: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,7 +73,7 @@ class JitterPolicy:
     frame_ms: int = 20
     window_frames: int = 250  # 5 s of 20 ms frames
     percentile: float = 0.95
-    min_target_ms: float = 40.0
+    min_target_ms: float = 100.0  # a prior for Tor: stalls come before the window has seen one
     max_target_ms: float = 800.0
     adaptive: bool = True  # False: the target stays at min_target_ms
     shrink_ms_per_s: float = 10.0
@@ -230,7 +231,7 @@ class JitterBuffer:
         self._since_compress += 1
         self._current_delay = delay
         self._last_played_speech = head.speech
-        return Play(seq=head.seq, payload=head.payload, speech=head.speech)
+        return Play(seq=head.seq, payload=head.payload, speech=head.speech, send_ms=head.send_ms)
 
     def _jump(self, now_ms: float, base: float) -> None:
         self._jumps += 1

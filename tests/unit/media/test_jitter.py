@@ -46,7 +46,7 @@ def test_delay_model_is_seeded_in_order_and_tor_like() -> None:
 def test_clean_path_plays_everything_in_order() -> None:
     model = DelayModel(jitter_ms=0.001, walk_ms=0.0, stalls_per_s=0.0)
     arrivals = TorLikeDelay(model, seed=0).trace(200)
-    jb = JitterBuffer()
+    jb = JitterBuffer(JitterPolicy(min_target_ms=40))
     records = replay_trace(jb, arrivals, payloads=[bytes([i % 256]) for i in range(200)])
     played = [r.event for r in records if isinstance(r.event, Play)]
     assert [e.seq for e in played] == list(range(200))
@@ -65,7 +65,7 @@ def test_waits_for_target_before_starting() -> None:
     assert isinstance(jb.pop(310), Play)
     assert jb.pop(330) == Conceal(reason="underrun")
     jb.put(seq=1, send_ms=20, arrival_ms=345, payload=b"b", speech=True)
-    assert jb.pop(350) == Play(seq=1, payload=b"b", speech=True)
+    assert jb.pop(350) == Play(seq=1, payload=b"b", speech=True, send_ms=20)
     s = jb.statistics()
     assert (s.concealed_frames, s.late_frames, s.played_frames) == (1, 1, 2)
     jb.end_of_stream()
@@ -96,7 +96,7 @@ def test_adaptive_never_drops_speech_and_beats_waiting_forever() -> None:
 
 
 def test_target_grows_fast_and_shrinks_slowly() -> None:
-    policy = JitterPolicy(shrink_ms_per_s=10.0)
+    policy = JitterPolicy(min_target_ms=40, shrink_ms_per_s=10.0)
     jb = JitterBuffer(policy)
     t = 0
     for i in range(250):  # 5 s clean at 250 ms
@@ -168,11 +168,11 @@ def test_jump_past_the_cap() -> None:
 
 
 def test_sender_gaps_are_skipped_and_counted() -> None:
-    jb = JitterBuffer()
+    jb = JitterBuffer(JitterPolicy(min_target_ms=40))
     jb.put(seq=0, send_ms=0, arrival_ms=250, payload=b"", speech=True)
     jb.put(seq=3, send_ms=60, arrival_ms=310, payload=b"", speech=True)
     assert isinstance(jb.pop(300), Play)
-    assert jb.pop(320) == Play(seq=3, payload=b"", speech=True)
+    assert jb.pop(320) == Play(seq=3, payload=b"", speech=True, send_ms=60)
     assert jb.statistics().missing_frames == 2
 
 
