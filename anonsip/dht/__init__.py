@@ -41,6 +41,12 @@ from anonsip.dht._messages import (
     Value,
 )
 from anonsip.dht._node import DhtConfig, DhtNode, DhtStatistics, Dialer
+from anonsip.dht._onion_transport import (
+    DEFAULT_DHT_PORT,
+    OnionDht,
+    onion_dialer,
+    start_onion_dht,
+)
 from anonsip.dht._onionaddr import onion_address_from_public_key, public_key_from_onion_address
 from anonsip.dht._protocol import DhtProtocol, Handled
 from anonsip.dht._record import MAX_PAYLOAD, DhtRecord, record_key, sign_record
@@ -49,6 +55,7 @@ from anonsip.dht._rpc import RpcError
 from anonsip.dht._store import RecordStore, StoreOutcome, TokenBucket
 
 __all__ = [
+    "DEFAULT_DHT_PORT",
     "ID_BITS",
     "MAX_CONTACTS",
     "MAX_FRAME",
@@ -74,6 +81,7 @@ __all__ = [
     "NodeId",
     "NodeIdentity",
     "Nodes",
+    "OnionDht",
     "Ping",
     "Pong",
     "Proof",
@@ -91,10 +99,12 @@ __all__ = [
     "encode_frame",
     "encode_message",
     "onion_address_from_public_key",
+    "onion_dialer",
     "public_key_from_onion_address",
     "puzzle_bits",
     "record_key",
     "satisfies_puzzle",
     "sign_record",
+    "start_onion_dht",
     "verify_identity_proof",
 ]
