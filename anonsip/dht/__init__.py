@@ -5,6 +5,12 @@ the codec) are shared by the trio adapter ``DhtNode`` and the simulator in
 ``anonsip.dht.sim``. See docs/threat-model/dht.md for what each defends.
 """
 
+from anonsip.dht._bootstrap_list import (
+    BOOTSTRAP_FILE,
+    BootstrapList,
+    decode_bootstrap_list,
+    encode_bootstrap_list,
+)
 from anonsip.dht._codec import (
     MAX_CONTACTS,
     MAX_FRAME,
@@ -55,11 +61,13 @@ from anonsip.dht._rpc import RpcError
 from anonsip.dht._store import RecordStore, StoreOutcome, TokenBucket
 
 __all__ = [
+    "BOOTSTRAP_FILE",
     "DEFAULT_DHT_PORT",
     "ID_BITS",
     "MAX_CONTACTS",
     "MAX_FRAME",
     "MAX_PAYLOAD",
+    "BootstrapList",
     "Challenge",
     "Contact",
     "DhtConfig",
@@ -95,7 +103,9 @@ __all__ = [
     "StoreResult",
     "TokenBucket",
     "Value",
+    "decode_bootstrap_list",
     "decode_message",
+    "encode_bootstrap_list",
     "encode_frame",
     "encode_message",
     "onion_address_from_public_key",
