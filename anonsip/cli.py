@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from anonsip._errors import AnonsipError
+from anonsip.node._cli import add_node_commands
 from onion import OnionError
 from onion.testnet import cli as testnet_cli
 
@@ -22,7 +23,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pseudonymous peer-to-peer SIP over Tor onion services.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more")
+    parser.add_argument(
+        "--home", metavar="DIR", help="the node's home (default: $ANONSIP_HOME or ~/.anonsip)"
+    )
+    parser.add_argument(
+        "--passphrase-file", metavar="FILE", help="read the keystore passphrase from FILE"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_node_commands(commands)
     testnet_cli.add_parser(commands)
     return parser
 

@@ -1,0 +1,242 @@
+"""SIP over one secure session: the trio adapter for ``anonsip.sip.SipEndpoint``.
+
+A ``PeerLink`` owns one ``Session`` and one sans-IO ``SipEndpoint`` (RFC
+3261 transaction layer and UA core). It feeds received channel messages to
+the endpoint, sends what the endpoint queues (in order, under one lock),
+drives the endpoint's timers from trio's clock, hands incoming requests to
+the node, and lets callers await the final response to a request they send.
+When the session ends, every pending request fails with ``LinkBroken``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import trio
+
+from anonsip._errors import AnonsipError, RemoteProtocolError
+from anonsip.node._session import Session, SessionBroken, SessionClosed
+from anonsip.sip import (
+    AckReceived,
+    InviteCancelled,
+    MessageRejected,
+    Request,
+    RequestReceived,
+    Response,
+    ResponseReceived,
+    SipEndpoint,
+    SipEvent,
+    SipParseError,
+    TransactionTimedOut,
+    TransportFailed,
+)
+
+log = logging.getLogger(__name__)
+
+
+class LinkBroken(AnonsipError):
+    """The session to the peer ended before the request was answered."""
+
+
+class RequestTimedOut(AnonsipError):
+    """The peer did not answer in time (RFC 3261 Timer B/F)."""
+
+
+IncomingHandler = Callable[["PeerLink", SipEvent], Awaitable[None]]
+ProvisionalHandler = Callable[[Response], None]
+
+
+@dataclass
+class _Pending:
+    done: trio.Event = field(default_factory=trio.Event)
+    response: Response | None = None
+    error: AnonsipError | None = None
+    on_provisional: ProvisionalHandler | None = None
+
+
+class PeerLink:
+    """SIP with one peer pseudonym over one secure session."""
+
+    def __init__(
+        self,
+        session: Session,
+        endpoint: SipEndpoint,
+        on_incoming: IncomingHandler,
+    ) -> None:
+        self.session = session
+        self.endpoint = endpoint
+        self.peer_public_key = session.remote_public_key
+        self._on_incoming = on_incoming
+        self._send_lock = trio.Lock()
+        self._pending: dict[tuple[str, str], _Pending] = {}
+        self._wake_timer = trio.Event()
+        self._closed = trio.Event()
+        self._nursery: trio.Nursery | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return not self._closed.is_set() and self.session.is_open
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    # -- running -------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve the link until the session ends; then fail what is pending."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._timers)
+                task_status.started()
+                await self._read_loop()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._closed.set()
+            self.endpoint.transport_closed()
+            self._drain_events()
+            for pending in self._pending.values():
+                if not pending.done.is_set():
+                    pending.error = LinkBroken("the session to the peer ended")
+                    pending.done.set()
+            self._pending.clear()
+            with trio.CancelScope(shield=True):
+                await self.session.aclose()
+
+    async def aclose(self) -> None:
+        await self.session.aclose()
+
+    async def _read_loop(self) -> None:
+        while True:
+            try:
+                data = await self.session.receive()
+            except SessionClosed:
+                return
+            except SessionBroken as exc:
+                log.info("session with peer broke: %s", exc)
+                return
+            self.endpoint.receive_data(data)
+            try:
+                self._drain_events()
+            except SipParseError:
+                log.info("peer lost SIP framing; closing the session")
+                await self._flush()
+                return
+            await self._flush()
+
+    def _drain_events(self) -> None:
+        while (event := self.endpoint.next_event()) is not None:
+            self._handle(event)
+
+    def _handle(self, event: SipEvent) -> None:
+        if isinstance(event, ResponseReceived):
+            key = (event.request.top_via.branch or "", event.request.method)
+            pending = self._pending.get(key)
+            if pending is None:
+                return
+            if event.response.is_provisional:
+                if pending.on_provisional is not None:
+                    pending.on_provisional(event.response)
+                return
+            pending.response = event.response
+            pending.done.set()
+            del self._pending[key]
+        elif isinstance(event, TransactionTimedOut | TransportFailed):
+            if isinstance(event, TransactionTimedOut) and not event.client:
+                return
+            key = (event.request.top_via.branch or "", event.request.method)
+            pending = self._pending.pop(key, None)
+            if pending is not None:
+                pending.error = (
+                    RequestTimedOut(f"the peer did not answer the {event.request.method}")
+                    if isinstance(event, TransactionTimedOut)
+                    else LinkBroken("the session to the peer ended")
+                )
+                pending.done.set()
+        elif isinstance(event, RequestReceived | AckReceived | InviteCancelled):
+            if self._nursery is not None:
+                self._nursery.start_soon(self._dispatch, event)
+        elif isinstance(event, MessageRejected):
+            log.info("refused a SIP message from the peer: %s", event.reason)
+
+    async def _dispatch(self, event: SipEvent) -> None:
+        try:
+            await self._on_incoming(self, event)
+        except (AnonsipError, trio.BrokenResourceError) as exc:
+            log.info("handling a %s failed: %s", type(event).__name__, exc)
+
+    async def _timers(self) -> None:
+        while True:
+            deadline = self.endpoint.next_deadline()
+            self._wake_timer = trio.Event()
+            with trio.move_on_at(math.inf if deadline is None else deadline):
+                await self._wake_timer.wait()
+                continue
+            self.endpoint.on_timer(trio.current_time())
+            self._drain_events()
+            await self._flush()
+
+    # -- sending -------------------------------------------------------------
+
+    async def _flush(self) -> None:
+        async with self._send_lock:
+            for frame in self.endpoint.frames_to_send():
+                try:
+                    await self.session.send(frame)
+                except (SessionBroken, SessionClosed) as exc:
+                    raise LinkBroken(f"the session to the peer ended: {exc}") from exc
+        self._wake_timer.set()
+
+    async def request(
+        self, request: Request, *, on_provisional: ProvisionalHandler | None = None
+    ) -> Response:
+        """Send ``request`` and wait for its final response.
+
+        Raises ``LinkBroken`` if the session ends first and
+        ``RequestTimedOut`` after Timer B/F.
+        """
+        if not self.is_open:
+            raise LinkBroken("the session to the peer is closed")
+        key = (request.top_via.branch or "", request.method)
+        pending = _Pending(on_provisional=on_provisional)
+        self._pending[key] = pending
+        try:
+            self.endpoint.send_request(request, trio.current_time())
+            await self._flush()
+            await pending.done.wait()
+        finally:
+            self._pending.pop(key, None)
+        if pending.error is not None:
+            raise pending.error
+        assert pending.response is not None
+        return pending.response
+
+    async def send_only(self, request: Request) -> None:
+        """Start a client transaction without waiting (CANCEL's INVITE, BYE races)."""
+        self.endpoint.send_request(request, trio.current_time())
+        await self._flush()
+
+    async def respond(
+        self,
+        request: Request,
+        status_code: int,
+        reason: str | None = None,
+        *,
+        headers: tuple[tuple[str, str], ...] = (),
+        body: bytes = b"",
+    ) -> Response:
+        try:
+            response = self.endpoint.respond(
+                request, status_code, reason, headers=headers, body=body, now=trio.current_time()
+            )
+        except RemoteProtocolError as exc:
+            raise LinkBroken(str(exc)) from exc
+        await self._flush()
+        return response
+
+    async def cancel(self, invite: Request) -> None:
+        self.endpoint.cancel(invite, trio.current_time())
+        await self._flush()

@@ -1,0 +1,218 @@
+"""One SIP link per peer pseudonym, dialled through Tor or accepted from it.
+
+Every stream to an identity's onion service starts with one byte that says
+what it carries: ``S`` a secure session (Noise, then SIP), ``M`` a call's
+media (see the calls module). A dial tries the peer's last good contact and
+a fresh DHT lookup at once and keeps whichever connects first, so a cached
+contact costs one rendezvous and a stale one costs nothing extra.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import trio
+
+from anonsip._errors import AnonsipError
+from anonsip.identity import Address, Identity, RandomSource
+from anonsip.node._link import IncomingHandler, LinkBroken, PeerLink
+from anonsip.node._session import Session, SessionBroken
+from anonsip.registration import Contact
+from anonsip.sip import SipEndpoint, Uri
+from onion import OnionError
+
+log = logging.getLogger(__name__)
+
+KIND_SESSION = b"S"
+KIND_MEDIA = b"M"
+MAX_LINKS = 256
+
+
+class Unreachable(AnonsipError):
+    """No contact of the peer answered."""
+
+
+class StreamOpener(Protocol):
+    async def __call__(self, onion: str, port: int, *, isolation: str) -> trio.abc.Stream: ...
+
+
+Lookup = Callable[[bytes], Awaitable[tuple[Contact, ...]]]
+MediaHandler = Callable[[trio.abc.Stream], Awaitable[None]]
+
+
+def sip_uri(public_key: bytes) -> Uri:
+    return Uri.parse(Address(public_key).sip_uri)
+
+
+class LinkTable:
+    """The node's live links, at most one in use per peer."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        *,
+        open_stream: StreamOpener,
+        lookup: Lookup,
+        on_incoming: IncomingHandler,
+        on_media: MediaHandler,
+        on_contact: Callable[[bytes, Contact], None],
+        rng: RandomSource,
+        nursery: trio.Nursery,
+        connect_timeout: float = 45.0,
+    ) -> None:
+        self._identity = identity
+        self._open_stream = open_stream
+        self._lookup = lookup
+        self._on_incoming = on_incoming
+        self._on_media = on_media
+        self._on_contact = on_contact
+        self._rng = rng
+        self._nursery = nursery
+        self._connect_timeout = connect_timeout
+        self._links: dict[bytes, PeerLink] = {}
+        self._dialing: dict[bytes, trio.Lock] = {}
+        self._cache: dict[bytes, Contact] = {}
+
+    def remember(self, peer: bytes, contact: Contact) -> None:
+        """A contact that worked (or came from the store): try it first next time."""
+        self._cache[peer] = contact
+
+    def current(self, peer: bytes) -> PeerLink | None:
+        link = self._links.get(peer)
+        return link if link is not None and link.is_open else None
+
+    def statistics(self) -> dict[str, int]:
+        return {"links": sum(1 for link in self._links.values() if link.is_open)}
+
+    # -- dialling ------------------------------------------------------------
+
+    async def link_to(self, peer: bytes) -> PeerLink:
+        """An open link to ``peer``, dialling one if needed."""
+        link = self.current(peer)
+        if link is not None:
+            return link
+        lock = self._dialing.setdefault(peer, trio.Lock())
+        async with lock:
+            link = self.current(peer)
+            if link is not None:
+                return link
+            with trio.fail_after(self._connect_timeout):
+                stream, contact = await self._connect(peer)
+            try:
+                await stream.send_all(KIND_SESSION)
+                session = await Session.connect(stream, self._identity, peer, rng=self._rng)
+            except (SessionBroken, trio.BrokenResourceError) as exc:
+                await trio.aclose_forcefully(stream)
+                raise LinkBroken(f"the secure handshake with the peer failed: {exc}") from exc
+            self.remember(peer, contact)
+            self._on_contact(peer, contact)
+            return await self._start(session)
+
+    async def open_media(self, peer: bytes) -> trio.abc.Stream:
+        """A second stream to the peer for a call's media."""
+        stream, _ = await self._connect(peer)
+        await stream.send_all(KIND_MEDIA)
+        return stream
+
+    async def _connect(self, peer: bytes) -> tuple[trio.abc.Stream, Contact]:
+        """Race the cached contact against a fresh lookup; first stream wins."""
+        winner: list[tuple[trio.abc.Stream, Contact]] = []
+        errors: list[str] = []
+        isolation = secrets.token_hex(8)
+
+        async def attempt(contact: Contact, scope: trio.CancelScope) -> None:
+            try:
+                stream = await self._open_stream(contact.onion, contact.port, isolation=isolation)
+            except (AnonsipError, OnionError, OSError) as exc:
+                errors.append(str(exc))
+                return
+            if winner:
+                await trio.aclose_forcefully(stream)
+                return
+            winner.append((stream, contact))
+            scope.cancel()
+
+        async def fresh(nursery: trio.Nursery) -> None:
+            try:
+                contacts = await self._lookup(peer)
+            except AnonsipError as exc:
+                errors.append(str(exc))
+                return
+            cached = self._cache.get(peer)
+            for contact in contacts:
+                if contact != cached:
+                    nursery.start_soon(attempt, contact, nursery.cancel_scope)
+
+        async with trio.open_nursery() as nursery:
+            cached = self._cache.get(peer)
+            if cached is not None:
+                nursery.start_soon(attempt, cached, nursery.cancel_scope)
+            nursery.start_soon(fresh, nursery)
+        if not winner:
+            raise Unreachable(
+                "the peer could not be reached through Tor"
+                + (": " + "; ".join(errors[-3:]) if errors else "")
+            )
+        return winner[0]
+
+    # -- accepting -----------------------------------------------------------
+
+    async def serve(self, stream: trio.abc.Stream) -> None:
+        """Handle one stream that reached our identity's onion service."""
+        try:
+            with trio.fail_after(30):
+                kind = await stream.receive_some(1)
+                if kind == KIND_MEDIA:
+                    pass
+                elif kind == KIND_SESSION:
+                    session = await Session.accept(stream, self._identity, rng=self._rng)
+                else:
+                    log.info("refused a stream that did not say what it carries")
+                    await trio.aclose_forcefully(stream)
+                    return
+        except (trio.TooSlowError, SessionBroken, trio.BrokenResourceError):
+            await trio.aclose_forcefully(stream)
+            return
+        if kind == KIND_MEDIA:
+            await self._on_media(stream)
+            return
+        link = self._adopt(session)
+        await link.run()
+
+    # -- bookkeeping ---------------------------------------------------------
+
+    def _make_link(self, session: Session) -> PeerLink:
+        endpoint = SipEndpoint(
+            local_aor=sip_uri(self._identity.public_key),
+            peer_aor=sip_uri(session.remote_public_key),
+            rng=secrets.token_bytes,
+        )
+        return PeerLink(session, endpoint, self._on_incoming)
+
+    def _adopt(self, session: Session) -> PeerLink:
+        link = self._make_link(session)
+        self._links[session.remote_public_key] = link
+        self._trim()
+        return link
+
+    async def _start(self, session: Session) -> PeerLink:
+        link = self._adopt(session)
+        await self._nursery.start(link.run)
+        return link
+
+    def _trim(self) -> None:
+        for peer in [p for p, link in self._links.items() if not link.is_open]:
+            del self._links[peer]
+        while len(self._links) > MAX_LINKS:
+            peer = next(iter(self._links))
+            link = self._links.pop(peer)
+            self._nursery.start_soon(link.aclose)
+
+    async def aclose(self) -> None:
+        for link in list(self._links.values()):
+            with trio.CancelScope(shield=True), trio.move_on_after(2):
+                await link.aclose()
+        self._links.clear()
