@@ -22,7 +22,7 @@ from typing import Any
 
 import trio
 
-from anonsip._errors import LocalError
+from anonsip._errors import AnonsipError, LocalError
 from anonsip.control import NodeNotRunning, TrioControlClient
 from anonsip.identity import FAST_INSECURE_KDF, MODERATE_KDF, WrongPassphrase
 from anonsip.node._home import Home, Unlocked
@@ -160,6 +160,20 @@ def call_node(args: argparse.Namespace, op: str, **op_args: Any) -> Any:
         return trio.run(go)
     except NodeNotRunning:
         raise NodeNotRunning(str(home.path)) from None
+    except BaseExceptionGroup as group:
+        # The client's nursery wraps the one error a command can meet.
+        leaves = list(_leaves(group))
+        if len(leaves) == 1 and isinstance(leaves[0], AnonsipError):
+            raise leaves[0] from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Any:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
 
 
 def _emit(args: argparse.Namespace, result: Any, human: Callable[[Any], str]) -> int:

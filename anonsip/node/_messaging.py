@@ -24,7 +24,7 @@ from typing import Any
 import trio
 
 from anonsip._errors import AnonsipError, LocalError
-from anonsip.admission import RequestGate, Verdict, prove
+from anonsip.admission import GateLimits, RequestGate, Verdict, prove
 from anonsip.identity import Address, Identity
 from anonsip.node._link import PeerLink
 from anonsip.node._links import LinkTable
@@ -72,7 +72,7 @@ class Messenger:
         self._publish = publish
         self._pow_difficulty = pow_difficulty
         self._request_timeout = request_timeout
-        self._gate = RequestGate(self._address, clock)
+        self._gate = RequestGate(self._address, clock, GateLimits(difficulty_bits=pow_difficulty))
         self._wake = trio.Event()
         self._active: set[str] = set()
         # Called with (peer address, text) for each new incoming message.

@@ -247,7 +247,7 @@ class Node:
                 self.phase = "publishing"
                 self._publish_status()
                 await svc.wait_published()
-                self.registrar.set_contacts((Contact(onion=svc.address, port=SIP_PORT),))
+                self.registrar.set_contacts((Contact(onion=svc.hostname, port=SIP_PORT),))
                 await services.start(self.registrar.run)
                 await services.start(self.messenger.run)
                 for task in self.background:
