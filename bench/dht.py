@@ -10,20 +10,38 @@ the newest version (what plain Kademlia must do to resist stale records).
 
 The Tor half (FIND_VALUE latency over real onion services) plugs in through
 ``measure_find_value_latency``: give it running ``DhtNode``s, whatever their
-transport, and keys that were put.
+transport, and keys that were put. ``--tor`` runs it on a private Tor network
+(``--testnet DIR`` reuses a running one, else one is started and stopped):
+
+    .venv/bin/python -m bench.dht --tor [--testnet DIR] [--tor-nodes 12]
+
+``--tor-nodes`` onion DHT nodes on two client tors join through one contact
+and put ``--tor-keys`` records. Cold: the first ``get`` of each of
+``--tor-readers`` freshly published nodes that know only one contact (every
+hop opens a new rendezvous circuit; the client tor may already hold the
+peers' descriptors). Warm: every node gets every key again over its pooled
+streams. Both are divided by ``measure_baseline`` (bench/onion_baseline.py)
+taken in the same run: cold by a raw cold connect, warm by a 64-byte echo
+round trip.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import time
 from collections.abc import Sequence
 
+import nacl.signing
 import trio
 
-from anonsip.dht import DhtNode
+from anonsip.dht import DhtConfig, DhtNode, DhtRecord, OnionDht, sign_record, start_onion_dht
 from anonsip.dht.sim import SimConfig, Simulation, summarize
+from bench._common import client_tors, private_network, report
+from bench.onion_baseline import measure_baseline
+from onion import Tor
 
 
 async def measure_find_value_latency(
@@ -42,6 +60,155 @@ async def measure_find_value_latency(
                 await node.get(key)
                 latencies.append(trio.current_time() - start)
     return latencies
+
+
+async def _run_onion_node(
+    tor: Tor,
+    config: DhtConfig,
+    *,
+    task_status: trio.TaskStatus[OnionDht] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    async with start_onion_dht(tor, os.urandom(32), config=config) as dht:
+        task_status.started(dht)
+        await trio.sleep_forever()
+
+
+async def _start_onion_nodes(
+    nursery: trio.Nursery, tors: Sequence[Tor], count: int, config: DhtConfig
+) -> list[OnionDht]:
+    """``count`` onion DHT nodes spread over ``tors``, published concurrently; they run
+    until ``nursery`` is cancelled."""
+    started: list[OnionDht | None] = [None] * count
+
+    async def start(i: int) -> None:
+        started[i] = await nursery.start(_run_onion_node, tors[i % len(tors)], config)
+
+    async with trio.open_nursery() as starting:
+        for i in range(count):
+            starting.start_soon(start, i)
+    return [dht for dht in started if dht is not None]
+
+
+def _bench_record(n: int) -> DhtRecord:
+    key = nacl.signing.SigningKey.generate()
+
+    def sign(message: bytes) -> bytes:
+        return bytes(key.sign(message).signature)
+
+    payload = f"bench record {n}".encode()
+    expiry = int(time.time()) + 3600
+    return sign_record(
+        sign, public_key=bytes(key.verify_key), seq=1, expiry=expiry, payload=payload
+    )
+
+
+async def _tor_figures(args: argparse.Namespace) -> tuple[dict[str, object], list[str]]:
+    config = DhtConfig(k=args.k, alpha=args.alpha, paths=args.paths, rpc_timeout=args.rpc_timeout)
+    notes: list[str] = []
+    now = trio.current_time
+    with private_network(args.testnet) as info:
+        async with client_tors(info, 2, "dht") as tors:
+            phase = now()
+            baseline = await measure_baseline(
+                tors[0], tors[1], echoes=args.echoes, bulk_bytes=256 * 1024
+            )
+            notes.append(f"baseline {now() - phase:.1f} s")
+            async with trio.open_nursery() as nursery:
+                phase = now()
+                nodes = await _start_onion_nodes(nursery, tors, args.tor_nodes, config)
+                notes.append(f"publish {len(nodes)} nodes {now() - phase:.1f} s")
+                phase = now()
+                seed = [nodes[0].contact]
+                async with trio.open_nursery() as joining:
+                    for dht in nodes[1:]:
+                        joining.start_soon(dht.node.bootstrap, seed)
+                notes.append(f"join {now() - phase:.1f} s")
+                records = [_bench_record(n) for n in range(args.tor_keys)]
+                stored = []
+                for n, record in enumerate(records):
+                    stored.append(await nodes[n % len(nodes)].node.put(record))
+                keys = [record.key for record in records]
+                expected = {record.key: record for record in records}
+
+                # Cold: fresh nodes that know one contact and hold no stream.
+                phase = now()
+                readers = await _start_onion_nodes(nursery, tors, args.tor_readers, config)
+                notes.append(f"publish {len(readers)} readers {now() - phase:.1f} s")
+                cold: list[float] = []
+                cold_found = 0
+                for i, reader in enumerate(readers):
+                    reader.node.routing.seen(nodes[i % len(nodes)].contact)
+                    key = keys[i % len(keys)]
+                    start = now()
+                    got = await reader.node.get(key)
+                    cold.append(now() - start)
+                    cold_found += got == expected[key]
+
+                # Warm: one untimed round opens the pooled streams, then measure.
+                members = [dht.node for dht in nodes]
+                await measure_find_value_latency(members, keys)
+                warm = await measure_find_value_latency(members, keys, rounds=args.tor_rounds)
+                warm_found = 0
+                for member in members:
+                    for key in keys:
+                        warm_found += await member.get(key) == expected[key]
+                nursery.cancel_scope.cancel()
+
+    cold_median = statistics.median(cold)
+    warm_median = statistics.median(warm)
+    figures: dict[str, object] = {
+        "transport": "tor",
+        "nodes": args.tor_nodes,
+        "k": args.k,
+        "alpha": args.alpha,
+        "paths": args.paths,
+        "keys": args.tor_keys,
+        "stored_min": min(stored),
+        "cold_samples": len(cold),
+        "cold_found_rate": round(cold_found / len(cold), 3),
+        "cold_find_value_median_s": round(cold_median, 3),
+        "cold_find_value_max_s": round(max(cold), 3),
+        "warm_samples": len(warm),
+        "warm_found_rate": round(warm_found / (len(members) * len(keys)), 3),
+        "warm_find_value_median_ms": round(1000 * warm_median, 1),
+        "warm_find_value_p90_ms": round(1000 * sorted(warm)[int(0.9 * (len(warm) - 1))], 1),
+        "baseline_cold_connect_s": baseline["cold_connect_s"],
+        "baseline_echo_rtt_median_ms": baseline["echo_rtt_median_ms"],
+        "cold_ratio_to_cold_connect": round(cold_median / baseline["cold_connect_s"], 2),
+        "warm_ratio_to_echo_rtt": round(1000 * warm_median / baseline["echo_rtt_median_ms"], 2),
+    }
+    return figures, notes
+
+
+async def _run_tor(args: argparse.Namespace) -> None:
+    started = time.perf_counter()
+    figures, notes = await _tor_figures(args)
+    figures["wall_seconds"] = round(time.perf_counter() - started, 1)
+    f = figures
+    rows = [
+        (
+            "DHT nodes (2 client tors), k/alpha/paths",
+            f"{f['nodes']}, {f['k']}/{f['alpha']}/{f['paths']}",
+        ),
+        ("records put, fewest replicas", f"{f['keys']}, {f['stored_min']}"),
+        (
+            "cold FIND_VALUE median (max)",
+            f"{f['cold_find_value_median_s']:.3f} s ({f['cold_find_value_max_s']:.3f} s)",
+        ),
+        ("  found / samples", f"{f['cold_found_rate']:.0%} of {f['cold_samples']}"),
+        ("  raw cold connect (baseline)", f"{f['baseline_cold_connect_s']:.3f} s"),
+        ("  ratio cold lookup / cold connect", f"{f['cold_ratio_to_cold_connect']:.2f}x"),
+        (
+            "warm FIND_VALUE median (p90)",
+            f"{f['warm_find_value_median_ms']:.1f} ms ({f['warm_find_value_p90_ms']:.1f} ms)",
+        ),
+        ("  found / samples", f"{f['warm_found_rate']:.0%} of {f['warm_samples']}"),
+        ("  64-byte echo RTT (baseline)", f"{f['baseline_echo_rtt_median_ms']:.2f} ms"),
+        ("  ratio warm lookup / echo RTT", f"{f['warm_ratio_to_echo_rtt']:.2f}x"),
+        ("phases", ", ".join(notes)),
+        ("wall clock", f"{f['wall_seconds']:.1f} s"),
+    ]
+    report("DHT FIND_VALUE over onion services on the private Tor network", rows, figures)
 
 
 def _row(name: str, figures: dict[str, float]) -> str:
@@ -67,7 +234,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--drop", type=float, default=0.3, help="adversary drop probability")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--compare", action="store_true")
+    tor = parser.add_argument_group("onion services (--tor)")
+    tor.add_argument("--tor", action="store_true", help="measure on a private Tor network")
+    tor.add_argument("--testnet", metavar="DIR", help="reuse a running private network")
+    tor.add_argument("--tor-nodes", type=int, default=12)
+    tor.add_argument("--tor-keys", type=int, default=4)
+    tor.add_argument("--tor-readers", type=int, default=8, help="fresh nodes, one cold get each")
+    tor.add_argument("--tor-rounds", type=int, default=2, help="warm rounds over all nodes")
+    tor.add_argument("--rpc-timeout", type=float, default=10.0)
+    tor.add_argument("--echoes", type=int, default=100, help="baseline echo round trips")
     args = parser.parse_args(argv)
+    if args.tor:
+        trio.run(_run_tor, args)
+        return
 
     config = SimConfig(
         nodes=args.nodes,
