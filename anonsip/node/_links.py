@@ -75,6 +75,8 @@ class LinkTable:
         self._links: dict[bytes, PeerLink] = {}
         self._dialing: dict[bytes, trio.Lock] = {}
         self._cache: dict[bytes, Contact] = {}
+        # Called with the peer's key whenever a new link to it is up.
+        self.link_up_listeners: list[Callable[[bytes], None]] = []
 
     def remember(self, peer: bytes, contact: Contact) -> None:
         """A contact that worked (or came from the store): try it first next time."""
@@ -196,6 +198,8 @@ class LinkTable:
         link = self._make_link(session)
         self._links[session.remote_public_key] = link
         self._trim()
+        for listener in self.link_up_listeners:
+            listener(session.remote_public_key)
         return link
 
     async def _start(self, session: Session) -> PeerLink:

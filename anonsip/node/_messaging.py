@@ -75,6 +75,7 @@ class Messenger:
         self._gate = RequestGate(self._address, clock, GateLimits(difficulty_bits=pow_difficulty))
         self._wake = trio.Event()
         self._active: set[str] = set()
+        self._nursery: trio.Nursery | None = None
         # Called with (peer address, text) for each new incoming message.
         self.listeners: list[Callable[[str, str], None]] = []
 
@@ -88,11 +89,22 @@ class Messenger:
         return message
 
     def kick(self) -> None:
-        """Try the outbox now (a peer came back, a contact was accepted)."""
+        """Look at the outbox now (a contact was accepted, a message queued)."""
         self._wake.set()
+
+    def peer_online(self, peer_key: bytes) -> None:
+        """A link to the peer came up: send what waits for it without waiting
+        out the back-off."""
+        peer = Address(peer_key).text
+        if self._nursery is None or peer in self._active:
+            return
+        if any(item.peer == peer for item in self._store.due(math.inf)):
+            self._active.add(peer)
+            self._nursery.start_soon(self._deliver_to, peer, True)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             task_status.started()
             while True:
                 self._wake = trio.Event()
@@ -106,10 +118,11 @@ class Messenger:
                 with trio.move_on_after(delay):
                     await self._wake.wait()
 
-    async def _deliver_to(self, peer: str) -> None:
+    async def _deliver_to(self, peer: str, now_regardless: bool = False) -> None:
         try:
             while True:
-                items = [i for i in self._store.due(self._clock()) if i.peer == peer]
+                horizon = math.inf if now_regardless else self._clock()
+                items = [i for i in self._store.due(horizon) if i.peer == peer]
                 if not items:
                     return
                 item = items[0]

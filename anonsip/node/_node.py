@@ -233,6 +233,7 @@ class Node:
                 publish=self.publish,
                 pow_difficulty=self.config.pow_difficulty,
             )
+            links.link_up_listeners.append(self.messenger.peer_online)
             self.registrar = Registrar(
                 self.identity,
                 dht.node,
