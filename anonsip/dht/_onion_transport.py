@@ -27,7 +27,7 @@ from anonsip._errors import LocalError
 from anonsip.dht._identity import Contact, NodeIdentity
 from anonsip.dht._node import DhtConfig, DhtNode, Dialer
 from anonsip.dht._store import RecordStore
-from onion import OnionError, OnionKey, OnionService, Tor
+from onion import OnionError, OnionKey, OnionService, OnionTimeout, Tor
 
 __all__ = [
     "DEFAULT_DHT_PORT",
@@ -96,8 +96,8 @@ async def start_onion_dht(
 ) -> AsyncIterator[OnionDht]:
     """Run a DHT node as the onion service of ``seed`` for the body of the ``async with``.
 
-    Returns once tor has uploaded the service descriptor (``publish_timeout``
-    bounds the wait). ``dial_timeout`` (default: the config's ``rpc_timeout``)
+    Returns once tor has uploaded the service descriptor (``OnionTimeout``
+    after ``publish_timeout`` s). ``dial_timeout`` (default: the config's ``rpc_timeout``)
     bounds each outgoing connect. Leaving the block removes the service
     first (no new callers), then stops the node.
     """
@@ -126,6 +126,12 @@ async def start_onion_dht(
     ):
         if service.address != identity.contact.onion_address:
             raise AssertionError("tor published a different address than the DHT identity's")
-        await service.wait_published(publish_timeout)
+        try:
+            await service.wait_published(publish_timeout)
+        except trio.TooSlowError:
+            raise OnionTimeout(
+                f"tor did not publish the DHT node's onion service within {publish_timeout:.0f} s;"
+                " check that tor finished bootstrapping and the network is up"
+            ) from None
         log.info("DHT node %s is published on its onion service", node.contact.node_id)
         yield OnionDht(node=node, service=service)
