@@ -140,6 +140,9 @@ class TrioControlClient:
                         except trio.WouldBlock:
                             self._close(ControlConnectionClosed(_OVERFLOW))
                             return
+                        except trio.ClosedResourceError:
+                            # connect() is closing: data that arrived with its cancel.
+                            return
                 if not data:
                     self._clean_eof = True
                     self._close(ControlConnectionClosed(_CLEAN_EOF))
