@@ -1,0 +1,233 @@
+"""Instant messages between real node processes on the private Tor network.
+
+Three nodes (alice, bob, carol) run as subprocesses for the whole module:
+alice finds bob by his address alone through the DHT, the contact request
+is accepted and messages flow both ways with delivery receipts; a message
+to bob while he is offline waits in alice's outbox and arrives when he is
+back; alice is SIGKILLed in the middle of 200 messages and after a restart
+bob has every acknowledged one exactly once, in order; a stranger (carol)
+shows up as a request and, once blocked, is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+
+import pytest
+import trio
+
+from anonsip.control import ControlConnectionClosed, Event, TrioControlClient
+from onion.testnet import TestnetInfo
+from tests.integration.nodes import NodeFleet, NodeProcess
+
+pytestmark = pytest.mark.integration
+
+DELIVERY_TIMEOUT = 60.0
+BURST = 200
+KILL_AFTER = 120
+
+
+@pytest.fixture(scope="module")
+def fleet(testnet: TestnetInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeFleet]:
+    with NodeFleet(tmp_path_factory.mktemp("im"), Path(testnet.directory)) as nodes:
+        for name in ("carol", "alice", "bob"):
+            nodes.add(name)
+        # carol first: alone, her registration fails, but alice and bob join the
+        # DHT through her and so register at once.
+        trio.run(nodes.start_all, "carol")
+        trio.run(partial(nodes.start_all, "alice", "bob", registered=True))
+        yield nodes
+
+
+async def wait_event(
+    client: TrioControlClient, match: Callable[[Event], bool], timeout: float = DELIVERY_TIMEOUT
+) -> Event:
+    with trio.fail_after(timeout):
+        async for event in client.events():
+            if match(event):
+                return event
+    raise AssertionError("the node closed the control connection")
+
+
+def message_state(message_id: str, state: str) -> Callable[[Event], bool]:
+    return lambda e: (
+        e.event == "message"
+        and e.data.get("message_id") == message_id
+        and e.data.get("state") == state
+    )
+
+
+async def send_and_wait(node: NodeProcess, peer: str, text: str, state: str = "delivered") -> str:
+    async with node.client() as client:
+        await client.subscribe()
+        sent = await client.call("send", peer=peer, text=text)
+        await wait_event(client, message_state(sent["message_id"], state))
+    return str(sent["message_id"])
+
+
+async def texts(node: NodeProcess, peer: str, direction: str) -> list[str]:
+    history = await node.call("history", peer=peer, limit=1000)
+    return [m["text"] for m in history if m["direction"] == direction]
+
+
+async def contact_state(node: NodeProcess, address: str) -> str | None:
+    for contact in await node.call("contacts.list"):
+        if contact["address"] == address:
+            return str(contact["state"])
+    return None
+
+
+async def befriend(alice: NodeProcess, bob: NodeProcess) -> None:
+    """Alice finds bob by address alone, asks, bob accepts; both directions delivered."""
+    found = await alice.call("lookup", address=bob.address)
+    assert found["found"]
+    bob_status = await bob.call("status")
+    assert [c["onion"] for c in found["contacts"]] == [bob_status["onion_address"] + ".onion"]
+
+    await alice.call("contacts.add", address=bob.address, nick="bob")
+    assert await contact_state(alice, bob.address) == "requested"
+    async with bob.client() as bob_events:
+        await bob_events.subscribe()
+        # Delivered to bob's node (202: a request for him to decide on).
+        await send_and_wait(alice, "bob", "hello bob, it's alice")
+        request = await wait_event(bob_events, lambda e: e.event == "request")
+    assert request.data["address"] == alice.address
+    assert request.data["text"] == "hello bob, it's alice"
+    assert [r["address"] for r in await bob.call("requests")] == [alice.address]
+    assert await texts(bob, alice.address, "in") == []  # nothing shown before he accepts
+
+    await bob.call("accept", address=alice.address, nick="alice")
+    assert await bob.call("requests") == []
+    assert await texts(bob, "alice", "in") == ["hello bob, it's alice"]
+    assert await contact_state(bob, alice.address) == "accepted"
+
+    # bob answers; his message turns alice's request into an accepted contact.
+    await send_and_wait(bob, "alice", "hi alice")
+    assert await texts(alice, "bob", "in") == ["hi alice"]
+    assert await contact_state(alice, bob.address) == "accepted"
+    await send_and_wait(alice, "bob", "glad you found me")
+    assert await texts(bob, "alice", "in") == ["hello bob, it's alice", "glad you found me"]
+    for message in await alice.call("history", peer="bob"):
+        if message["direction"] == "out":
+            assert message["state"] == "delivered"
+
+
+_friends: set[tuple[str, str]] = set()
+
+
+async def friends(fleet: NodeFleet) -> tuple[NodeProcess, NodeProcess]:
+    alice, bob = fleet["alice"], fleet["bob"]
+    if ("alice", "bob") not in _friends:
+        await befriend(alice, bob)
+        _friends.add(("alice", "bob"))
+    return alice, bob
+
+
+async def test_find_by_address_request_accept_and_receipts(fleet: NodeFleet) -> None:
+    alice, bob = fleet["alice"], fleet["bob"]
+    await befriend(alice, bob)
+    _friends.add(("alice", "bob"))
+    # A conversation in both directions on the warm session.
+    for i in range(3):
+        await send_and_wait(alice, "bob", f"ping {i}")
+        await send_and_wait(bob, "alice", f"pong {i}")
+    assert (await texts(bob, "alice", "in"))[-3:] == ["ping 0", "ping 1", "ping 2"]
+    assert (await texts(alice, "bob", "in"))[-3:] == ["pong 0", "pong 1", "pong 2"]
+
+
+async def test_offline_peer_gets_the_message_when_back(fleet: NodeFleet) -> None:
+    alice, bob = await friends(fleet)
+    assert await bob.shutdown() == 0
+    async with alice.client() as client:
+        await client.subscribe()
+        sent = await client.call("send", peer="bob", text="while you were away")
+        message_id = sent["message_id"]
+        # The first attempt fails (bob is gone); the message stays in the outbox.
+        await wait_event(client, message_state(message_id, "sent"))
+        status = await client.call("status")
+        assert status["outbox"] == 1
+        history = await client.call("history", peer="bob")
+        assert [m["state"] for m in history if m["message_id"] == message_id] == ["sent"]
+
+        bob.start()
+        await bob.wait_ready(registered=True)
+        await wait_event(client, message_state(message_id, "delivered"), timeout=90)
+    assert (await texts(bob, "alice", "in"))[-1] == "while you were away"
+    assert (await alice.call("status"))["outbox"] == 0
+
+
+async def test_crash_in_the_middle_of_a_burst_loses_and_repeats_nothing(
+    fleet: NodeFleet,
+) -> None:
+    alice, bob = await friends(fleet)
+    before = await texts(bob, "alice", "in")
+    acknowledged: list[str] = []
+    delivered = trio.Event()
+    try:
+        async with alice.client() as client:
+            await client.subscribe()
+
+            async def watch() -> None:
+                await wait_event(client, lambda e: e.data.get("state") == "delivered")
+                delivered.set()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(watch)
+                for i in range(BURST):
+                    text = f"burst {i:03d}"
+                    await client.call("send", peer="bob", text=text)
+                    acknowledged.append(text)
+                    if i == KILL_AFTER:
+                        # Delivery is under way: kill the node mid-stream.
+                        with trio.fail_after(DELIVERY_TIMEOUT):
+                            await delivered.wait()
+                        await trio.to_thread.run_sync(alice.kill)
+    except ControlConnectionClosed:
+        pass  # the node died under us: what this test is about
+    else:
+        raise AssertionError("alice was killed but her control connection went on")
+    assert KILL_AFTER < len(acknowledged) < BURST
+
+    alice.start()
+    status = await alice.wait_ready(registered=True)
+    assert status["outbox"] > 0, "the kill came after every message was delivered"
+
+    # Wait, woken by each delivery, until alice's outbox is empty.
+    async with alice.client() as client:
+        await client.subscribe()
+        with trio.fail_after(120):
+            while (await client.call("status"))["outbox"] > 0:
+                with trio.move_on_after(2):
+                    await wait_event(client, lambda e: e.data.get("state") == "delivered")
+    arrived = [t for t in await texts(bob, "alice", "in") if t.startswith("burst ")]
+    # Every acknowledged message exactly once and in order; a send the kill cut
+    # short (no reply) may have been stored too, then after them.
+    assert arrived[: len(acknowledged)] == acknowledged
+    assert len(arrived) <= len(acknowledged) + 1
+    assert (await texts(bob, "alice", "in"))[: len(before)] == before
+
+
+async def test_stranger_is_a_request_then_blocked(fleet: NodeFleet) -> None:
+    carol, bob = fleet["carol"], fleet["bob"]
+    await bob.wait_ready()
+    async with bob.client() as bob_events:
+        await bob_events.subscribe()
+        await send_and_wait(carol, bob.address, "hi, we met at the conference")
+        request = await wait_event(bob_events, lambda e: e.event == "request")
+    assert request.data["address"] == carol.address
+    assert carol.address in [r["address"] for r in await bob.call("requests")]
+    assert await contact_state(bob, carol.address) is None
+
+    await bob.call("decline", address=carol.address)
+    assert carol.address not in [r["address"] for r in await bob.call("requests")]
+    await bob.call("block", address=carol.address)
+    assert await contact_state(bob, carol.address) == "blocked"
+
+    # Refused (403): carol's node gives up on the message instead of retrying.
+    await send_and_wait(carol, bob.address, "please answer", state="failed")
+    await send_and_wait(carol, bob.address, "why not?", state="failed")
+    assert await bob.call("requests") == []
+    assert await texts(bob, carol.address, "in") == []
+    assert (await carol.call("status"))["outbox"] == 0
