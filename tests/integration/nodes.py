@@ -47,7 +47,7 @@ def _cli(home: Path, *args: str, timeout: float = 60.0) -> str:
     return done.stdout
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
     """Direct children of ``pid`` (the node's tor), from /proc."""
     found = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
@@ -148,14 +148,14 @@ class NodeProcess:
     def signal(self, signum: int) -> None:
         if self.running:
             assert self.process is not None
-            self._tor_pids = _children(self.process.pid) or self._tor_pids
+            self._tor_pids = children(self.process.pid) or self._tor_pids
             self.process.send_signal(signum)
 
     def kill(self) -> None:
         """SIGKILL the node and the tor it launched (a power cut), and reap both."""
         if self.process is None:
             return
-        tors = _children(self.process.pid) + self._tor_pids
+        tors = children(self.process.pid) + self._tor_pids
         _kill_and_wait(self.process.pid)
         self.process.wait()
         for pid in tors:
@@ -250,7 +250,7 @@ class NodeProcess:
                             self._check_alive()
                             raise NodeExited(f"{self.name} closed its control socket")
                     if self.process is not None:
-                        self._tor_pids = _children(self.process.pid)
+                        self._tor_pids = children(self.process.pid)
                     return status
         except trio.TooSlowError:
             raise TimeoutError(
@@ -260,7 +260,7 @@ class NodeProcess:
     async def shutdown(self, timeout: float = STOP_TIMEOUT) -> int:
         """The ``shutdown`` op, then wait for the process to end."""
         if self.process is not None:
-            self._tor_pids = _children(self.process.pid) or self._tor_pids
+            self._tor_pids = children(self.process.pid) or self._tor_pids
         with contextlib.suppress(NodeNotRunning):
             await self.call("shutdown")
         return await trio.to_thread.run_sync(self.wait_exit, timeout)
