@@ -8,6 +8,7 @@ import logging
 import trio
 
 from anonsip._errors import AnonsipError
+from anonsip.node._calls import install_calls
 from anonsip.node._node import Node
 
 log = logging.getLogger(__name__)
@@ -40,3 +41,4 @@ def install_echo_bot(node: Node) -> None:
 def install_services(node: Node) -> None:
     if node.config.echo_bot:
         install_echo_bot(node)
+    install_calls(node)  # after presence: calls pass on the NOTIFYs that are not theirs
