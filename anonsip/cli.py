@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from anonsip._errors import AnonsipError
+from anonsip.demo import cli as demo_cli
 from anonsip.node._cli import add_node_commands
 from onion import OnionError
 from onion.testnet import cli as testnet_cli
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_node_commands(commands)
     testnet_cli.add_parser(commands)
+    demo_cli.add_parser(commands)
     return parser
 
 
