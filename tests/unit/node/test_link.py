@@ -1,0 +1,165 @@
+"""Two PeerLinks over secure sessions on an in-memory stream pair.
+
+A MESSAGE is answered in either direction; when the stream breaks every
+pending request fails with ``LinkBroken``; a peer that never answers costs
+exactly Timer F (64*T1) and ``RequestTimedOut``, driven by the link's own
+timer task on the autojump clock.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import pytest
+import trio
+import trio.testing
+
+from anonsip.identity import Identity
+from anonsip.node import Session
+from anonsip.node._link import LinkBroken, PeerLink, RequestTimedOut
+from anonsip.node._links import sip_uri
+from anonsip.sip import Request, RequestReceived, SipEndpoint, SipEvent
+
+T1 = 0.5
+
+
+def _rng(seed: int) -> Callable[[int], bytes]:
+    return random.Random(seed).randbytes
+
+
+ALICE = Identity.generate("alice", rng=_rng(1))
+BOB = Identity.generate("bob", rng=_rng(2))
+
+
+@dataclass
+class Peer:
+    """A link plus what its node was handed; ``answer`` decides the response code."""
+
+    identity: Identity
+    answer: int | None = 200  # None: never answer
+    received: list[RequestReceived] = field(default_factory=list)
+    link: PeerLink | None = None
+
+    async def on_incoming(self, link: PeerLink, event: SipEvent) -> None:
+        assert isinstance(event, RequestReceived)
+        self.received.append(event)
+        if self.answer is not None:
+            await link.respond(event.request, self.answer)
+
+    def make_link(self, session: Session, seed: int) -> PeerLink:
+        endpoint = SipEndpoint(
+            local_aor=sip_uri(self.identity.public_key),
+            peer_aor=sip_uri(session.remote_public_key),
+            rng=_rng(seed),
+            t1=T1,
+        )
+        self.link = PeerLink(session, endpoint, self.on_incoming)
+        return self.link
+
+
+@asynccontextmanager
+async def linked(
+    alice: Peer, bob: Peer
+) -> AsyncIterator[tuple[PeerLink, PeerLink, trio.testing.MemoryStreamPair]]:
+    a_stream, b_stream = trio.testing.memory_stream_pair()
+    sessions: dict[str, Session] = {}
+
+    async def accept() -> None:
+        sessions["b"] = await Session.accept(b_stream, bob.identity, rng=_rng(3))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(accept)
+        sessions["a"] = await Session.connect(
+            a_stream, alice.identity, bob.identity.public_key, rng=_rng(4)
+        )
+    a = alice.make_link(sessions["a"], 5)
+    b = bob.make_link(sessions["b"], 6)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(a.run)
+        await nursery.start(b.run)
+        yield a, b, (a_stream, b_stream)
+        nursery.cancel_scope.cancel()
+
+
+def message(link: PeerLink, text: str) -> Request:
+    return link.endpoint.create_request(
+        "MESSAGE", headers=(("Content-Type", "text/plain;charset=utf-8"),), body=text.encode()
+    )
+
+
+@pytest.mark.parametrize("bob_first", [False, True])
+async def test_message_request_and_response_both_ways(bob_first: bool) -> None:
+    alice, bob = Peer(ALICE), Peer(BOB, answer=202)
+    async with linked(alice, bob) as (a, b, _):
+        assert a.peer_public_key == BOB.public_key
+        assert b.peer_public_key == ALICE.public_key
+        order = [(b, alice, "hi alice", 200), (a, bob, "hi bob", 202)]
+        for link, receiver, text, code in order if bob_first else order[::-1]:
+            request = message(link, text)
+            response = await link.request(request)
+            assert response.status_code == code
+            assert response.call_id == request.call_id
+            (got,) = receiver.received[-1:]
+            assert got.request.body == text.encode()
+            assert got.request.call_id == request.call_id
+
+
+async def test_many_requests_in_flight_each_get_their_own_answer() -> None:
+    alice, bob = Peer(ALICE), Peer(BOB)
+    async with linked(alice, bob) as (a, _b, _):
+        results: dict[int, int] = {}
+
+        async def one(i: int) -> None:
+            request = message(a, f"m{i}")
+            results[i] = (await a.request(request)).status_code
+
+        async with trio.open_nursery() as nursery:
+            for i in range(20):
+                nursery.start_soon(one, i)
+        assert results == dict.fromkeys(range(20), 200)
+        assert sorted(r.request.body for r in bob.received) == sorted(
+            f"m{i}".encode() for i in range(20)
+        )
+
+
+async def test_a_broken_stream_fails_pending_requests() -> None:
+    alice, bob = Peer(ALICE), Peer(BOB, answer=None)
+    async with linked(alice, bob) as (a, _b, (_a_stream, b_stream)):
+        failures: list[BaseException] = []
+
+        async def pending(i: int) -> None:
+            request = message(a, f"m{i}")
+            with pytest.raises(LinkBroken) as caught:
+                await a.request(request)
+            failures.append(caught.value)
+
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                for i in range(3):
+                    nursery.start_soon(pending, i)
+                await trio.testing.wait_all_tasks_blocked()
+                assert len(bob.received) == 3  # bob has them, and stays silent
+                await trio.aclose_forcefully(b_stream)
+        assert len(failures) == 3
+        await a.wait_closed()
+        assert not a.is_open
+        with pytest.raises(LinkBroken):
+            await a.request(message(a, "late"))
+
+
+async def test_a_silent_peer_times_out_on_timer_f(autojump_clock: trio.testing.MockClock) -> None:
+    alice, bob = Peer(ALICE), Peer(BOB, answer=None)
+    async with linked(alice, bob) as (a, _b, _):
+        start = trio.current_time()
+        with pytest.raises(RequestTimedOut):
+            await a.request(message(a, "anyone?"))
+        assert trio.current_time() - start == pytest.approx(64 * T1, abs=0.01)
+        assert len(bob.received) == 1  # a reliable transport: no retransmissions
+        # The link itself survives a timed-out transaction.
+        assert a.is_open
+        bob.answer = 200
+        response = await a.request(message(a, "now?"))
+        assert response.status_code == 200
