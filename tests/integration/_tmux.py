@@ -1,0 +1,110 @@
+"""A real terminal for end-to-end tests: a program in a detached tmux session.
+
+Each ``TmuxScreen`` uses its own tmux server (``-L``), so tests never touch
+a user's tmux and ``close()`` ends everything the session ran. Reading the
+screen is polling by nature (a terminal has no "changed" signal), so
+``wait_for`` captures the pane at a short interval under a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Callable, Mapping, Sequence
+
+import trio
+
+POLL = 0.2
+
+
+class TmuxScreen:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.server = f"anonsip-test-{os.getpid()}-{name}"
+        self.last = ""
+
+    async def _tmux(self, *args: str, check: bool = True) -> str:
+        result = await trio.run_process(
+            ["tmux", "-L", self.server, *args],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=check,
+        )
+        return result.stdout.decode("utf-8", errors="replace")
+
+    async def start(
+        self,
+        command: Sequence[str],
+        *,
+        width: int = 100,
+        height: int = 30,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        shell = shlex.join(command)
+        if env:
+            shell = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " " + shell
+        # remain-on-exit before the session exists: the pane stays after the
+        # program ends, however soon, so its exit status can be read.
+        await self._tmux(
+            "start-server",
+            ";",
+            "set-option",
+            "-g",
+            "remain-on-exit",
+            "on",
+            ";",
+            "new-session",
+            "-d",
+            "-s",
+            self.name,
+            "-x",
+            str(width),
+            "-y",
+            str(height),
+            shell,
+        )
+
+    async def screen(self) -> str:
+        self.last = await self._tmux("capture-pane", "-p", "-t", self.name)
+        return self.last
+
+    async def send_keys(self, *keys: str) -> None:
+        await self._tmux("send-keys", "-t", self.name, *keys)
+
+    async def type_text(self, text: str) -> None:
+        await self._tmux("send-keys", "-t", self.name, "-l", text)
+
+    async def wait_for(self, found: Callable[[str], bool], timeout: float, what: str) -> str:
+        """The screen once ``found(screen)`` holds; AssertionError with the screen if not."""
+        try:
+            with trio.fail_after(timeout):
+                while not found(await self.screen()):
+                    await trio.sleep(POLL)
+        except trio.TooSlowError:
+            raise AssertionError(
+                f"after {timeout:.0f} s the screen does not show {what}:\n{self.last}"
+            ) from None
+        return self.last
+
+    async def exit_status(self) -> int | None:
+        """The program's exit status once it ended, else None."""
+        out = await self._tmux(
+            "list-panes", "-t", self.name, "-F", "#{pane_dead} #{pane_dead_status}", check=False
+        )
+        dead, _, status = out.strip().partition(" ")
+        return int(status) if dead == "1" and status else None
+
+    async def wait_exit(self, timeout: float) -> int:
+        try:
+            with trio.fail_after(timeout):
+                while (status := await self.exit_status()) is None:
+                    await trio.sleep(POLL)
+        except trio.TooSlowError:
+            raise AssertionError(
+                f"the program still runs {timeout:.0f} s after quitting:\n{await self.screen()}"
+            ) from None
+        return status
+
+    async def close(self) -> None:
+        with trio.CancelScope(shield=True):
+            await self._tmux("kill-server", check=False)

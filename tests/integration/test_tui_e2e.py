@@ -1,0 +1,82 @@
+"""The real ``anonsip tui`` in a real terminal (tmux), on a real node, talking over
+the private Tor network to a second real node that echoes every message."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import trio
+
+from anonsip.demo import PEER_NICK, befriend, init_home, run_node
+from onion.testnet import TestnetInfo
+from tests.integration._tmux import TmuxScreen
+
+pytestmark = pytest.mark.integration
+
+SCREEN_TIMEOUT = 60.0  # from Enter to the echo: two onion deliveries and a DHT lookup
+
+
+def _contacts_line(screen: str, nick: str) -> bool:
+    """``nick`` in the contacts pane (left of the first vertical rule, below the status bar)."""
+    return any(nick in line.split("│")[0] for line in screen.splitlines()[1:])
+
+
+@pytest.mark.timeout(300)
+async def test_tui_chats_with_an_echoing_peer_over_tor(
+    testnet: TestnetInfo, tmp_path: Path
+) -> None:
+    me_home, peer_home = tmp_path / "me", tmp_path / "peer"
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(init_home, me_home, "tester")
+        nursery.start_soon(init_home, peer_home, "echo")
+    network = Path(testnet.directory)
+    screen = TmuxScreen("e2e")
+    async with (
+        run_node(
+            "peer",
+            peer_home,
+            testnet=network,
+            output=tmp_path / "peer.log",
+            options=["--echo-bot", "--pow-bits", "16"],
+        ) as peer,
+        run_node("me", me_home, testnet=network, output=tmp_path / "me.log") as me,
+    ):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(peer.wait_running)
+            nursery.start_soon(me.wait_running)
+        assert await befriend(me, peer), "the peer's greeting was never delivered"
+        try:
+            await screen.start([sys.executable, "-m", "anonsip.cli", "--home", str(me_home), "tui"])
+            await screen.wait_for(
+                lambda s: _contacts_line(s, PEER_NICK), SCREEN_TIMEOUT, "the peer in contacts"
+            )
+            await screen.send_keys("C-n")  # open the highlighted (only) contact
+            await screen.wait_for(
+                lambda s: "Write anything and I will echo it back" in s,
+                SCREEN_TIMEOUT,
+                "the peer's greeting in the open conversation",
+            )
+            text = f"hello over onions {time.monotonic_ns() % 100000}"
+            await screen.type_text(text)
+            await screen.send_keys("Enter")
+            shown = await screen.wait_for(
+                lambda s: f"me: {text}  ✓✓ delivered" in s and f"echo: {text}" in s,
+                SCREEN_TIMEOUT,
+                "the message delivered and its echo",
+            )
+            lines = shown.splitlines()
+            mine = next(i for i, line in enumerate(lines) if f"me: {text}" in line)
+            echo = next(i for i, line in enumerate(lines) if f"echo: {text}" in line)
+            assert mine < echo, shown
+
+            await screen.send_keys("C-q")
+            assert await screen.wait_exit(10.0) == 0
+            # The UI attached to a running node, so quitting it leaves the node running.
+            assert me.process.poll() is None
+            history = await me.call("history", peer=PEER_NICK, limit=10)
+            assert [m["text"] for m in history[-2:]] == [text, f"echo: {text}"]
+        finally:
+            await screen.close()
