@@ -1035,7 +1035,10 @@ class CallService:
 
     def _apply_direction(self, leg: CallLeg) -> None:
         if leg.media is not None:
-            leg.media.set_muted(leg.machine.muted or not leg.direction.sends)
+            # Holding someone stops our microphone too: RFC 3264's sendonly
+            # would play it to them, which is not what a user means by hold.
+            m = leg.machine
+            leg.media.set_muted(m.muted or m.local_hold or not leg.direction.sends)
         if leg.gate is not None:
             leg.gate.open = leg.direction.receives
 

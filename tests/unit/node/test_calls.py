@@ -407,3 +407,30 @@ def test_sipfrag_raises_only_remote_errors(data: bytes) -> None:
         return
     assert 100 <= status <= 699
     assert len(reason) <= 64
+
+
+def _rms_of(path: Path, start_s: float, end_s: float) -> float:
+    with wave.open(str(path), "rb") as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64)
+    piece = pcm[int(start_s * RATE) : int(end_s * RATE)]
+    return float(np.sqrt(np.mean(piece * piece))) if len(piece) else 0.0
+
+
+async def test_hold_silences_the_holder_too(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    record = tmp_path / "b-heard.wav"
+    async with call_pair() as (a, b):
+        await _ring(a, b, tmp_path, seconds=30)
+        await b.calls.op_answer({"record": str(record)})
+        await a.recorder.wait_call("active")
+        await trio.sleep(3)
+        await a.calls.op_hold({"held": True})
+        await b.recorder.wait_call("held")
+        await trio.sleep(3)
+        await a.calls.op_hangup({})
+        await b.recorder.wait_call("ended")
+    assert _rms_of(record, 0.5, 2.5) > 1000  # the tone before the hold
+    with wave.open(str(record), "rb") as w:
+        total = w.getnframes() / RATE
+    assert _rms_of(record, total - 1.5, total) < 50  # nothing of the holder's microphone after it
