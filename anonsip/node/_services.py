@@ -10,6 +10,7 @@ import trio
 from anonsip._errors import AnonsipError
 from anonsip.node._calls import install_calls
 from anonsip.node._node import Node
+from anonsip.node._presence import install_presence
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ def install_echo_bot(node: Node) -> None:
 
 
 def install_services(node: Node) -> None:
+    install_presence(node)
     if node.config.echo_bot:
         install_echo_bot(node)
     install_calls(node)  # after presence: calls pass on the NOTIFYs that are not theirs
