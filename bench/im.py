@@ -32,6 +32,7 @@ from anonsip.admission import DEFAULT_DIFFICULTY, prove
 from anonsip.control import Event, TrioControlClient
 from bench._common import client_tors, private_network, report
 from bench.onion_baseline import measure_baseline
+from onion import OnionError
 from tests.integration.nodes import NodeFleet, NodeProcess, children
 
 IDLE_SECONDS = 10.0
@@ -182,7 +183,11 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             warm = await warm_round_trips(sender, receiver, args.messages)
             rate = await burst_rate(sender, receiver, args.burst)
             usage = await idle_usage(sender, IDLE_SECONDS)
-        after = await _baseline(info, args.cold, "after")
+        try:
+            after = await _baseline(info, args.cold, "after")
+        except OnionError as exc:  # a flaky cold connect must not lose the figures above
+            print(f"second baseline failed ({exc}); comparing with the first only")
+            after = before
     proof = await trio.to_thread.run_sync(pow_seconds, 10)
     # Tor's own figures swing with the machine's load: compare with its better run.
     echo_ms = min(before["echo_rtt_median_ms"], after["echo_rtt_median_ms"])
