@@ -477,23 +477,36 @@ class CallService:
     # -- lifetime ----------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve calls until cancelled; then hang every call up before its media is cut."""
+        calls_scope = trio.CancelScope(shield=True)  # the node's shutdown reaches calls last
         try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
+            async with trio.open_nursery() as outer:
+                await outer.start(self._hold_calls, calls_scope)
                 task_status.started()
                 try:
                     await trio.sleep_forever()
                 finally:
                     with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_BYE_S):
                         await self._say_goodbye()
+                    calls_scope.cancel()
         finally:
             self._nursery = None
 
+    async def _hold_calls(
+        self, scope: trio.CancelScope, *, task_status: trio.TaskStatus[None]
+    ) -> None:
+        with scope:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                await trio.sleep_forever()
+
     async def _say_goodbye(self) -> None:
-        """The node stops: tell every peer in a call, best effort, without waiting for answers."""
-        for leg in list(self._legs.values()):
+        """The node stops: BYE (or CANCEL, or 480) to every peer, then END on every media stream."""
+        legs = list(self._legs.values())
+        for leg in legs:
             link = leg.link
-            if link is None or not link.is_open:
+            if link is None or not link.is_open or leg.ended.is_set():
                 continue
             try:
                 if leg.dialog is not None and leg.machine.state is not CallState.INCOMING:
@@ -504,6 +517,11 @@ class CallService:
                     await link.respond(invite, 480)
             except (AnonsipError, trio.BrokenResourceError) as exc:
                 log.info("could not tell the peer the call ended: %s", exc)
+            leg.reason = leg.reason or "hung-up"
+            leg.stop_media.set()
+        for leg in legs:
+            if leg.media_running:
+                await leg.media_done.wait()
 
     def _check_running(self) -> trio.Nursery:
         if self._nursery is None:

@@ -108,6 +108,11 @@ class Side:
     service: CallService | None = None
     link: PeerLink | None = None
     media_streams: list[trio.testing.MemoryStreamPair] = field(default_factory=list)
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+    async def run_service(self, *, task_status: trio.TaskStatus[None]) -> None:
+        with self.scope:
+            await self.calls.run(task_status=task_status)
 
     @property
     def calls(self) -> CallService:
@@ -186,7 +191,7 @@ async def call_pair(
                 rng=random.Random(7 if side is a else 8),
                 wall_clock=trio.current_time,
             )
-            await nursery.start(side.service.run)
+            await nursery.start(side.run_service)
             await nursery.start(side.link.run)
         yield a, b
         nursery.cancel_scope.cancel()
@@ -434,3 +439,15 @@ async def test_hold_silences_the_holder_too(
     with wave.open(str(record), "rb") as w:
         total = w.getnframes() / RATE
     assert _rms_of(record, total - 1.5, total) < 50  # nothing of the holder's microphone after it
+
+
+async def test_stopping_the_node_hangs_up_its_calls(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async with call_pair() as (a, b):
+        await _ring(a, b, tmp_path)
+        await b.calls.op_answer({"record": str(tmp_path / "r.wav")})
+        await b.recorder.wait_call("active")
+        a.scope.cancel()  # the node shuts down: its call service says goodbye
+        assert (await b.recorder.wait_call("ended"))["reason"] == "remote-hung-up"
+        assert (await a.recorder.wait_call("ended"))["state"] == "ended"
