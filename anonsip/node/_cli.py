@@ -25,6 +25,7 @@ import trio
 from anonsip._errors import AnonsipError, LocalError
 from anonsip.control import NodeNotRunning, TrioControlClient
 from anonsip.identity import FAST_INSECURE_KDF, MODERATE_KDF, WrongPassphrase
+from anonsip.node._call_cli import add_call_commands
 from anonsip.node._home import Home, Unlocked
 from anonsip.node._node import Node, NodeConfig
 
@@ -139,11 +140,80 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
+    """The UI on the node in --home; with no node running there, start one first.
+
+    The started node runs in the background (its own session, output in
+    ``node.out``) and outlives the UI, so messages keep arriving; it is
+    stopped with ``anonsip shutdown``.
+    """
+    import socket
+    import subprocess
+    import time
+
     home = home_of(args)
-    if not home.control_path.exists():
-        raise NodeNotRunning(str(home.path))
+
+    def node_answers() -> bool:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(2.0)
+            try:
+                probe.connect(str(home.control_path))
+            except OSError:
+                return False
+        return True
+
+    if not node_answers():
+        passphrase = _tui_passphrase(args, home)
+        output = home.path / "node.out"
+        command = [sys.executable, "-m", "anonsip.cli", "--home", str(home.path), "run"]
+        if args.testnet:
+            command += ["--testnet", str(Path(args.testnet).absolute())]
+        env = dict(os.environ)
+        if passphrase is not None:
+            env["ANONSIP_PASSPHRASE"] = passphrase  # the environment is not shown by ps
+        with output.open("ab") as out:
+            node = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=env,
+            )
+        deadline = time.monotonic() + 30.0
+        # The node opens its socket before it starts tor; the UI shows the rest.
+        while not node_answers():
+            if node.poll() is not None or time.monotonic() > deadline:
+                if node.poll() is None:
+                    node.terminate()
+                tail = output.read_text(errors="replace").strip().splitlines()[-3:]
+                raise LocalError("the node did not start: " + " / ".join(tail))
+            time.sleep(0.1)
+        print(
+            f"started a node in the background in {home.path}; it keeps running after "
+            f"the UI (stop it with: anonsip --home {home.path} shutdown)",
+            flush=True,
+        )
     # The UI is its own program, so this package never imports it.
     os.execv(sys.executable, [sys.executable, "-m", "tui", str(home.control_path)])  # noqa: S606 - no shell, fixed argv
+
+
+def _tui_passphrase(args: argparse.Namespace, home: Home) -> str | None:
+    """The passphrase a background node will need (checked here, where a prompt works)."""
+    given = _given_passphrase(args)
+    if given is None:
+        try:
+            home.unlock(None, rng=secrets.token_bytes)
+        except WrongPassphrase:
+            if not sys.stdin.isatty():
+                raise LocalError(
+                    "this keystore is encrypted: give the passphrase with ANONSIP_PASSPHRASE "
+                    "or --passphrase-file"
+                ) from None
+            given = getpass.getpass("anonsip passphrase: ")
+        else:
+            return None
+    home.unlock(given, rng=secrets.token_bytes)
+    return given
 
 
 # -- control-API clients ------------------------------------------------------------
@@ -217,6 +287,7 @@ def add_node_commands(commands: Any) -> None:
         parser.set_defaults(run=run)
         return parser
 
+    add_call_commands(commands)  # call, answer, hangup, calls
     p = sub("init", "create a keystore with a new pseudonym in --home", cmd_init)
     p.add_argument("--nick", required=True, help="a local name for this pseudonym")
     p.add_argument("--no-passphrase", action="store_true", help="store keys unencrypted")
@@ -234,7 +305,8 @@ def add_node_commands(commands: Any) -> None:
     p.add_argument("--record", metavar="WAV", help="record auto-answered calls here")
     p.add_argument("--echo-bot", action="store_true", help="answer every message (demo peer)")
 
-    sub("tui", "the terminal UI, attached to the running node", cmd_tui)
+    p = sub("tui", "the terminal UI (starts the node in the background if needed)", cmd_tui)
+    p.add_argument("--testnet", metavar="DIR", help="a node started here uses this private network")
 
     p = sub(
         "status",

@@ -76,6 +76,8 @@ class Messenger:
         self._wake = trio.Event()
         self._active: set[str] = set()
         self._nursery: trio.Nursery | None = None
+        # Called when a peer we asked turns out to have accepted us.
+        self.on_accepted: Callable[[], None] = lambda: None
         # Called with (peer address, text) for each new incoming message.
         self.listeners: list[Callable[[str, str], None]] = []
 
@@ -140,11 +142,20 @@ class Messenger:
         self._publish_state(message_id)
         try:
             with trio.fail_after(self._request_timeout):
-                link = await self._links.link_to(peer_key)
                 headers: list[tuple[str, str]] = [("Content-Type", TEXT_PLAIN)]
                 if contact is None or contact.state is not ContactState.ACCEPTED:
-                    proof = await trio.to_thread.run_sync(self._prove, peer)
-                    headers.append((PROOF_HEADER, proof))
+                    # Solve the proof of work while Tor finds and reaches the peer.
+                    async with trio.open_nursery() as nursery:
+                        proof: list[str] = []
+
+                        async def solve() -> None:
+                            proof.append(await trio.to_thread.run_sync(self._prove, peer))
+
+                        nursery.start_soon(solve)
+                        link = await self._links.link_to(peer_key)
+                    headers.append((PROOF_HEADER, proof[0]))
+                else:
+                    link = await self._links.link_to(peer_key)
                 request = link.endpoint.create_request(
                     "MESSAGE", headers=tuple(headers), body=text.encode("utf-8")
                 ).with_replaced("Call-ID", message_id)
@@ -157,6 +168,8 @@ class Messenger:
             await trio.to_thread.run_sync(self._store.mark_delivered, message_id)
             if code == 200 and contact is not None and contact.state is ContactState.REQUESTED:
                 self._store.set_state(peer, ContactState.ACCEPTED)
+                self._publish("contact", {"address": peer, "state": "accepted"})
+                self.on_accepted()
             self._publish_state(message_id)
             return True
         if code in (403, 603, 404, 415, 413):

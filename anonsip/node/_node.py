@@ -91,6 +91,7 @@ class Node:
         # Services (presence, calls) add control ops and hooks here before run().
         self.extra_handlers: dict[str, Callable[[Mapping[str, Any]], Awaitable[Any]]] = {}
         self.presence_of: Callable[[str], tuple[str, str]] = lambda _address: ("unknown", "")
+        self.own_presence: Callable[[], dict[str, str]] = lambda: {"status": "available"}
         self.contacts_changed: Callable[[], None] = lambda: None
         # Long-running service tasks, started once the node is reachable.
         self.background: list[Callable[[], Awaitable[None]]] = []
@@ -124,11 +125,16 @@ class Node:
                 "stored_at": reg.stored_at,
             },
             "outbox": self.store.outbox_size(),
+            "presence": self.own_presence(),
             "links": self.links.statistics()["links"] if self.links else 0,
         }
 
     def stop(self) -> None:
         self._stop.set()
+
+    async def wait_stopping(self) -> None:
+        """Wait until the node was asked to stop (services say goodbye then)."""
+        await self._stop.wait()
 
     async def wait_ready(self) -> None:
         await self._ready.wait()
@@ -234,6 +240,7 @@ class Node:
                 pow_difficulty=self.config.pow_difficulty,
             )
             links.link_up_listeners.append(self.messenger.peer_online)
+            self.messenger.on_accepted = lambda: self.contacts_changed()
             self.registrar = Registrar(
                 self.identity,
                 dht.node,

@@ -540,6 +540,10 @@ def install_presence(node: Node, config: PresenceConfig | None = None) -> Presen
     node.register_sip_method("NOTIFY", service.on_notify)
     node.extra_handlers["presence.set"] = service.presence_set
     node.presence_of = service.presence_of
+    node.own_presence = lambda: {
+        "status": service.notifier.status.availability.value,
+        "note": service.notifier.status.note,
+    }
     earlier = node.contacts_changed
 
     def contacts_changed() -> None:
@@ -552,7 +556,7 @@ def install_presence(node: Node, config: PresenceConfig | None = None) -> Presen
         # The node has no public "stopping" hook yet; its stop event is set
         # while the links are still up (before it unregisters), the right
         # moment for the goodbye NOTIFYs.
-        await node._stop.wait()
+        await node.wait_stopping()
         await service.goodbye()
 
     async def run() -> None:

@@ -51,7 +51,8 @@ class Registrar:
         ttl: float = 3 * 3600.0,
         refresh_before: float = 600.0,
         next_period_lead: float = 1800.0,
-        retry_after: float = 30.0,
+        retry_after: float = 5.0,
+        max_retry_after: float = 120.0,
         on_change: Callable[[RegistrationState], None] | None = None,
     ) -> None:
         self._identity = identity
@@ -63,6 +64,8 @@ class Registrar:
         self._refresh_before = refresh_before
         self._next_period_lead = next_period_lead
         self._retry_after = retry_after
+        self._max_retry_after = max_retry_after
+        self._failures = 0
         self._on_change = on_change
         self._contacts: tuple[Contact, ...] = ()
         self._changed = trio.Event()
@@ -122,9 +125,14 @@ class Registrar:
             state = await self.publish(period, self._contacts)
             self._set_state(state)
             if state.state != "registered":
-                log.warning("registration was stored nowhere; retrying")
-                wake = now + self._retry_after
+                # Alone in the DHT (the first node of a network) or cut off:
+                # try again soon, then less often.
+                delay = min(self._max_retry_after, self._retry_after * 2**self._failures)
+                self._failures += 1
+                log.warning("registration was stored nowhere; retrying in %.0f s", delay)
+                wake = now + delay
             else:
+                self._failures = 0
                 boundary = self._periods.end_of(period)
                 if boundary - now <= self._next_period_lead:
                     next_state = await self.publish(period + 1, self._contacts)
