@@ -17,9 +17,7 @@ being able to decrypt or to link ``A'`` to the address.  Everything here is
 fed network bytes, so every refusal is a ``RemoteProtocolError``.
 """
 
-import base64
 import enum
-import hashlib
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -37,6 +35,11 @@ from anonsip.identity import (
     blind_public_key,
     record_key,
     verify_signature,
+)
+from onion import (
+    InvalidOnionAddress,
+    onion_address_from_public_key,
+    public_key_from_onion_address,
 )
 
 VERSION = 1
@@ -85,31 +88,21 @@ class Presence(enum.Enum):
     OFFLINE = "offline"
 
 
-def _onion_checksum(public_key: bytes) -> bytes:
-    return hashlib.sha3_256(b".onion checksum" + public_key + b"\x03").digest()[:2]
-
-
 def onion_public_key(onion: str) -> bytes:
     """The service key inside a v3 onion address (rend-spec-v3 [ONIONADDRESS]).
 
     Raises ``ValueError`` if the address is not a valid v3 onion address.
     """
-    name = onion.lower()
-    if not name.endswith(".onion") or len(name) != 56 + len(".onion"):
+    if not onion.lower().endswith(".onion"):
         raise ValueError("not a v3 onion address")
     try:
-        raw = base64.b32decode(name[:56].upper())
-    except ValueError:
-        raise ValueError("not a v3 onion address") from None
-    key, checksum, version = raw[:32], raw[32:34], raw[34:]
-    if version != b"\x03" or checksum != _onion_checksum(key):
-        raise ValueError("the onion address checksum does not match")
-    return key
+        return public_key_from_onion_address(onion)
+    except InvalidOnionAddress as exc:
+        raise ValueError(str(exc)) from None
 
 
 def onion_address(public_key: bytes) -> str:
-    raw = public_key + _onion_checksum(public_key) + b"\x03"
-    return base64.b32encode(raw).decode("ascii").lower() + ".onion"
+    return onion_address_from_public_key(public_key) + ".onion"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
