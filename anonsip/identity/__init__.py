@@ -8,7 +8,6 @@ from anonsip.identity._blinding import (
     BlindedKey,
     TimePeriods,
     blind_public_key,
-    dht_key,
     record_key,
 )
 from anonsip.identity._channel import (
@@ -79,7 +78,6 @@ __all__ = [
     "TimePeriods",
     "WrongPassphrase",
     "blind_public_key",
-    "dht_key",
     "ed25519_to_x25519_public",
     "record_key",
     "system_random",

@@ -35,7 +35,6 @@ ED25519_BASEPOINT = (
     b"46316835694926478169428394003475163141307993866256225615783033603165251855960)"
 )
 _RECORD_KEY_PERSON = b"asip-record-key"
-_DHT_KEY_PERSON = b"asip-dht-key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,10 +173,3 @@ def record_key(public_key: bytes, period: int, periods: TimePeriods = TOR_TIME_P
         raise LocalError("an Ed25519 public key is 32 bytes")
     data = period.to_bytes(8, "big") + periods.length_minutes.to_bytes(8, "big")
     return hashlib.blake2b(data, key=public_key, digest_size=32, person=_RECORD_KEY_PERSON).digest()
-
-
-def dht_key(blinded_public_key: bytes) -> bytes:
-    """Where the period's record lives in the DHT: BLAKE2b-256 of ``A'``."""
-    if len(blinded_public_key) != 32:
-        raise LocalError("a blinded public key is 32 bytes")
-    return hashlib.blake2b(blinded_public_key, digest_size=32, person=_DHT_KEY_PERSON).digest()

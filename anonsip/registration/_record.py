@@ -10,7 +10,7 @@ For each time period (rend-spec-v3 [TIME-PERIODS]) the record is
   size so its length does not reveal the number of contacts;
 * wrapped in an outer value ``[version, A', period, sequence, expires,
   ciphertext, signature]`` signed by the period's blinded key ``A'``;
-* stored in the DHT under ``dht_key(A')``.
+* stored in the DHT under ``anonsip.dht.record_key(A')`` (SHA3-256 of the blinded key).
 
 DHT storage nodes check the outer signature with ``verify_outer`` without
 being able to decrypt or to link ``A'`` to the address.  Everything here is

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from anonsip.dht import record_key as dht_key
 from anonsip.identity import Identity, verify_signature
 from anonsip.identity._blinding import (
     TOR_TIME_PERIODS,
@@ -16,7 +17,6 @@ from anonsip.identity._blinding import (
     blind_public_key,
     blind_public_key_with_param,
     blinding_param,
-    dht_key,
     record_key,
     sign_with_expanded_key,
 )

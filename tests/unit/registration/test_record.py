@@ -5,7 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anonsip import RemoteProtocolError
-from anonsip.identity import Identity, TimePeriods, blind_public_key, dht_key
+from anonsip.dht import record_key as dht_key
+from anonsip.identity import Identity, TimePeriods, blind_public_key
 from anonsip.registration import (
     BadSignature,
     Contact,
