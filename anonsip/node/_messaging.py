@@ -143,19 +143,10 @@ class Messenger:
         try:
             with trio.fail_after(self._request_timeout):
                 headers: list[tuple[str, str]] = [("Content-Type", TEXT_PLAIN)]
-                if contact is None or contact.state is not ContactState.ACCEPTED:
-                    # Solve the proof of work while Tor finds and reaches the peer.
-                    async with trio.open_nursery() as nursery:
-                        proof: list[str] = []
-
-                        async def solve() -> None:
-                            proof.append(await trio.to_thread.run_sync(self._prove, peer))
-
-                        nursery.start_soon(solve)
-                        link = await self._links.link_to(peer_key)
-                    headers.append((PROOF_HEADER, proof[0]))
-                else:
-                    link = await self._links.link_to(peer_key)
+                needs_proof = contact is None or contact.state is not ContactState.ACCEPTED
+                link, proof = await self._dial(peer, peer_key, needs_proof=needs_proof)
+                if proof is not None:
+                    headers.append((PROOF_HEADER, proof))
                 request = link.endpoint.create_request(
                     "MESSAGE", headers=tuple(headers), body=text.encode("utf-8")
                 ).with_replaced("Call-ID", message_id)
@@ -179,6 +170,30 @@ class Messenger:
             return True
         log.info("peer answered %d; retrying later", code)
         return False
+
+    async def _dial(
+        self, peer: str, peer_key: bytes, *, needs_proof: bool
+    ) -> tuple[PeerLink, str | None]:
+        """A link to the peer, and a proof of work solved while Tor dials if needed."""
+        if not needs_proof:
+            return await self._links.link_to(peer_key), None
+        proof: list[str] = []
+        failure: list[AnonsipError | trio.TooSlowError] = []
+
+        async def solve() -> None:
+            proof.append(await trio.to_thread.run_sync(self._prove, peer))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(solve)
+            try:
+                link = await self._links.link_to(peer_key)
+            except (AnonsipError, trio.TooSlowError) as exc:
+                # Raised here, not through the nursery (which would wrap it).
+                failure.append(exc)
+                nursery.cancel_scope.cancel()
+        if failure:
+            raise failure[0]
+        return link, proof[0]
 
     def _prove(self, peer: str) -> str:
         proof = prove(peer, self._address, self._clock(), difficulty_bits=self._pow_difficulty)
