@@ -106,6 +106,11 @@ async def init_home(home: Path, nick: str) -> bool:
     return True
 
 
+def _registered(status: Mapping[str, Any]) -> bool:
+    registration = status.get("registration") or {}
+    return bool(registration.get("state") == "registered")
+
+
 @dataclass(eq=False)
 class NodeProcess:
     """One node child: its home, its process and where its output goes."""
@@ -149,18 +154,25 @@ class NodeProcess:
             async with TrioControlClient.connect(self.control_path) as client:
                 return await client.call(op, **args)
 
-    async def wait_running(self, timeout: float = RUNNING_TIMEOUT) -> Mapping[str, Any]:
-        """Wait until the node reports ``phase == "running"``; return that status."""
+    async def wait_running(
+        self, timeout: float = RUNNING_TIMEOUT, *, registered: bool = True
+    ) -> Mapping[str, Any]:
+        """Wait until the node reports ``phase == "running"`` and (if ``registered``)
+        its registration is stored, so peers can find it; return that status."""
+
+        def ready(status: Mapping[str, Any]) -> bool:
+            return status.get("phase") == "running" and (not registered or _registered(status))
+
         try:
             with single_error(), trio.fail_after(timeout):
                 await self.wait_listening()
                 async with TrioControlClient.connect(self.control_path) as client:
                     await client.subscribe()
                     status = await client.call("status")
-                    if status.get("phase") == "running":
+                    if ready(status):
                         return dict(status)
                     async for event in client.events():
-                        if event.event == "status" and event.data.get("phase") == "running":
+                        if event.event == "status" and ready(event.data):
                             return dict(event.data)
         except trio.TooSlowError:
             raise self.failure(f"was not running after {timeout:.0f} s") from None

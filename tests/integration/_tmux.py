@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 import trio
 
 POLL = 0.2
+EXIT_MARK = "anonsip-test-exit-status="
 
 
 class TmuxScreen:
@@ -43,8 +44,11 @@ class TmuxScreen:
         shell = shlex.join(command)
         if env:
             shell = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " " + shell
+        # The shell prints the exit status: tmux 3.3 sometimes leaves a dead pane
+        # unreaped, with no #{pane_dead_status}.
+        shell = f"{shell}; echo {EXIT_MARK}$?"
         # remain-on-exit before the session exists: the pane stays after the
-        # program ends, however soon, so its exit status can be read.
+        # program ends, however soon, so its last words can be read.
         await self._tmux(
             "start-server",
             ";",
@@ -86,13 +90,17 @@ class TmuxScreen:
             ) from None
         return self.last
 
+    async def history(self) -> str:
+        """Everything the normal screen showed, including what scrolled off it."""
+        return await self._tmux("capture-pane", "-p", "-S", "-", "-t", self.name)
+
     async def exit_status(self) -> int | None:
         """The program's exit status once it ended, else None."""
-        out = await self._tmux(
-            "list-panes", "-t", self.name, "-F", "#{pane_dead} #{pane_dead_status}", check=False
-        )
-        dead, _, status = out.strip().partition(" ")
-        return int(status) if dead == "1" and status else None
+        # The whole history: the line may scroll off when the UI leaves the alternate screen.
+        for line in (await self.history()).splitlines():
+            if line.startswith(EXIT_MARK):
+                return int(line.removeprefix(EXIT_MARK))
+        return None
 
     async def wait_exit(self, timeout: float) -> int:
         try:

@@ -80,3 +80,71 @@ async def test_tui_chats_with_an_echoing_peer_over_tor(
             assert [m["text"] for m in history[-2:]] == [text, f"echo: {text}"]
         finally:
             await screen.close()
+
+
+def _anonsip(home: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "anonsip.cli", "--home", str(home), *args]
+
+
+def _live_pids_mentioning(text: str) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            state = (proc / "stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and text.encode() in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.timeout(300)
+async def test_tui_starts_a_node_when_none_runs(testnet: TestnetInfo, tmp_path: Path) -> None:
+    home, other = tmp_path / "solo", tmp_path / "other"
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(init_home, home, "solo")
+        nursery.start_soon(init_home, other, "other")
+    network = Path(testnet.directory)
+    screen, again = TmuxScreen("solo"), TmuxScreen("solo-again")
+    # A DHT of one cannot store a registration: another node keeps it company.
+    async with run_node("other", other, testnet=network, output=tmp_path / "other.log") as peer:
+        await peer.wait_running(registered=False)  # alone, it may have no one to store at
+        try:
+            await _tui_starts_and_leaves_a_node(home, network, screen, again)
+        finally:
+            await screen.close()
+            await again.close()
+            await trio.run_process(_anonsip(home, "shutdown"), capture_stdout=True, check=False)
+            with trio.move_on_after(30.0):
+                while _live_pids_mentioning(str(home)):
+                    await trio.sleep(0.2)
+    assert _live_pids_mentioning(str(home)) == [], "the node or its tor is still running"
+
+
+async def _tui_starts_and_leaves_a_node(
+    home: Path, network: Path, screen: TmuxScreen, again: TmuxScreen
+) -> None:
+    await screen.start(_anonsip(home, "tui", "--testnet", str(network)))
+    await screen.wait_for(
+        lambda s: "│ registered" in s.splitlines()[0], 120.0, "the node registered"
+    )
+    await screen.send_keys("C-q")
+    assert await screen.wait_exit(10.0) == 0
+    # The node it started outlives the UI...
+    status = await trio.run_process(
+        _anonsip(home, "status", "--json"), capture_stdout=True, check=True
+    )
+    assert b'"phase": "running"' in status.stdout
+    nodes = _live_pids_mentioning(f"{home}\0run")
+    assert len(nodes) == 1, nodes
+    # ...and the next `tui` attaches to it instead of starting another.
+    await again.start(_anonsip(home, "tui", "--testnet", str(network)))
+    await again.wait_for(
+        lambda s: "│ registered" in s.splitlines()[0], 30.0, "the running node's state"
+    )
+    await again.send_keys("C-q")
+    assert await again.wait_exit(10.0) == 0
+    assert _live_pids_mentioning(f"{home}\0run") == nodes
