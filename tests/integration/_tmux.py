@@ -68,6 +68,11 @@ class TmuxScreen:
             shell,
         )
 
+    async def own_pids(self) -> set[int]:
+        """The tmux server and the pane's shell: they name the command but are not it."""
+        out = await self._tmux("display-message", "-p", "-t", self.name, "#{pid} #{pane_pid}")
+        return {int(pid) for pid in out.split()}
+
     async def screen(self) -> str:
         self.last = await self._tmux("capture-pane", "-p", "-t", self.name)
         return self.last
@@ -116,3 +121,31 @@ class TmuxScreen:
     async def close(self) -> None:
         with trio.CancelScope(shield=True):
             await self._tmux("kill-server", check=False)
+
+
+async def open_first_conversation(screen: TmuxScreen, nick: str, timeout: float) -> str:
+    """ctrl-n in the anonsip UI until the conversation with ``nick`` is open.
+
+    A key pressed as the first contact appears can land before the UI has
+    highlighted it (a presence event may draw the contact before
+    ``contacts.list`` selects it), so the key is repeated.
+    """
+
+    def is_open(text: str) -> bool:
+        lines = text.splitlines()
+        return len(lines) > 1 and lines[1].partition("│")[2].strip().startswith(nick)
+
+    with trio.move_on_after(timeout):
+        while True:
+            await screen.send_keys("C-n")
+            with trio.move_on_after(2.0):
+                while not is_open(await screen.screen()):
+                    await trio.sleep(POLL)
+                return screen.last
+    raise AssertionError(f"ctrl-n did not open the conversation with {nick}:\n{screen.last}")
+
+
+def in_contacts(text: str, nick: str) -> bool:
+    """``nick`` in the anonsip UI's contacts pane (left of the rule, under the status bar)."""
+    lines = text.splitlines()
+    return any("│" in line and nick in line.partition("│")[0] for line in lines[1:])

@@ -12,16 +12,11 @@ import trio
 
 from anonsip.demo import PEER_NICK, befriend, init_home, run_node
 from onion.testnet import TestnetInfo
-from tests.integration._tmux import TmuxScreen
+from tests.integration._tmux import TmuxScreen, in_contacts, open_first_conversation
 
 pytestmark = pytest.mark.integration
 
 SCREEN_TIMEOUT = 60.0  # from Enter to the echo: two onion deliveries and a DHT lookup
-
-
-def _contacts_line(screen: str, nick: str) -> bool:
-    """``nick`` in the contacts pane (left of the first vertical rule, below the status bar)."""
-    return any(nick in line.split("│")[0] for line in screen.splitlines()[1:])
 
 
 @pytest.mark.timeout(300)
@@ -51,9 +46,9 @@ async def test_tui_chats_with_an_echoing_peer_over_tor(
         try:
             await screen.start([sys.executable, "-m", "anonsip.cli", "--home", str(me_home), "tui"])
             await screen.wait_for(
-                lambda s: _contacts_line(s, PEER_NICK), SCREEN_TIMEOUT, "the peer in contacts"
+                lambda s: in_contacts(s, PEER_NICK), SCREEN_TIMEOUT, "the peer in contacts"
             )
-            await screen.send_keys("C-n")  # open the highlighted (only) contact
+            await open_first_conversation(screen, PEER_NICK, SCREEN_TIMEOUT)
             await screen.wait_for(
                 lambda s: "Write anything and I will echo it back" in s,
                 SCREEN_TIMEOUT,
