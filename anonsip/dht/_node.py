@@ -126,6 +126,9 @@ class DhtNode:
         self._inbound: set[trio.abc.Stream] = set()
         self._own: OrderedDict[bytes, DhtRecord] = OrderedDict()
         self._bootstrap: list[Contact] = []
+        # Re-read when the table is empty (a bootstrap file other nodes keep
+        # adding to); without it the node retries the contacts it was given.
+        self.bootstrap_source: Callable[[], Sequence[Contact]] | None = None
         self._nursery: trio.Nursery | None = None
         self._nursery_manager: contextlib.AbstractAsyncContextManager[trio.Nursery] | None = None
         self._last_republish = clock()
@@ -394,8 +397,18 @@ class DhtNode:
         return await self._publish(record)
 
     async def _publish(self, record: DhtRecord) -> int:
-        closest = await self.find_node(NodeId.from_bytes(record.key))
+        target = NodeId.from_bytes(record.key)
+        closest = await self.find_node(target)
         accepted = 0
+        # We are one of the k closest nodes too when fewer than k are closer:
+        # keep a copy, so a small network (or a lone first node) still serves it.
+        own = self.contact.node_id
+        if len(closest) < self.config.k or own.distance(target) < max(
+            c.node_id.distance(target) for c in closest
+        ):
+            outcome = self.store.put(record, peer=own, now=self._clock())
+            if outcome.value in _ACCEPTED:
+                accepted += 1
 
         async def store_at(contact: Contact) -> None:
             nonlocal accepted
@@ -430,9 +443,12 @@ class DhtNode:
         for key in [k for k, r in self._own.items() if r.expiry <= now]:
             del self._own[key]
         await self._close_idle()
-        if len(self.routing) == 0 and self._bootstrap:
-            log.info("the DHT routing table is empty: joining again through the bootstrap list")
-            await self.bootstrap(self._bootstrap)
+        if len(self.routing) == 0:
+            contacts = list(self.bootstrap_source()) if self.bootstrap_source else []
+            contacts = contacts or self._bootstrap
+            if contacts:
+                log.info("the DHT routing table is empty: joining again through the bootstrap list")
+                await self.bootstrap(contacts)
         await self._refresh()
         if now - self._last_republish >= self.config.republish_interval:
             self._last_republish = now

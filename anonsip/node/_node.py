@@ -25,6 +25,7 @@ from anonsip._errors import AnonsipError
 from anonsip.admission import DEFAULT_DIFFICULTY
 from anonsip.control import ControlServer
 from anonsip.dht import BootstrapList, DhtConfig, OnionDht, start_onion_dht
+from anonsip.dht import Contact as DhtContact
 from anonsip.identity import TOR_TIME_PERIODS, Address, TimePeriods
 from anonsip.node._home import Home, Unlocked
 from anonsip.node._link import PeerLink
@@ -197,7 +198,13 @@ class Node:
 
     async def _join_dht(self, dht: OnionDht) -> None:
         lists = self._bootstrap_lists()
-        contacts = [c for bl in lists for c in bl.contacts() if c != dht.contact]
+
+        def listed() -> list[DhtContact]:
+            return [c for bl in lists for c in bl.contacts() if c != dht.contact]
+
+        # Others keep adding themselves to the list: read it again when alone.
+        dht.node.bootstrap_source = listed
+        contacts = listed()
         if contacts:
             joined = await dht.node.bootstrap(contacts)
             log.info("joined the DHT through %d of %d contacts", joined, len(contacts))

@@ -52,7 +52,7 @@ class Registrar:
         refresh_before: float = 600.0,
         next_period_lead: float = 1800.0,
         retry_after: float = 5.0,
-        max_retry_after: float = 120.0,
+        max_retry_after: float = 30.0,
         on_change: Callable[[RegistrationState], None] | None = None,
     ) -> None:
         self._identity = identity
