@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shlex
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import trio
 
@@ -119,8 +120,14 @@ class TmuxScreen:
         return status
 
     async def close(self) -> None:
+        """End the tmux server, everything it ran, and its socket file."""
         with trio.CancelScope(shield=True):
+            out = await self._tmux(
+                "display-message", "-p", "-t", self.name, "#{socket_path}", check=False
+            )
             await self._tmux("kill-server", check=False)
+            if out.strip():
+                Path(out.strip()).unlink(missing_ok=True)
 
 
 async def open_first_conversation(screen: TmuxScreen, nick: str, timeout: float) -> str:
