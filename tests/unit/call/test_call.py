@@ -80,7 +80,7 @@ class Pair:
 
     def deliver_one(self, to: Call) -> None:
         message = self.wire[to].pop(0)
-        self.do(to, to.received(message))  # type: ignore[arg-type]
+        self.do(to, to.received(message))  # type: ignore[arg-type]  # wire holds SignalEvents
 
     def flush(self) -> None:
         while self.wire[self.a] or self.wire[self.b]:
@@ -389,7 +389,7 @@ def bye_in_backoff() -> Pair:
     p.do(p.a, p.a.user_hold())
     p.do(p.b, p.b.user_hold())
     p.flush()
-    p.tick(p.b.deadline - p.clock.now)  # type: ignore[operator]
+    p.tick(p.b.deadline - p.clock.now)  # type: ignore[operator]  # deadline is set while held
     p.do(p.b, p.b.user_hangup())
     p.flush()
     assert p.of(p.a, Ended) == [Ended(reason=EndReason.REMOTE_HUNG_UP)]
@@ -462,7 +462,7 @@ def initial_invite_glare() -> Pair:
     assert statuses(p.sent[p.a]) == [491]
     assert statuses(p.sent[p.b]) == [491]
     # b (not the owner) retries first; a takes the call as incoming.
-    p.tick(p.b.deadline - p.clock.now)  # type: ignore[operator]
+    p.tick(p.b.deadline - p.clock.now)  # type: ignore[operator]  # deadline is set while held
     p.flush()
     assert p.a.state is S.INCOMING
     assert p.b.state is S.RINGBACK
@@ -734,7 +734,7 @@ def test_every_transition_is_exercised(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def recording(self: Call, kind: str, data: object) -> list[CallEvent]:
         hit.add((self.state, kind))
-        return original(self, kind, data)  # type: ignore[arg-type]
+        return original(self, kind, data)  # type: ignore[arg-type]  # data passes through untouched
 
     monkeypatch.setattr(Call, "_input", recording)
     for scenario in SCENARIOS:

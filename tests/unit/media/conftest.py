@@ -16,7 +16,8 @@ TEXT = (
 
 def make_speech(path: pathlib.Path, *, rate: int = 16000, text: str = TEXT) -> pathlib.Path:
     if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
-        pytest.skip("espeak-ng and sox are needed to make test speech")
+        # ./go installs both; a machine without them must fail here, not skip.
+        pytest.fail("espeak-ng and sox are needed to make test speech (./go installs them)")
     raw = path.with_suffix(".raw.wav")
     subprocess.run(["espeak-ng", "-w", str(raw), text], check=True, capture_output=True)
     subprocess.run(

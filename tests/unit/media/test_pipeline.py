@@ -8,6 +8,7 @@ import trio
 import trio.testing
 from pesq import pesq
 
+from anonsip.media import MediaKeys
 from anonsip.media._audio import MemorySink, SilenceSource, WavSource
 from anonsip.media._delaylink import DelayedStream
 from anonsip.media._delaymodel import TorLikeDelay
@@ -20,7 +21,7 @@ SECRET = bytes(range(32))
 CALL = "call-42"
 
 
-def keys(caller: bool):  # type: ignore[no-untyped-def]
+def keys(caller: bool) -> MediaKeys:
     return derive_media_keys(SECRET, CALL, caller=caller)
 
 
@@ -158,7 +159,7 @@ async def test_forged_bytes_end_the_call_with_a_protocol_error(
     assert "authentication" in ended.detail
 
 
-async def read_frames(stream: trio.abc.Stream, receiver: MediaReceiver, until_end: bool = True):  # type: ignore[no-untyped-def]
+async def read_frames(stream: trio.abc.Stream, receiver: MediaReceiver, until_end: bool = True):
     sizes, frames = [], []
     buf = b""
     while True:

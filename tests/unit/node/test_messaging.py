@@ -4,6 +4,7 @@ also on the stranger path where a proof of work is solved during the dial
 the node)."""
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
@@ -17,7 +18,7 @@ from anonsip.store import MessageState, MessageStore
 ONION = "25njqamcweflpvkl73j4szahhihoc4xt3ktcgjnpaingr5yhkenl5sid.onion"
 
 
-def _rng(seed: int):  # type: ignore[no-untyped-def]
+def _rng(seed: int) -> Callable[[int], bytes]:
     r = random.Random(seed)
     return lambda n: r.randbytes(n)
 

@@ -2,6 +2,7 @@
 ways, clean close, a broken stream, and tampering on the wire."""
 
 import random
+from collections.abc import Callable
 
 import pytest
 import trio
@@ -11,7 +12,7 @@ from anonsip.identity import Identity
 from anonsip.node import Session, SessionBroken, SessionClosed
 
 
-def _rng(seed: int):  # type: ignore[no-untyped-def]
+def _rng(seed: int) -> Callable[[int], bytes]:
     r = random.Random(seed)
     return lambda n: r.randbytes(n)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from anonsip.store import ContactState, MessageStore
 AWAY = Status(availability=Availability.AWAY, note="back at five")
 
 
-def _rng(seed: int):  # type: ignore[no-untyped-def]
+def _rng(seed: int) -> Callable[[int], bytes]:
     r = random.Random(seed)
     return lambda n: r.randbytes(n)
 
