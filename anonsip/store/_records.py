@@ -28,8 +28,10 @@ class Direction(enum.Enum):
 
 
 class MessageState(enum.Enum):
-    QUEUED = "queued"  # in the outbox, not yet handed to the peer
-    SENT = "sent"  # handed to the peer at least once, no delivery report yet
+    QUEUED = "queued"  # in the outbox; nothing has left this machine
+    REQUEST = "request"  # a contact request the peer's node holds; not accepted yet
+    SENT = "sent"  # the peer's node said it has it (100 Trying); no receipt yet
+    IN_MAILBOX = "in_mailbox"  # sealed in the peer's DHT mailbox; no receipt yet
     DELIVERED = "delivered"  # the peer confirmed it; out of the outbox
     RECEIVED = "received"  # an incoming message
     FAILED = "failed"  # given up; out of the outbox
@@ -75,3 +77,4 @@ class ContactRequest:
     time: float
     last_time: float
     count: int
+    message_id: str  # the request message's id: accepting shows it once, under that id

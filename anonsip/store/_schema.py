@@ -63,4 +63,30 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         count INTEGER NOT NULL
     );
     """,
+    # 2: honest delivery states (a request not yet accepted, a message in a
+    # DHT mailbox), and sealed settings (our own presence survives a restart).
+    """
+    CREATE TABLE messages_v2 (
+        peer BLOB NOT NULL REFERENCES conversations(peer),
+        direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+        message_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        text_sealed BLOB NOT NULL,
+        time REAL NOT NULL,
+        state TEXT NOT NULL CHECK (state IN (
+            'queued', 'request', 'sent', 'in_mailbox', 'delivered', 'received', 'failed')),
+        PRIMARY KEY (peer, direction, message_id),
+        UNIQUE (peer, seq)
+    );
+    INSERT INTO messages_v2 SELECT peer, direction, message_id, seq, text_sealed, time, state
+        FROM messages;
+    DROP TABLE messages;
+    ALTER TABLE messages_v2 RENAME TO messages;
+    CREATE UNIQUE INDEX messages_out_id ON messages (message_id) WHERE direction = 'out';
+    CREATE TABLE settings (
+        name TEXT PRIMARY KEY,
+        value_sealed BLOB NOT NULL
+    );
+    ALTER TABLE requests ADD COLUMN message_id TEXT
+    """,
 )

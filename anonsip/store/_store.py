@@ -98,6 +98,15 @@ def _check_size(what: str, value: str, limit: int) -> None:
         raise StoreLimitError(f"the {what} is {size} bytes; at most {limit} are allowed")
 
 
+# How far an outbox message got; its state only moves up this order.
+_OUTBOX_STATES = {
+    MessageState.QUEUED: 0,
+    MessageState.SENT: 1,
+    MessageState.IN_MAILBOX: 2,
+    MessageState.REQUEST: 3,
+}
+
+
 class MessageStore:
     """A home's contacts and messages. Open with ``MessageStore.open(path, key)``."""
 
@@ -432,7 +441,9 @@ class MessageStore:
             ).fetchone()
             return row is not None
 
-    def record_request(self, address: str, text: str, now: float) -> bool:
+    def record_request(
+        self, address: str, text: str, now: float, *, message_id: str | None = None
+    ) -> bool:
         """Store a contact request; True if it is new (worth telling the user about).
 
         A repeat only bumps its count and time; one from a blocked address or an
@@ -459,9 +470,9 @@ class MessageStore:
             self._peer(db, address, create=True)
             sealed = self._cipher.seal_text("requests.text", peer, text)
             db.execute(
-                "INSERT INTO requests (peer, text_sealed, first_time, last_time, count) "
-                "VALUES (?, ?, ?, ?, 1)",
-                (peer, sealed, now, now),
+                "INSERT INTO requests (peer, text_sealed, first_time, last_time, count, "
+                "message_id) VALUES (?, ?, ?, ?, 1, ?)",
+                (peer, sealed, now, now, message_id),
             )
             return True
 
@@ -470,7 +481,7 @@ class MessageStore:
         with self._transaction() as db:
             rows = db.execute(
                 "SELECT r.peer, v.address_sealed, r.text_sealed, r.first_time, r.last_time, "
-                "r.count FROM requests r JOIN conversations v ON v.peer = r.peer "
+                "r.count, r.message_id FROM requests r JOIN conversations v ON v.peer = r.peer "
                 "ORDER BY r.first_time, r.rowid"
             ).fetchall()
             return [
@@ -480,8 +491,9 @@ class MessageStore:
                     time=first,
                     last_time=last,
                     count=count,
+                    message_id=message_id or f"request-{int(first * 1000)}",
                 )
-                for peer, address, text, first, last, count in rows
+                for peer, address, text, first, last, count, message_id in rows
             ]
 
     def pending_requests(self) -> int:
@@ -655,6 +667,32 @@ class MessageStore:
         order = sorted(groups, key=lambda p: (times[p], addresses[p]))
         return [item for peer in order for _, item in groups[peer]]
 
+    def due_for(self, address: str, now: float) -> list[OutboxItem]:
+        """``address``'s messages to try now, in order, up to the first still backing off."""
+        peer = self._cipher.peer_hash(address)
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT o.message_id, o.seq, o.attempts, o.next_attempt, m.text_sealed "
+                "FROM outbox o JOIN messages m ON m.direction = 'out' "
+                "AND m.message_id = o.message_id WHERE o.peer = ? ORDER BY o.seq",
+                (peer,),
+            ).fetchall()
+            items = []
+            for message_id, seq, attempts, next_attempt, text in rows:
+                if next_attempt > now:
+                    break
+                items.append(
+                    OutboxItem(
+                        message_id=message_id,
+                        peer=address,
+                        seq=seq,
+                        text=self._open_message(peer, Direction.OUT, message_id, text),
+                        attempts=attempts,
+                        next_attempt=next_attempt,
+                    )
+                )
+            return items
+
     def next_due(self) -> float | None:
         """The earliest ``next_attempt`` in the outbox (to sleep until), or None if empty."""
         with self._transaction() as db:
@@ -665,6 +703,33 @@ class MessageStore:
         with self._transaction() as db:
             (count,) = db.execute("SELECT count(*) FROM outbox").fetchone()
             return int(count)
+
+    def queued_for(self, address: str) -> int:
+        """How many of our messages to ``address`` wait in the outbox."""
+        with self._transaction() as db:
+            (count,) = db.execute(
+                "SELECT count(*) FROM outbox WHERE peer = ?", (self._cipher.peer_hash(address),)
+            ).fetchone()
+            return int(count)
+
+    def cancel_outbox(self, address: str) -> int:
+        """Give up on every message waiting for ``address`` (state ``failed``); how many."""
+        with self._transaction() as db:
+            peer = self._cipher.peer_hash(address)
+            ids = [
+                row[0]
+                for row in db.execute(
+                    "SELECT message_id FROM outbox WHERE peer = ?", (peer,)
+                ).fetchall()
+            ]
+            for message_id in ids:
+                db.execute(
+                    "UPDATE messages SET state = 'failed' WHERE direction = 'out' "
+                    "AND message_id = ?",
+                    (message_id,),
+                )
+            db.execute("DELETE FROM outbox WHERE peer = ?", (peer,))
+            return len(ids)
 
     def mark_sent(self, message_id: str, now: float) -> bool:
         """Record an attempt: state ``sent``, retry after the back-off unless delivered first.
@@ -688,9 +753,72 @@ class MessageStore:
             )
             return True
 
+    def note_attempt(self, message_id: str, now: float) -> bool:
+        """Count a delivery attempt and set its back-off; the state does not change.
+
+        False if the message is no longer in the outbox.
+        """
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT attempts FROM outbox WHERE message_id = ?", (message_id,)
+            ).fetchone()
+            if row is None:
+                return False
+            attempts = int(row[0]) + 1
+            db.execute(
+                "UPDATE outbox SET attempts = ?, next_attempt = ? WHERE message_id = ?",
+                (attempts, now + retry_delay(attempts), message_id),
+            )
+            return True
+
+    def set_outgoing_state(self, message_id: str, state: MessageState) -> bool:
+        """Move a message still in the outbox forward to ``state`` (sent, request, mailbox).
+
+        A state never moves back (``sent`` stays ``sent`` if a later attempt
+        only reaches a mailbox); False if nothing changed.
+        """
+        if state not in _OUTBOX_STATES:
+            raise StoreError(f"an outbox message cannot be {state.value!r}")
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT m.state FROM messages m JOIN outbox o ON o.message_id = m.message_id "
+                "WHERE m.direction = 'out' AND m.message_id = ?",
+                (message_id,),
+            ).fetchone()
+            if row is None or _OUTBOX_STATES[MessageState(row[0])] >= _OUTBOX_STATES[state]:
+                return False
+            db.execute(
+                "UPDATE messages SET state = ? WHERE direction = 'out' AND message_id = ?",
+                (state.value, message_id),
+            )
+            return True
+
     def mark_delivered(self, message_id: str) -> bool:
         """The peer confirmed it: out of the outbox. False if it already was."""
         return self._finish(message_id, MessageState.DELIVERED)
+
+    def mark_request(self, message_id: str) -> bool:
+        """The peer's node holds it as a contact request: out of the outbox, state ``request``."""
+        return self._finish(message_id, MessageState.REQUEST)
+
+    def requests_accepted(self, address: str) -> list[str]:
+        """The peer accepted us: our messages it held as a request are delivered; their ids."""
+        with self._transaction() as db:
+            peer = self._cipher.peer_hash(address)
+            ids = [
+                row[0]
+                for row in db.execute(
+                    "SELECT message_id FROM messages WHERE peer = ? AND direction = 'out' "
+                    "AND state = 'request'",
+                    (peer,),
+                ).fetchall()
+            ]
+            db.execute(
+                "UPDATE messages SET state = 'delivered' WHERE peer = ? AND direction = 'out' "
+                "AND state = 'request'",
+                (peer,),
+            )
+            return ids
 
     def mark_failed(self, message_id: str) -> bool:
         """Give up on a message: out of the outbox, state ``failed``."""
@@ -706,6 +834,26 @@ class MessageStore:
                 (state.value, message_id),
             )
             return True
+
+    # -- settings ----------------------------------------------------------------
+
+    def setting(self, name: str) -> str | None:
+        """A sealed setting (e.g. our own presence), or None if never set."""
+        with self._transaction() as db:
+            row = db.execute("SELECT value_sealed FROM settings WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                return None
+            return self._cipher.open_text("settings.value", name.encode(), row[0])
+
+    def set_setting(self, name: str, value: str) -> None:
+        _check_size("setting", value, MAX_NOTE_BYTES)
+        sealed = self._cipher.seal_text("settings.value", name.encode(), value)
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO settings VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET "
+                "value_sealed = excluded.value_sealed",
+                (name, sealed),
+            )
 
     # -- unread counts ---------------------------------------------------------
 
