@@ -19,7 +19,6 @@ command -v tor-gencert >/dev/null || missing+=(tor)
 ldconfig -p 2>/dev/null | grep -q 'libopus\.so\.0' || missing+=(libopus0)
 ldconfig -p 2>/dev/null | grep -q 'libportaudio\.so\.2' || missing+=(libportaudio2)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
-command -v sox >/dev/null || missing+=(sox)
 command -v tmux >/dev/null || missing+=(tmux)
 command -v gcc >/dev/null || missing+=(gcc python3-dev)
 if [ ${#missing[@]} -gt 0 ]; then

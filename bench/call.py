@@ -35,7 +35,6 @@ import json
 import math
 import os
 import pathlib
-import shutil
 import statistics
 import subprocess
 import sys
@@ -48,26 +47,24 @@ import numpy as np
 import trio
 from pesq import pesq
 
+from anonsip import AnonsipError
 from anonsip.control import TrioControlClient
+from anonsip.demo._clip import speak
 from anonsip.media import (
-    DelayedStream,
     JitterBuffer,
     JitterPolicy,
-    MediaCall,
     MediaReceiver,
     MediaSealer,
-    MemorySink,
     OpusDecoder,
     OpusEncoder,
     Play,
-    SilenceSource,
     TorLikeDelay,
-    WavSource,
     derive_media_keys,
     e_model_mos,
     replay_trace,
 )
 from anonsip.media._jitter import Conceal
+from anonsip.media.io import DelayedStream, MediaCall, MemorySink, SilenceSource, WavSource
 from bench._common import client_tors, private_network
 from bench.onion_baseline import measure_baseline
 from onion.testnet import TestnetInfo
@@ -88,16 +85,10 @@ SEEDS = range(1, 9)
 
 
 def make_speech(directory: pathlib.Path, text: str, name: str) -> pathlib.Path:
-    if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
-        sys.exit("bench/call.py needs espeak-ng and sox (apt-get install espeak-ng sox)")
-    raw, out = directory / f"{name}.raw.wav", directory / f"{name}.wav"
-    subprocess.run(["espeak-ng", "-w", str(raw), text], check=True, capture_output=True)
-    subprocess.run(
-        ["sox", str(raw), "-r", str(RATE), "-c", "1", "-b", "16", str(out)],
-        check=True,
-        capture_output=True,
-    )
-    return out
+    try:
+        return speak(text, directory / f"{name}.wav", rate=RATE)
+    except AnonsipError as exc:
+        sys.exit(f"bench/call.py: {exc}")
 
 
 def read_pcm(path: pathlib.Path) -> np.ndarray:

@@ -1,22 +1,11 @@
-"""End-to-end encrypted Opus voice over one in-order stream (an onion stream).
+"""End-to-end encrypted Opus voice over one in-order stream (an onion stream): the pure parts.
 
-Pure parts: the Opus binding, frame sealing, the jitter buffer, the delay
-model and call quality; the trio media loop and audio sources and sinks
-are thin adapters around them.
+The Opus binding, frame sealing, the jitter buffer, the delay model, call
+quality and resampling are sans-IO and import no trio. The trio media loop,
+audio sources and sinks live in ``anonsip.media.io``, thin adapters around
+these.
 """
 
-from anonsip.media._audio import (
-    AudioSink,
-    AudioSource,
-    DeviceSink,
-    DeviceSource,
-    MemorySink,
-    SilenceSource,
-    WavSink,
-    WavSource,
-    list_audio_devices,
-)
-from anonsip.media._delaylink import DelayedStream
 from anonsip.media._delaymodel import (
     DelayModel,
     PlayoutRecord,
@@ -49,7 +38,6 @@ from anonsip.media._opus import (
     OpusError,
     opus_version,
 )
-from anonsip.media._pipeline import EndReason, MediaCall, MediaEnded, MediaParams
 from anonsip.media._quality import (
     CallStatistics,
     InterarrivalJitter,
@@ -58,50 +46,40 @@ from anonsip.media._quality import (
     e_model_r,
     opus_ie,
 )
+from anonsip.media._resample import Resampler, resample, to_call_pcm
 
 __all__ = [
     "ALLOWED_SAMPLE_RATES",
     "MAX_FRAME",
-    "AudioSink",
-    "AudioSource",
     "CallStatistics",
     "Conceal",
     "DelayModel",
-    "DelayedStream",
-    "DeviceSink",
-    "DeviceSource",
     "DirectionKey",
-    "EndReason",
     "Idle",
     "InterarrivalJitter",
     "JitterBuffer",
     "JitterPolicy",
     "JitterStatistics",
-    "MediaCall",
-    "MediaEnded",
     "MediaFrame",
     "MediaKeys",
-    "MediaParams",
     "MediaReceiver",
     "MediaSealer",
-    "MemorySink",
     "OpusDecoder",
     "OpusEncoder",
     "OpusError",
     "Play",
     "PlayoutEvent",
     "PlayoutRecord",
+    "Resampler",
     "RoundTrip",
-    "SilenceSource",
     "TorLikeDelay",
-    "WavSink",
-    "WavSource",
     "derive_media_keys",
     "e_model_mos",
     "e_model_r",
-    "list_audio_devices",
     "opus_ie",
     "opus_version",
     "replay_trace",
+    "resample",
     "talkspurts",
+    "to_call_pcm",
 ]

@@ -12,7 +12,6 @@ a call, and both sides end the call cleanly with a BYE.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import wave
@@ -26,7 +25,9 @@ import pytest
 import trio
 from pesq import pesq
 
+from anonsip import AnonsipError
 from anonsip.control import Event, TrioControlClient
+from anonsip.demo._clip import speak
 from onion import attach_tor
 from onion.testnet import TestnetInfo
 from tests.integration.nodes import NodeFleet, NodeProcess
@@ -61,17 +62,10 @@ def fleet(testnet: TestnetInfo, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
-        pytest.fail("the call tests need espeak-ng and sox")
-    directory = tmp_path_factory.mktemp("speech")
-    raw, out = directory / "raw.wav", directory / "speech.wav"
-    subprocess.run(["espeak-ng", "-w", str(raw), SPEECH], check=True, capture_output=True)
-    subprocess.run(
-        ["sox", str(raw), "-r", str(RATE), "-c", "1", "-b", "16", str(out)],
-        check=True,
-        capture_output=True,
-    )
-    return out
+    try:
+        return speak(SPEECH, tmp_path_factory.mktemp("speech") / "speech.wav", rate=RATE)
+    except AnonsipError as exc:
+        pytest.fail(f"the call tests need espeak-ng: {exc}")
 
 
 def read_pcm(path: Path) -> np.ndarray:

@@ -4,8 +4,9 @@ A WAV source is paced to real time on a schedule (``trio.sleep_until``
 start + n * frame), so a headless node or a test plays a file as a
 microphone would; a WAV sink records what the playout clock writes. Real
 devices go through ``sounddevice`` (PortAudio); with no fitting device the
-error names the devices that exist. Formats are 16-bit mono PCM at the
-call's rate; nothing is resampled here (``sox`` converts files).
+error names the devices that exist. Calls carry 16-bit mono PCM at the
+call's rate; a WAV in any common format is converted on the way in, and a
+recording is written at whatever rate the user asked for.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 import trio
 
 from anonsip._errors import LocalError
+from anonsip.media._resample import Resampler, to_call_pcm
 
 __all__ = [
     "AudioSink",
@@ -47,8 +49,15 @@ class AudioSink(Protocol):
     async def write_frame(self, pcm: bytes) -> None: ...
 
 
+MAX_WAV_BYTES = 512 * 1024 * 1024  # a WAV that is converted is read whole: an hour of CD audio
+
+
 class WavSource:
-    """A 16-bit mono WAV file read one frame at a time, paced to real time."""
+    """A WAV file read one frame at a time (16-bit mono at the call's rate), paced to real time.
+
+    A file in another format (rate, channels, sample width) is converted
+    once, when it is opened.
+    """
 
     def __init__(
         self,
@@ -62,18 +71,18 @@ class WavSource:
     ) -> None:
         self.path = pathlib.Path(path)
         try:
-            self._wav = wave.open(str(self.path), "rb")  # noqa: SIM115 -- closed in aclose()
+            with wave.open(str(self.path), "rb") as w:
+                channels, width, rate = w.getnchannels(), w.getsampwidth(), w.getframerate()
+                if w.getnframes() * channels * width > MAX_WAV_BYTES:
+                    raise LocalError(f"{self.path} is too long to play in a call")
+                frames = w.readframes(w.getnframes())
         except (OSError, EOFError, wave.Error) as exc:
             raise LocalError(f"cannot read WAV file {self.path}: {exc}") from exc
-        w = self._wav
-        if w.getnchannels() != 1 or w.getsampwidth() != 2 or w.getframerate() != sample_rate:
-            found = (
-                f"{w.getnchannels()} channel(s), {8 * w.getsampwidth()}-bit, {w.getframerate()} Hz"
-            )
-            w.close()
-            raise LocalError(
-                f"{self.path} is {found}; calls need 16-bit mono at {sample_rate} Hz. "
-                f"Convert it with: sox {self.path} -r {sample_rate} -c 1 -b 16 out.wav"
+        if (channels, width, rate) == (1, 2, sample_rate):
+            self._pcm = frames
+        else:
+            self._pcm = to_call_pcm(
+                frames, channels=channels, width=width, rate=rate, target=sample_rate
             )
         self.sample_rate = sample_rate
         self.frame_samples = sample_rate * frame_ms // 1000
@@ -83,6 +92,7 @@ class WavSource:
         self._clock = clock
         self._start: float | None = None
         self._count = 0
+        self._offset = 0
 
     async def read_frame(self) -> bytes | None:
         if self._paced:
@@ -91,17 +101,18 @@ class WavSource:
             await trio.sleep_until(self._start + self._count * self.frame_ms / 1000)
         else:
             await trio.lowlevel.checkpoint()
-        data = self._wav.readframes(self.frame_samples)
-        if not data and self._loop:
-            self._wav.rewind()
-            data = self._wav.readframes(self.frame_samples)
+        size = 2 * self.frame_samples
+        if self._offset >= len(self._pcm) and self._loop and self._pcm:
+            self._offset = 0
+        data = self._pcm[self._offset : self._offset + size]
         if not data:
             return None
+        self._offset += len(data)
         self._count += 1
-        return data.ljust(2 * self.frame_samples, b"\0")
+        return data.ljust(size, b"\0")
 
     def close(self) -> None:
-        self._wav.close()
+        self._pcm = b""
 
 
 class SilenceSource:
@@ -134,24 +145,34 @@ class SilenceSource:
 
 
 class WavSink:
-    """Records 16-bit mono PCM frames into a WAV file."""
+    """Records 16-bit mono PCM frames into a WAV file, at ``file_rate`` if given."""
 
-    def __init__(self, path: str | pathlib.Path, *, sample_rate: int = 16000) -> None:
+    def __init__(
+        self, path: str | pathlib.Path, *, sample_rate: int = 16000, file_rate: int | None = None
+    ) -> None:
         self.path = pathlib.Path(path)
+        rate = file_rate or sample_rate
+        self._resampler = Resampler(sample_rate, rate) if rate != sample_rate else None
         try:
             self._wav = wave.open(str(self.path), "wb")  # noqa: SIM115 -- closed in close()
         except OSError as exc:
             raise LocalError(f"cannot write WAV file {self.path}: {exc}") from exc
         self._wav.setnchannels(1)
         self._wav.setsampwidth(2)
-        self._wav.setframerate(sample_rate)
+        self._wav.setframerate(rate)
 
     async def write_frame(self, pcm: bytes) -> None:
-        self._wav.writeframes(pcm)
+        try:
+            self._wav.writeframes(pcm if self._resampler is None else self._resampler.process(pcm))
+        except OSError as exc:
+            raise LocalError(f"cannot write the recording {self.path}: {exc.strerror}") from exc
         await trio.lowlevel.checkpoint()
 
     def close(self) -> None:
-        self._wav.close()
+        try:
+            self._wav.close()
+        except OSError as exc:
+            raise LocalError(f"cannot finish the recording {self.path}: {exc.strerror}") from exc
 
 
 class MemorySink:

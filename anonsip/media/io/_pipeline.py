@@ -34,11 +34,11 @@ import numpy as np
 import trio
 
 from anonsip._errors import LocalError, RemoteProtocolError
-from anonsip.media._audio import AudioSink, AudioSource
 from anonsip.media._frame import MediaKeys, MediaReceiver, MediaSealer
 from anonsip.media._jitter import Conceal, Idle, JitterBuffer, JitterPolicy, Play
 from anonsip.media._opus import OpusDecoder, OpusEncoder
 from anonsip.media._quality import CallStatistics, InterarrivalJitter, RoundTrip, e_model_mos
+from anonsip.media.io._audio import AudioSink, AudioSource
 
 __all__ = ["EndReason", "MediaCall", "MediaEnded", "MediaParams"]
 

@@ -9,23 +9,16 @@ from pathlib import Path
 import trio
 
 from anonsip.demo import make_voice_clip
-from anonsip.demo._clip import CLIP_RATE, _resample
-from anonsip.media import WavSource
+from anonsip.demo._clip import CLIP_RATE, speak
+from anonsip.media.io import WavSource
 
 
-def test_resample_keeps_duration_and_level() -> None:
-    rate = 22050
-    tone = [int(8000 * ((i // 25) % 2 * 2 - 1)) for i in range(rate)]  # one second
-    pcm = b"".join(v.to_bytes(2, "little", signed=True) for v in tone)
-    out = _resample(pcm, rate, CLIP_RATE)
-    assert len(out) == 2 * CLIP_RATE
-    samples = [int.from_bytes(out[i : i + 2], "little", signed=True) for i in range(0, 200, 2)]
-    assert max(samples) <= 8000
-    assert min(samples) >= -8000
-
-
-def test_resample_of_nothing_is_nothing() -> None:
-    assert _resample(b"", 22050, CLIP_RATE) == b""
+def test_speak_writes_speech_at_the_rate_asked_for(tmp_path: Path) -> None:
+    for rate in (16000, 8000):
+        path = speak("one two three", tmp_path / f"s{rate}.wav", rate=rate)
+        with wave.open(str(path), "rb") as w:
+            assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, rate)
+            assert w.getnframes() > rate // 2
 
 
 async def test_clip_is_what_calls_play(tmp_path: Path) -> None:

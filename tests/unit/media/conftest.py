@@ -1,12 +1,13 @@
-"""Test audio made at test time: espeak-ng speech resampled by sox into tmp."""
+"""Test audio made at test time: espeak-ng speech at the call's rate, in tmp."""
 
 import pathlib
-import shutil
-import subprocess
 import wave
 
 import numpy as np
 import pytest
+
+from anonsip import AnonsipError
+from anonsip.demo._clip import speak
 
 TEXT = (
     "The quick brown fox jumps over the lazy dog. "
@@ -15,17 +16,11 @@ TEXT = (
 
 
 def make_speech(path: pathlib.Path, *, rate: int = 16000, text: str = TEXT) -> pathlib.Path:
-    if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
-        # ./go installs both; a machine without them must fail here, not skip.
-        pytest.fail("espeak-ng and sox are needed to make test speech (./go installs them)")
-    raw = path.with_suffix(".raw.wav")
-    subprocess.run(["espeak-ng", "-w", str(raw), text], check=True, capture_output=True)
-    subprocess.run(
-        ["sox", str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(path)],
-        check=True,
-        capture_output=True,
-    )
-    return path
+    try:
+        return speak(text, path, rate=rate)
+    except AnonsipError as exc:
+        # ./go installs espeak-ng; a machine without it must fail here, not skip.
+        pytest.fail(str(exc))
 
 
 def read_pcm(path: pathlib.Path) -> tuple[int, np.ndarray]:

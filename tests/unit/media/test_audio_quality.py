@@ -6,7 +6,6 @@ import pytest
 import trio
 
 from anonsip import LocalError
-from anonsip.media._audio import DeviceSink, DeviceSource, MemorySink, WavSink, WavSource
 from anonsip.media._quality import (
     InterarrivalJitter,
     RoundTrip,
@@ -14,6 +13,7 @@ from anonsip.media._quality import (
     e_model_r,
     opus_ie,
 )
+from anonsip.media.io._audio import DeviceSink, DeviceSource, MemorySink, WavSink, WavSource
 
 
 def write_wav(path: pathlib.Path, pcm: np.ndarray, rate: int = 16000, channels: int = 1) -> None:
@@ -50,18 +50,39 @@ async def test_wav_source_loops(tmp_path: pathlib.Path) -> None:
         assert await src.read_frame() == np.ones(320, dtype="<i2").tobytes()
 
 
-def test_wav_source_rejects_wrong_format(tmp_path: pathlib.Path) -> None:
-    write_wav(tmp_path / "a.wav", np.zeros(100, dtype="<i2"), rate=44100)
-    with pytest.raises(LocalError, match="sox"):
-        WavSource(tmp_path / "a.wav")
-    write_wav(tmp_path / "b.wav", np.zeros(100, dtype="<i2"), channels=2)
-    with pytest.raises(LocalError, match="2 channel"):
-        WavSource(tmp_path / "b.wav")
+async def test_wav_source_converts_any_common_format(tmp_path: pathlib.Path) -> None:
+    """espeak-ng's 22.05 kHz, a 44.1 kHz stereo file: both play at the call's 16 kHz."""
+    tone = (8000 * np.sin(2 * np.pi * 440 * np.arange(22050) / 22050)).astype("<i2")
+    write_wav(tmp_path / "a.wav", tone, rate=22050)
+    src = WavSource(tmp_path / "a.wav", paced=False)
+    frames = []
+    while (frame := await src.read_frame()) is not None:
+        frames.append(frame)
+    pcm = np.frombuffer(b"".join(frames), dtype="<i2")
+    assert abs(len(pcm) - 16000) <= 320  # one second, at the call's rate
+    spectrum = np.abs(np.fft.rfft(pcm[:16000].astype(float)))
+    assert abs(int(np.argmax(spectrum)) - 440) <= 2  # still a 440 Hz tone
+    stereo = np.repeat(tone[:, None], 2, axis=1).reshape(-1)
+    write_wav(tmp_path / "b.wav", stereo, channels=2, rate=44100)
+    assert await WavSource(tmp_path / "b.wav", paced=False).read_frame() is not None
+
+
+def test_wav_source_refuses_what_it_cannot_read(tmp_path: pathlib.Path) -> None:
     with pytest.raises(LocalError, match="cannot read"):
         WavSource(tmp_path / "missing.wav")
     (tmp_path / "junk.wav").write_bytes(b"not a wav")
     with pytest.raises(LocalError, match="cannot read"):
         WavSource(tmp_path / "junk.wav")
+
+
+async def test_wav_sink_writes_the_rate_asked_for(tmp_path: pathlib.Path) -> None:
+    sink = WavSink(tmp_path / "out.wav", sample_rate=16000, file_rate=48000)
+    for _ in range(50):
+        await sink.write_frame(b"\x10\x00" * 320)
+    sink.close()
+    with wave.open(str(tmp_path / "out.wav")) as w:
+        assert w.getframerate() == 48000
+        assert abs(w.getnframes() - 48000) <= 3 * 2
 
 
 async def test_wav_sink_roundtrip(tmp_path: pathlib.Path) -> None:

@@ -9,11 +9,11 @@ import trio.testing
 from pesq import pesq
 
 from anonsip.media import MediaKeys
-from anonsip.media._audio import MemorySink, SilenceSource, WavSource
-from anonsip.media._delaylink import DelayedStream
 from anonsip.media._delaymodel import TorLikeDelay
 from anonsip.media._frame import MediaReceiver, derive_media_keys
-from anonsip.media._pipeline import EndReason, MediaCall, MediaParams
+from anonsip.media.io._audio import MemorySink, SilenceSource, WavSource
+from anonsip.media.io._delaylink import DelayedStream
+from anonsip.media.io._pipeline import EndReason, MediaCall, MediaParams
 
 from .conftest import make_speech, read_pcm
 
