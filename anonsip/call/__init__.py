@@ -36,8 +36,21 @@ from anonsip.call._sdp import (
     answer_direction,
     negotiate_answer,
 )
+from anonsip.call._signalling import (
+    MAX_SIPFRAG,
+    SDP,
+    SIPFRAG,
+    method_of,
+    request_for,
+    response_parts,
+    signal_of,
+    sipfrag_status,
+)
 
 __all__ = [
+    "MAX_SIPFRAG",
+    "SDP",
+    "SIPFRAG",
     "Ack",
     "Bye",
     "Call",
@@ -65,5 +78,10 @@ __all__ = [
     "TransferRequested",
     "UpdateMedia",
     "answer_direction",
+    "method_of",
     "negotiate_answer",
+    "request_for",
+    "response_parts",
+    "signal_of",
+    "sipfrag_status",
 ]

@@ -110,6 +110,13 @@ class SipEndpoint:
     def new_tag(self) -> str:
         return self._rng(8).hex()
 
+    def local_tag(self, request: Request) -> str:
+        """The To tag our answers to ``request`` carry (chosen when it arrived)."""
+        tag = self._server_tags.get(self._server_key(request))
+        if tag is None:
+            raise SipUsageError(f"no pending transaction for this {request.method}")
+        return tag
+
     def new_call_id(self) -> str:
         # No "@host": a host part would only be something to leak.
         return self._rng(16).hex()
