@@ -12,8 +12,11 @@ import sys
 from collections.abc import Sequence
 
 from anonsip._errors import AnonsipError
+from anonsip.cli._call_commands import add_call_commands
+from anonsip.cli._client import one_error
+from anonsip.cli._commands import add_client_commands
+from anonsip.cli._run_commands import add_run_commands
 from anonsip.demo import cli as demo_cli
-from anonsip.node._cli import add_node_commands
 from onion import OnionError
 from onion.testnet import cli as testnet_cli
 
@@ -31,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--passphrase-file", metavar="FILE", help="read the keystore passphrase from FILE"
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    add_node_commands(commands)
+    add_run_commands(commands)
+    add_client_commands(commands)
+    add_call_commands(commands)
     testnet_cli.add_parser(commands)
     demo_cli.add_parser(commands)
     return parser
@@ -46,11 +51,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         result: int = args.run(args)
-    except (AnonsipError, OnionError) as exc:
-        print(f"anonsip: error: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
+    except BaseException as exc:
+        error = one_error(exc)
+        if isinstance(error, KeyboardInterrupt):
+            return 130
+        if isinstance(error, AnonsipError | OnionError):
+            print(f"anonsip: error: {error}", file=sys.stderr)
+            return 1
+        if isinstance(error, OSError) and error.strerror:
+            where = f" ({error.filename})" if error.filename else ""
+            print(f"anonsip: error: {error.strerror}{where}", file=sys.stderr)
+            return 1
+        raise
     return result
 
 

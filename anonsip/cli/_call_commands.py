@@ -16,7 +16,9 @@ from typing import Any
 
 import trio
 
-from anonsip.control import TrioControlClient
+from anonsip.cli._client import call_node, home_of, one_error
+from anonsip.control import CallState, CallStatsView, CallView, TrioControlClient
+from anonsip.media.io import list_audio_devices
 
 __all__ = ["add_call_commands", "stats_line"]
 
@@ -25,73 +27,75 @@ def _absolute(path: str | None) -> str | None:
     return None if path is None else str(Path(path).expanduser().absolute())
 
 
-def _control_path(args: argparse.Namespace) -> Path:
-    from anonsip.node._cli import home_of  # the node CLI imports this module
-
-    return home_of(args).control_path
-
-
 def _call_node(args: argparse.Namespace, op: str, **op_args: Any) -> Any:
-    from anonsip.node._cli import call_node
-
-    return call_node(args, op, **{k: v for k, v in op_args.items() if v is not None})
+    return call_node(args, op, **op_args)
 
 
 def _fmt(value: Any, unit: str, digits: int = 0) -> str:
     return "-" if value is None else f"{value:.{digits}f}{unit}"
 
 
-def stats_line(stats: dict[str, Any]) -> str:
+def stats_line(stats: CallStatsView) -> str:
     """One line a user can read: delay, jitter, buffer, losses and the E-model MOS."""
     return (
-        f"round trip {_fmt(stats.get('round_trip_ms'), ' ms')}, "
-        f"jitter {_fmt(stats.get('jitter_ms'), ' ms', 1)}, "
-        f"playout delay {_fmt(stats.get('playout_delay_ms'), ' ms')}, "
-        f"concealed {stats.get('concealed_frames', 0)} of "
-        f"{(stats.get('played_frames') or 0) + (stats.get('concealed_frames') or 0)} frames, "
-        f"{_fmt((stats.get('bitrate') or 0) / 1000, ' kbit/s')}, "
-        f"MOS {_fmt(stats.get('mos'), '', 2)}"
+        f"round trip {_fmt(stats.round_trip_ms, ' ms')}, "
+        f"jitter {_fmt(stats.jitter_ms, ' ms', 1)}, "
+        f"playout delay {_fmt(stats.playout_delay_ms, ' ms')}, "
+        f"concealed {stats.concealed_frames} of "
+        f"{stats.played_frames + stats.concealed_frames} frames, "
+        f"{_fmt(stats.bitrate / 1000, ' kbit/s')}, "
+        f"MOS {_fmt(stats.mos, '', 2)}"
     )
+
+
+def _audio_args(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "play": _absolute(args.play),
+        "record": _absolute(args.record),
+        "record_rate": args.record_rate,
+        "input_device": args.input_device,
+        "output_device": args.output_device,
+    }
 
 
 async def _follow_call(args: argparse.Namespace, call_id_box: list[str]) -> int:
     answered = False
-    async with TrioControlClient.connect(_control_path(args)) as client:
+    async with TrioControlClient.connect(home_of(args).control_path) as client:
         await client.subscribe()
-        op_args = {
-            "peer": args.peer,
-            "play": _absolute(args.play),
-            "record": _absolute(args.record),
-            "seconds": args.seconds,
-        }
+        op_args = {"peer": args.peer, "seconds": args.seconds, **_audio_args(args)}
         result = await client.call("call", **{k: v for k, v in op_args.items() if v is not None})
-        call_id = result["call_id"]
+        call_id = CallView.decode(result).call_id
         call_id_box.append(call_id)
-        last_state = ""
+        last_state: CallState | None = None
         async for event in client.events():
-            data = dict(event.data)
-            if data.get("call_id") != call_id:
+            if event.data.get("call_id") != call_id:
                 continue
             if event.event == "call.stats":
                 if args.verbose_stats:
-                    print(f"  {stats_line(data)}", flush=True)
+                    print(f"  {stats_line(CallStatsView.decode(event.data))}", flush=True)
                 continue
             if event.event != "call":
                 continue
-            state = data.get("state", "")
-            answered = answered or state in ("active", "held")
-            if state == "ended":
+            view = CallView.decode(event.data)
+            answered = answered or view.state in (CallState.ACTIVE, CallState.HELD)
+            if view.transfer_to:
+                print(
+                    f"the peer asks you to call {view.transfer_to}; allow it with: "
+                    "anonsip transfer-answer --yes (or --no)",
+                    flush=True,
+                )
+            if view.state is CallState.ENDED:
                 if args.json:
-                    print(json.dumps(data))
+                    print(json.dumps(view.encode()))
                 else:
-                    detail = f" ({data['detail']})" if data.get("detail") else ""
-                    print(f"ended: {data.get('reason', 'ended')}{detail}")
-                    if data.get("stats"):
-                        print(f"stats: {stats_line(data['stats'])}")
+                    detail = f" ({view.detail})" if view.detail else ""
+                    print(f"ended: {view.reason or 'ended'}{detail}")
+                    if view.stats is not None:
+                        print(f"stats: {stats_line(view.stats)}")
                 return 0 if answered else 1
-            if state != last_state and not args.json:
-                print(state, flush=True)
-            last_state = state
+            if view.state != last_state and not args.json:
+                print(view.state.value, flush=True)
+            last_state = view.state
     print("the node closed the control connection")
     return 1
 
@@ -106,23 +110,24 @@ def cmd_call(args: argparse.Namespace) -> int:
             print("hung up")
         return 130
     except BaseExceptionGroup as group:
-        from anonsip.node._cli import _leaves  # one error inside the client's nursery
-
-        leaves = list(_leaves(group))
-        if len(leaves) == 1 and isinstance(leaves[0], Exception):
-            raise leaves[0] from None
-        raise
+        raise one_error(group) from None
 
 
 def cmd_answer(args: argparse.Namespace) -> int:
-    _call_node(
-        args,
-        "answer",
-        call_id=args.call_id,
-        play=_absolute(args.play),
-        record=_absolute(args.record),
-    )
+    _call_node(args, "answer", call_id=args.call_id, **_audio_args(args))
     print("answered")
+    return 0
+
+
+def cmd_transfer_answer(args: argparse.Namespace) -> int:
+    _call_node(args, "call.transfer_answer", call_id=args.call_id, accept=args.yes)
+    print("transfer allowed" if args.yes else "transfer refused")
+    return 0
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    devices = list_audio_devices()
+    print("\n".join(devices) if devices else "no sound devices (use --play/--record WAV files)")
     return 0
 
 
@@ -132,23 +137,22 @@ def cmd_hangup(args: argparse.Namespace) -> int:
     return 0
 
 
-def _calls_table(rows: list[dict[str, Any]]) -> str:
+def _calls_table(rows: tuple[CallView, ...]) -> str:
     if not rows:
         return "no calls"
     lines = []
     for c in rows:
-        peer = c["peer"]
-        short = peer if len(peer) <= 20 else f"{peer[:14]}…{peer[-4:]}"
-        flags = " muted" if c.get("muted") else ""
-        lines.append(f"{c['call_id'][:8]}  {c['direction']:<3} {c['state']:<8} {short}{flags}")
-        if c.get("stats"):
-            lines.append(f"          {stats_line(c['stats'])}")
+        short = c.peer if len(c.peer) <= 20 else f"{c.peer[:14]}…{c.peer[-4:]}"
+        flags = " muted" if c.muted else ""
+        lines.append(f"{c.call_id[:8]}  {c.direction.value:<3} {c.state.value:<8} {short}{flags}")
+        if c.stats is not None:
+            lines.append(f"          {stats_line(c.stats)}")
     return "\n".join(lines)
 
 
 def cmd_calls(args: argparse.Namespace) -> int:
     rows = _call_node(args, "calls")
-    print(json.dumps(rows) if args.json else _calls_table(rows))
+    print(json.dumps(rows) if args.json else _calls_table(CallView.decode_list(rows)))
     return 0
 
 
@@ -160,21 +164,38 @@ def add_call_commands(commands: Any) -> None:
         parser.set_defaults(run=run)
         return parser
 
+    def audio_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--play", metavar="IN.wav", help="send this WAV (any rate; then silence)")
+        p.add_argument("--record", metavar="OUT.wav", help="record what the peer says")
+        p.add_argument("--record-rate", type=int, metavar="HZ", help="the recording's rate")
+        p.add_argument("--input", dest="input_device", metavar="NAME", help="microphone by name")
+        p.add_argument("--output", dest="output_device", metavar="NAME", help="speaker by name")
+
     p = sub("call", "call a contact and stay on the line until the call ends", cmd_call)
     p.add_argument("peer", metavar="NICK_OR_ADDRESS")
-    p.add_argument("--play", metavar="IN.wav", help="send this 16 kHz mono WAV (then silence)")
-    p.add_argument("--record", metavar="OUT.wav", help="record what the peer says")
+    audio_options(p)
     p.add_argument("--seconds", type=float, help="hang up this long after the answer")
     p.add_argument("--stats", dest="verbose_stats", action="store_true", help="print live stats")
     p.add_argument("--json", action="store_true", help="print the final call event as JSON")
 
     p = sub("answer", "answer the ringing call", cmd_answer)
     p.add_argument("--call-id", help="which call (default: the one ringing)")
-    p.add_argument("--play", metavar="IN.wav", help="send this WAV instead of the microphone")
-    p.add_argument("--record", metavar="OUT.wav", help="record the call instead of playing it")
+    audio_options(p)
 
     p = sub("hangup", "end a call (or give up calling)", cmd_hangup)
     p.add_argument("--call-id", help="which call (default: the current one)")
 
+    p = sub(
+        "transfer-answer",
+        "allow (--yes) or refuse (--no) the transfer the peer asked for",
+        cmd_transfer_answer,
+    )
+    p.add_argument("--call-id", help="which call (default: the one asking)")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--yes", action="store_true")
+    group.add_argument("--no", dest="yes", action="store_false")
+
     p = sub("calls", "the node's calls with live statistics", cmd_calls)
     p.add_argument("--json", action="store_true")
+
+    sub("devices", "the sound devices calls can use (--input / --output NAME)", cmd_devices)

@@ -1,35 +1,23 @@
-"""Voice calls on a node: RFC 3261 INVITE dialogs on the peer's link, sealed Opus beside it.
+"""Voice calls on a node: the call machine on the peer's SIP link, sealed Opus beside it.
 
 ``CallService`` is the thin trio adapter of the sans-IO call machine
 (``anonsip.call.Call``, one per call). It feeds each machine the requests
 and responses that arrive on the peer's ``PeerLink``, the user's control
-ops and its timer, and turns what the machine asks for into SIP (INVITE,
-BYE, CANCEL, re-INVITE for hold per RFC 3264, REFER with sipfrag NOTIFY per
-RFC 3515; the endpoint itself ACKs 2xx and answers CANCEL) and into
-``anonsip.media.MediaCall``.
+operations and its timer, and carries out what the machine asks: SIP
+messages built by ``anonsip.call`` (``request_for``, ``signal_of``), the
+media stream (``_call_media``) and the audio (``anonsip.media.io``).
 
-Media runs on a second onion stream on its own circuit: after the 200 OK
-the caller dials the callee's onion service again (``open_media``) and sends
-a 16-byte token, the first bytes of the secure session's export key for
-``anonsip-media-token || Call-ID``. Only the authenticated peer of that
-session can compute it; the callee attaches the stream to the call the
-token names and closes a stream whose token it does not know. The media
-keys, per call and direction, come from the same session
-(``derive_media_keys`` over its export key ``anonsip-media-key``).
-
-A call lasts until someone hangs up: a WAV that runs out goes on as
-silence, and hold keeps frames flowing (encoded silence), so the stream's
-size and timing say nothing about either. When the media stream breaks, or
-the peer's media ends without its BYE following, this side hangs up with a
-BYE, so both sides end the call cleanly. Only contacts that are not blocked
-can make the phone ring (others get 403); at most ``max_calls`` calls exist
-at once (more INVITEs get 486).
-
-Audio: with ``play`` / ``record`` WAV files (16-bit mono 16 kHz), the other
-direction is silence / discarded. Without either, the sound card: a user's
-``call`` or ``answer`` fails at once with the device list if there is none
-(nothing is dialled, an incoming call keeps ringing), while auto-answer on a
-headless node goes on with silence and logs why.
+Rules a user relies on: only accepted contacts that are not blocked make
+the phone ring (others get 403); at most ``max_calls`` calls exist (more
+INVITEs get 486); a dial has a deadline, so a call never sits in
+"calling"; a call lasts until someone hangs up (a WAV that runs out goes on
+as silence, hold keeps frames flowing, so the stream's size and timing say
+nothing of either). When the media stream breaks, or the peer's media ends
+without its BYE following, this side hangs up with a BYE. A transfer the
+peer asks for (REFER) is followed only with the user's consent
+(``call.transfer_answer``), only to an accepted contact, and the new call
+keeps the microphone as it was (muted or held stays silent); anything else
+is refused with a NOTIFY saying so (RFC 3515 2.4.5).
 """
 
 from __future__ import annotations
@@ -40,17 +28,15 @@ import math
 import random
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
 from anonsip._errors import AnonsipError, LocalError, RemoteProtocolError
 from anonsip.call import (
     Ack,
-    Bye,
     Call,
     CallEvent,
     CallState,
@@ -62,8 +48,6 @@ from anonsip.call import (
     MediaPreferences,
     Method,
     MuteChanged,
-    Notify,
-    Refer,
     Send,
     SessionDescription,
     SignalEvent,
@@ -72,26 +56,44 @@ from anonsip.call import (
     TransferProgress,
     TransferRequested,
     UpdateMedia,
+    method_of,
+    request_for,
+    response_parts,
+    signal_of,
 )
 from anonsip.call import Response as CallResponse
-from anonsip.identity import Address, InvalidAddress
-from anonsip.media import (
-    AudioSink,
-    AudioSource,
-    CallStatistics,
-    DeviceSink,
-    DeviceSource,
-    JitterPolicy,
+from anonsip.control import (
+    AnswerArgs,
+    CallArgs,
+    CallIdArgs,
+    CallStatsView,
+    CallView,
+    DeclineCallArgs,
+    HoldArgs,
+    MuteArgs,
+    NoArgs,
+    TransferAnswerArgs,
+    TransferArgs,
+)
+from anonsip.control import CallDirection as ViewDirection
+from anonsip.control import CallState as ViewCallState
+from anonsip.identity import Address
+from anonsip.media import CallStatistics, JitterPolicy
+from anonsip.media.io import (
+    AudioChoice,
+    CallAudio,
+    EndReason,
+    GatedSink,
     MediaCall,
     MediaEnded,
     MediaParams,
-    SilenceSource,
-    WavSink,
-    WavSource,
-    derive_media_keys,
+    open_audio,
+    silent_audio,
 )
-from anonsip.media import EndReason as MediaEndReason
+from anonsip.node._call_media import MediaDoor, dial_media, media_context, media_keys, media_token
+from anonsip.node._context import NodeContext
 from anonsip.node._link import LinkBroken, PeerLink, RequestTimedOut
+from anonsip.node._service import NodeService, OperationHandler
 from anonsip.sip import (
     AckReceived,
     Dialog,
@@ -100,60 +102,24 @@ from anonsip.sip import (
     Request,
     RequestReceived,
     SipEvent,
-    Uri,
     bye_request,
-    invite_request,
-    refer_request,
-    reinvite_request,
 )
 from anonsip.sip import Response as SipResponse
 from anonsip.store import ContactState
 
-if TYPE_CHECKING:
-    from anonsip.node._node import Node
-
-__all__ = [
-    "CallAudio",
-    "CallLeg",
-    "CallService",
-    "CallSettings",
-    "Dialer",
-    "install_calls",
-    "media_token",
-    "open_audio",
-]
+__all__ = ["CallLeg", "CallService", "CallSettings", "stats_view"]
 
 log = logging.getLogger(__name__)
 
-MEDIA_TOKEN_LABEL = b"anonsip-media-token"
-MEDIA_KEY_LABEL = b"anonsip-media-key"
-TOKEN_BYTES = 16
 MAX_CALLS = 4
 MAX_CALL_ID = 128
+DIAL_TIMEOUT_S = 60.0  # reach the peer's node (lookup + rendezvous + handshake)
 MEDIA_OPEN_TIMEOUT_S = 45.0  # caller: dial the media stream (a new rendezvous circuit)
-MEDIA_TOKEN_READ_S = 15.0  # callee: a media stream must name its call this fast
 PEER_BYE_GRACE_S = 3.0  # the peer's media ended: its BYE is usually just behind
 SHUTDOWN_BYE_S = 3.0
 STATS_INTERVAL_S = 1.0
-MAX_SIPFRAG = 256
-SDP = "application/sdp"
-SIPFRAG = "message/sipfrag;version=2.0"
-
-Publish = Callable[[str, dict[str, Any]], None]
-SipHandler = Callable[[PeerLink, SipEvent], Awaitable[None]]
-Handler = Callable[[Mapping[str, Any]], Awaitable[Any]]
-
-
-class CallsNotReady(AnonsipError):
-    """The node is still starting; calls work once it is reachable."""
-
-
-class Dialer(Protocol):
-    """How the service reaches a peer (the node's ``LinkTable``)."""
-
-    async def link_to(self, peer: bytes) -> PeerLink: ...
-
-    async def open_media(self, peer: bytes) -> trio.abc.Stream: ...
+CONSENT_TIMEOUT_S = 60.0  # a transfer the user did not answer is refused
+MAX_RECENT = 8
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,146 +130,34 @@ class CallSettings:
     max_calls: int = MAX_CALLS
     ring_timeout_s: float = 60.0
     media_wait_s: float = 45.0  # callee: how long the caller may take to open the media stream
+    dial_timeout_s: float = DIAL_TIMEOUT_S
     preferences: MediaPreferences = field(default_factory=MediaPreferences)
 
 
-def media_token(link: PeerLink, call_id: str) -> bytes:
-    """The token that names ``call_id``'s media stream; only the session's two ends know it."""
-    return link.session.export_key(MEDIA_TOKEN_LABEL + call_id.encode())[:TOKEN_BYTES]
-
-
-# -- audio -------------------------------------------------------------------------
-
-
-class _PaddedSource:
-    """``inner``, then silence: a call lasts until someone hangs up, not until a file ends."""
-
-    def __init__(self, inner: WavSource) -> None:
-        self.inner = inner
-        self.sample_rate = inner.sample_rate
-        self.frame_samples = inner.frame_samples
-        self._silence: SilenceSource | None = None
-
-    async def read_frame(self) -> bytes | None:
-        if self._silence is None:
-            frame = await self.inner.read_frame()
-            if frame is not None:
-                return frame
-            self._silence = SilenceSource(
-                sample_rate=self.sample_rate, frame_ms=self.inner.frame_ms
-            )
-        return await self._silence.read_frame()
-
-
-class _DiscardSink:
-    async def write_frame(self, pcm: bytes) -> None:
-        await trio.lowlevel.checkpoint()
-
-
-class _GatedSink:
-    """Plays silence while the peer holds us or we hold it (the frames keep coming)."""
-
-    def __init__(self, inner: AudioSink) -> None:
-        self.inner = inner
-        self.open = True
-
-    async def write_frame(self, pcm: bytes) -> None:
-        await self.inner.write_frame(pcm if self.open else bytes(len(pcm)))
-
-
-@dataclass(eq=False)
-class CallAudio:
-    """One call's microphone and speaker (or files); ``close`` releases them."""
-
-    source: AudioSource
-    sink: AudioSink
-    description: str
-    play: Path | None = None
-    record: Path | None = None
-    closers: list[Callable[[], None]] = field(default_factory=list)
-
-    def close(self) -> None:
-        for close in self.closers:
-            close()
-        self.closers.clear()
-
-
-def silent_audio(why: str) -> CallAudio:
-    return CallAudio(source=SilenceSource(), sink=_DiscardSink(), description=why)
-
-
-def open_audio(
-    play: Path | None, record: Path | None, *, sample_rate: int = 16000, frame_ms: int = 20
-) -> CallAudio:
-    """WAV files if either is given (the other side silence / discarded), else the sound card.
-
-    Raises ``LocalError`` with a message for the user (unreadable WAV, no
-    sound device: the message lists the devices).
-    """
-    if play is None and record is None:
-        source = DeviceSource(sample_rate=sample_rate, frame_ms=frame_ms)
-        try:
-            sink = DeviceSink(sample_rate=sample_rate, frame_ms=frame_ms)
-        except BaseException:
-            source.close()
-            raise
-        return CallAudio(
-            source=source,
-            sink=sink,
-            description="sound card",
-            closers=[source.close, sink.close],
-        )
-    closers: list[Callable[[], None]] = []
-    audio_source: AudioSource = SilenceSource(sample_rate=sample_rate, frame_ms=frame_ms)
-    if play is not None:
-        wav = WavSource(play, sample_rate=sample_rate, frame_ms=frame_ms)
-        closers.append(wav.close)
-        audio_source = _PaddedSource(wav)
-    audio_sink: AudioSink = _DiscardSink()
-    if record is not None:
-        try:
-            recorder = WavSink(record, sample_rate=sample_rate)
-        except BaseException:
-            for close in closers:
-                close()
-            raise
-        closers.append(recorder.close)
-        audio_sink = recorder
-    return CallAudio(
-        source=audio_source,
-        sink=audio_sink,
-        description=f"play {play or 'silence'}, record {record or 'nothing'}",
-        play=play,
-        record=record,
-        closers=closers,
-    )
-
-
-def stats_view(s: CallStatistics) -> dict[str, Any]:
-    """The ``call.stats`` figures (names the TUI reads: playout_delay_ms, concealed_frames, mos)."""
+def stats_view(s: CallStatistics, *, call_id: str = "", peer: str = "") -> CallStatsView:
+    """A call's figures as clients read them."""
 
     def r(value: float | None, digits: int = 1) -> float | None:
         return None if value is None else round(value, digits)
 
-    return {
-        "duration_s": r(s.duration_s),
-        "round_trip_ms": r(s.round_trip_ms),
-        "jitter_ms": r(s.jitter_ms),
-        "playout_delay_ms": r(s.playout_delay_ms),
-        "target_delay_ms": r(s.target_delay_ms),
-        "concealed_frames": s.concealed_frames,
-        "played_frames": s.played_frames,
-        "received_frames": s.received_frames,
-        "sent_frames": s.sent_frames,
-        "late_frames": s.late_frames,
-        "dropped_frames": s.dropped_frames + s.send_dropped_frames,
-        "bitrate": round(s.send_bitrate_bps),
-        "wire_bitrate": round(s.wire_bitrate_bps),
-        "mos": r(s.mos_estimate, 2),
-    }
-
-
-# -- one call ----------------------------------------------------------------------
+    return CallStatsView(
+        call_id=call_id,
+        peer=peer,
+        duration_s=r(s.duration_s),
+        round_trip_ms=r(s.round_trip_ms),
+        jitter_ms=r(s.jitter_ms),
+        playout_delay_ms=r(s.playout_delay_ms),
+        target_delay_ms=r(s.target_delay_ms),
+        concealed_frames=s.concealed_frames,
+        played_frames=s.played_frames,
+        received_frames=s.received_frames,
+        sent_frames=s.sent_frames,
+        late_frames=s.late_frames,
+        dropped_frames=s.dropped_frames + s.send_dropped_frames,
+        bitrate=round(s.send_bitrate_bps),
+        wire_bitrate=round(s.wire_bitrate_bps),
+        mos=r(s.mos_estimate, 2),
+    )
 
 
 class CallLeg:
@@ -335,34 +189,36 @@ class CallLeg:
         self.ended = trio.Event()
         self.answered = trio.Event()
         self.stop_media = trio.Event()
-        self.media_arrived = trio.Event()
         self.media_done = trio.Event()
-        self.media_stream: trio.abc.Stream | None = None
         self.media: MediaCall | None = None
         self.media_running = False
-        self.gate: _GatedSink | None = None
+        self.gate: GatedSink | None = None
         self.direction = Direction.SENDRECV
         self.token: bytes | None = None
         self.started: float | None = None  # wall-clock time it was answered
         self.reason: str | None = None  # overrides the machine's end reason
         self.detail = ""
-        self.final_stats: dict[str, Any] | None = None
-        self.published: tuple[str, bool, bool] | None = None
+        self.transfer: int | None = None  # status of the transfer we asked for
+        self.transfer_to = ""  # the peer asks us to call this address
+        self.consent: trio.Event | None = None
+        self.consented = False
+        self.pending_mute = False
+        self.final_stats: CallStatsView | None = None
+        self.published: tuple[str, bool, bool, str] | None = None
         self.nursery: trio.Nursery | None = None
 
     @property
-    def state(self) -> str:
-        """ringing / active / held / ended, as the TUI reads them (plus calling / ending)."""
+    def state(self) -> ViewCallState:
         m = self.machine
         if self.ended.is_set() or m.state is CallState.ENDED:
-            return "ended"
+            return ViewCallState.ENDED
         if m.state in (CallState.IDLE, CallState.CALLING, CallState.GLARE_BACKOFF):
-            return "calling"
+            return ViewCallState.CALLING
         if m.state in (CallState.RINGBACK, CallState.INCOMING):
-            return "ringing"
+            return ViewCallState.RINGING
         if m.state in (CallState.CANCELLING, CallState.TERMINATING):
-            return "ending"
-        return "held" if m.local_hold or m.remote_hold else "active"
+            return ViewCallState.ENDING
+        return ViewCallState.HELD if self.held else ViewCallState.ACTIVE
 
     @property
     def held(self) -> bool:
@@ -375,153 +231,138 @@ class CallLeg:
         ended = self.machine.ended
         return ended.reason.value if ended is not None else "failed"
 
-    def view(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "call_id": self.call_id,
-            "peer": self.peer,
-            "direction": "out" if self.outgoing else "in",
-            "state": self.state,
-            "started": self.started,
-            "muted": self.machine.muted,
-            "held": self.held,
-        }
-        if self.state == "ended":
-            data["reason"] = self.end_reason
-            if self.detail:
-                data["detail"] = self.detail
-        return data
+    @property
+    def muted(self) -> bool:
+        return self.machine.muted or self.pending_mute
 
-    def stats(self) -> dict[str, Any]:
-        if self.media is not None:
-            return stats_view(self.media.statistics())
-        return dict(self.final_stats or {})
-
-
-# -- the service ---------------------------------------------------------------------
-
-
-def _text(args: Mapping[str, Any], name: str, *, required: bool = True) -> str | None:
-    value = args.get(name)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value:
-        raise LocalError(f"'{name}' must be given as text")
-    return value
+    def view(self, *, with_stats: bool = False) -> CallView:
+        state = self.state
+        stats = None
+        if with_stats:
+            stats = self.final_stats
+            if self.media is not None:
+                stats = stats_view(self.media.statistics(), call_id=self.call_id, peer=self.peer)
+        return CallView(
+            call_id=self.call_id,
+            peer=self.peer,
+            direction=ViewDirection.OUT if self.outgoing else ViewDirection.IN,
+            state=state,
+            started=self.started,
+            muted=self.muted,
+            held=self.held,
+            reason=self.end_reason if state is ViewCallState.ENDED else "",
+            detail=self.detail if state is ViewCallState.ENDED else "",
+            transfer=self.transfer,
+            transfer_to=self.transfer_to,
+            stats=stats,
+        )
 
 
-def _path(args: Mapping[str, Any], name: str) -> Path | None:
-    text = _text(args, name, required=False)
-    return None if text is None else Path(text).expanduser()
+def _choice(args: CallArgs | AnswerArgs) -> AudioChoice:
+    def path(text: str | None) -> Path | None:
+        return None if text is None else Path(text).expanduser()
+
+    return AudioChoice(
+        play=path(args.play),
+        record=path(args.record),
+        record_rate=args.record_rate,
+        input_device=args.input_device,
+        output_device=args.output_device,
+    )
 
 
-def _bool(args: Mapping[str, Any], name: str, default: bool) -> bool:
-    value = args.get(name, default)
-    if not isinstance(value, bool):
-        raise LocalError(f"'{name}' is true or false")
-    return value
+class CallsNotReady(AnonsipError):
+    """The node is still starting; calls work once it is reachable."""
 
 
-def parse_address(text: str) -> str:
-    try:
-        if text.lower().startswith("sip:"):
-            return Address.from_sip_uri(text).text
-        return Address.parse(text).text
-    except InvalidAddress as exc:
-        raise LocalError(f"'{text}' is not an address: {exc}") from exc
-
-
-def _sipfrag_status(body: bytes) -> tuple[int, str]:
-    """The status line of a message/sipfrag body (RFC 3420), e.g. ``SIP/2.0 200 OK``."""
-    if len(body) > MAX_SIPFRAG:
-        raise RemoteProtocolError("the transfer progress is too long")
-    line = body.split(b"\r\n", 1)[0].split(b"\n", 1)[0]
-    parts = line.decode("ascii", errors="replace").split(" ", 2)
-    if len(parts) < 2 or parts[0] != "SIP/2.0" or not parts[1].isdigit() or len(parts[1]) != 3:
-        raise RemoteProtocolError("the transfer progress is not a SIP status line")
-    status = int(parts[1])
-    if not 100 <= status <= 699:
-        raise RemoteProtocolError("the transfer progress status is out of range")
-    reason = parts[2] if len(parts) == 3 and parts[2].isprintable() else ""
-    return status, reason[:64]
-
-
-class CallService:
+class CallService(NodeService):
     """Every call of one node; ``run`` owns the nursery the calls and their media live in."""
+
+    name = "calls"
+    sip_methods = frozenset({"INVITE", "BYE", "REFER"})
+    event_packages = frozenset({"refer"})
+    handles_media = True
 
     def __init__(
         self,
+        context: NodeContext,
         *,
-        dialer: Dialer,
-        publish: Publish,
-        own_public_key: bytes,
         settings: CallSettings | None = None,
-        accepts: Callable[[str], bool] = lambda _address: True,
-        resolve: Callable[[str], str] = parse_address,
         wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
-        self._dialer = dialer
-        self._publish = publish
-        self._own_key = own_public_key
+        self._ctx = context
+        self._own_key = context.identity.public_key
         self.settings = settings or CallSettings()
-        self._accepts = accepts
-        self._resolve = resolve
         self._wall_clock = wall_clock
         self._rng = rng or random.SystemRandom()  # glare backoffs and SDP session ids
         self._legs: dict[str, CallLeg] = {}
-        self._tokens: dict[bytes, CallLeg] = {}
+        self._door = MediaDoor()
         self._nursery: trio.Nursery | None = None
-        self.notify_fallback: SipHandler | None = None  # NOTIFYs that are not ours (presence)
-        self.recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=8)
+        self.recent: collections.deque[CallView] = collections.deque(maxlen=MAX_RECENT)
+
+    def may_ring(self, address: str) -> bool:
+        """Only contacts (not strangers, not blocked) make the phone ring."""
+        store = self._ctx.store
+        contact = store.contact(address)
+        return (
+            contact is not None
+            and contact.state is not ContactState.BLOCKED
+            and not store.is_blocked(address)
+        )
+
+    def may_transfer_to(self, address: str) -> bool:
+        """A transfer may only make us call an accepted contact, never ourselves."""
+        contact = self._ctx.store.contact(address)
+        return (
+            address != self._ctx.address
+            and contact is not None
+            and contact.state is ContactState.ACCEPTED
+        )
 
     # -- lifetime ----------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve calls until cancelled; then hang every call up before its media is cut."""
-        calls_scope = trio.CancelScope(shield=True)  # the node's shutdown reaches calls last
+        """Serve calls until cancelled; ``stopping`` has hung every call up by then."""
         try:
-            async with trio.open_nursery() as outer:
-                await outer.start(self._hold_calls, calls_scope)
-                task_status.started()
-                try:
-                    await trio.sleep_forever()
-                finally:
-                    with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_BYE_S):
-                        await self._say_goodbye()
-                    calls_scope.cancel()
-        finally:
-            self._nursery = None
-
-    async def _hold_calls(
-        self, scope: trio.CancelScope, *, task_status: trio.TaskStatus[None]
-    ) -> None:
-        with scope:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 task_status.started()
                 await trio.sleep_forever()
+        finally:
+            self._nursery = None
+
+    async def stopping(self) -> None:
+        """The node stops: BYE (or CANCEL, or 480) to every peer, then END on every media stream."""
+        with trio.move_on_after(SHUTDOWN_BYE_S):
+            await self._say_goodbye()
 
     async def _say_goodbye(self) -> None:
-        """The node stops: BYE (or CANCEL, or 480) to every peer, then END on every media stream."""
-        legs = list(self._legs.values())
+        legs = [leg for leg in self._legs.values() if not leg.ended.is_set()]
+        async with trio.open_nursery() as nursery:
+            for leg in legs:
+                nursery.start_soon(self._goodbye, leg)
         for leg in legs:
-            link = leg.link
-            if link is None or not link.is_open or leg.ended.is_set():
-                continue
-            try:
-                if leg.dialog is not None and leg.machine.state is not CallState.INCOMING:
-                    await link.send_only(bye_request(link.endpoint, leg.dialog))
-                elif leg.invite is not None:
-                    await link.cancel(leg.invite)
-                elif (invite := leg.server_requests.get(Method.INVITE)) is not None:
-                    await link.respond(invite, 480)
-            except (AnonsipError, trio.BrokenResourceError) as exc:
-                log.info("could not tell the peer the call ended: %s", exc)
             leg.reason = leg.reason or "hung-up"
             leg.stop_media.set()
         for leg in legs:
             if leg.media_running:
                 await leg.media_done.wait()
+
+    async def _goodbye(self, leg: CallLeg) -> None:
+        """Tell the peer (and wait for its answer, so the goodbye is not cut off)."""
+        link = leg.link
+        if link is None or not link.is_open:
+            return
+        try:
+            if leg.dialog is not None and leg.machine.state is not CallState.INCOMING:
+                await link.request(bye_request(link.endpoint, leg.dialog))
+            elif leg.invite is not None:
+                await link.cancel(leg.invite)
+            elif (invite := leg.server_requests.get(Method.INVITE)) is not None:
+                await link.respond(invite, 480)
+        except (AnonsipError, trio.BrokenResourceError) as exc:
+            log.info("could not tell the peer the call ended: %s", exc)
 
     def _check_running(self) -> trio.Nursery:
         if self._nursery is None:
@@ -542,7 +383,7 @@ class CallService:
 
     # -- control ops -----------------------------------------------------------
 
-    def handlers(self) -> dict[str, Handler]:
+    def operations(self) -> Mapping[str, OperationHandler]:
         return {
             "call": self.op_call,
             "answer": self.op_answer,
@@ -551,28 +392,29 @@ class CallService:
             "call.mute": self.op_mute,
             "call.hold": self.op_hold,
             "call.transfer": self.op_transfer,
+            "call.transfer_answer": self.op_transfer_answer,
             "calls": self.op_calls,
         }
 
-    async def op_call(self, args: Mapping[str, Any]) -> Any:
-        peer = _text(args, "peer")
-        assert peer is not None
-        address = self._resolve(peer)
-        seconds = args.get("seconds")
-        if seconds is not None and (
-            not isinstance(seconds, int | float) or not 0 < seconds <= 86400
-        ):
+    async def op_call(self, args: CallArgs) -> CallView:
+        address = self._ctx.peer_address(args.peer)
+        if args.seconds is not None and not 0 < args.seconds <= 86400:
             raise LocalError("'seconds' is a number of seconds from 0 to 86400")
-        audio = open_audio(_path(args, "play"), _path(args, "record"))
+        audio = open_audio(_choice(args))
         try:
-            leg = await self.place_call(address, audio=audio, seconds=seconds)
+            leg = await self.place_call(address, audio=audio, seconds=args.seconds)
         except BaseException:
             audio.close()
             raise
-        return {"call_id": leg.call_id}
+        return leg.view()
 
     async def place_call(
-        self, address: str, *, audio: CallAudio, seconds: float | None = None
+        self,
+        address: str,
+        *,
+        audio: CallAudio,
+        seconds: float | None = None,
+        muted: bool = False,
     ) -> CallLeg:
         """Start calling ``address``; the dial and the INVITE go on in the background."""
         nursery = self._check_running()
@@ -583,20 +425,22 @@ class CallService:
             raise LocalError(
                 f"there are already {len(self._legs)} calls; hang one up before calling again"
             )
+        machine = self._machine(peer_key)
         leg = CallLeg(
             call_id=secrets.token_hex(16),
             peer_key=peer_key,
             outgoing=True,
-            machine=self._machine(peer_key),
+            machine=machine,
             audio=audio,
             seconds=seconds,
         )
+        # The machine mutes only a call in progress; until then the leg keeps it silent.
+        leg.pending_mute = muted
         self._legs[leg.call_id] = leg
         await nursery.start(self._run_leg, leg)
         return leg
 
-    def _pick(self, args: Mapping[str, Any], *, ringing_in: bool = False) -> CallLeg:
-        call_id = _text(args, "call_id", required=False)
+    def _pick(self, call_id: str | None, *, ringing_in: bool = False) -> CallLeg:
         if call_id is not None:
             leg = self._legs.get(call_id)
             if leg is None:
@@ -604,23 +448,24 @@ class CallService:
             return leg
         legs = list(self._legs.values())
         if ringing_in:
-            legs = [g for g in legs if not g.outgoing and g.state == "ringing"]
+            legs = [g for g in legs if not g.outgoing and g.state is ViewCallState.RINGING]
             if not legs:
                 raise LocalError("no call is ringing")
             return legs[0]
-        for wanted in ("active", "held", "ringing", "calling"):
+        for wanted in (ViewCallState.ACTIVE, ViewCallState.HELD, ViewCallState.RINGING):
             for leg in legs:
-                if leg.state == wanted:
+                if leg.state is wanted:
                     return leg
+        for leg in legs:
+            if leg.state is ViewCallState.CALLING:
+                return leg
         raise LocalError("there is no call")
 
-    async def op_answer(self, args: Mapping[str, Any]) -> Any:
-        leg = self._pick(args, ringing_in=True)
+    async def op_answer(self, args: AnswerArgs) -> None:
+        leg = self._pick(args.call_id, ringing_in=True)
         if leg.outgoing or leg.machine.state is not CallState.INCOMING:
             raise LocalError("that call is not ringing here")
-        audio = open_audio(_path(args, "play"), _path(args, "record"))
-        await self._answer(leg, audio)
-        return None
+        await self._answer(leg, open_audio(_choice(args)))
 
     async def _answer(self, leg: CallLeg, audio: CallAudio) -> None:
         previous, leg.audio = leg.audio, audio
@@ -631,16 +476,12 @@ class CallService:
             audio.close()
             raise
 
-    async def op_decline(self, args: Mapping[str, Any]) -> Any:
-        leg = self._pick(args, ringing_in=True)
-        busy = _bool(args, "busy", False)
-        await self._apply(leg, lambda: leg.machine.user_decline(busy=busy))
-        return None
+    async def op_decline(self, args: DeclineCallArgs) -> None:
+        leg = self._pick(args.call_id, ringing_in=True)
+        await self._apply(leg, lambda: leg.machine.user_decline(busy=args.busy))
 
-    async def op_hangup(self, args: Mapping[str, Any]) -> Any:
-        leg = self._pick(args)
-        await self.hang_up(leg)
-        return None
+    async def op_hangup(self, args: CallIdArgs) -> None:
+        await self.hang_up(self._pick(args.call_id))
 
     async def hang_up(self, leg: CallLeg, *, reason: str | None = None, detail: str = "") -> None:
         if leg.ended.is_set():
@@ -652,28 +493,33 @@ class CallService:
             leg.reason, leg.detail = reason, detail
         await self._apply(leg, leg.machine.user_hangup)
 
-    async def op_mute(self, args: Mapping[str, Any]) -> Any:
-        leg = self._pick(args)
-        muted = _bool(args, "muted", True)
-        await self._apply(leg, lambda: leg.machine.user_mute(muted))
-        return None
+    async def op_mute(self, args: MuteArgs) -> None:
+        leg = self._pick(args.call_id)
+        await self._apply(leg, lambda: leg.machine.user_mute(args.muted))
 
-    async def op_hold(self, args: Mapping[str, Any]) -> Any:
-        leg = self._pick(args)
-        held = _bool(args, "held", True)
-        await self._apply(leg, leg.machine.user_hold if held else leg.machine.user_resume)
-        return None
+    async def op_hold(self, args: HoldArgs) -> None:
+        leg = self._pick(args.call_id)
+        machine = leg.machine
+        await self._apply(leg, machine.user_hold if args.held else machine.user_resume)
 
-    async def op_transfer(self, args: Mapping[str, Any]) -> Any:
-        leg = self._pick(args)
-        target = _text(args, "target")
-        assert target is not None
-        address = self._resolve(target)
+    async def op_transfer(self, args: TransferArgs) -> None:
+        leg = self._pick(args.call_id)
+        address = self._ctx.peer_address(args.target)
         await self._apply(leg, lambda: leg.machine.user_transfer(address))
-        return None
 
-    async def op_calls(self, args: Mapping[str, Any]) -> Any:
-        return [{**leg.view(), "stats": leg.stats()} for leg in self._legs.values()]
+    async def op_transfer_answer(self, args: TransferAnswerArgs) -> None:
+        legs = [g for g in self._legs.values() if g.consent is not None]
+        if args.call_id is not None:
+            legs = [g for g in legs if g.call_id == args.call_id]
+        if not legs:
+            raise LocalError("no call asks to be transferred")
+        leg = legs[0]
+        assert leg.consent is not None
+        leg.consented = args.accept
+        leg.consent.set()
+
+    async def op_calls(self, args: NoArgs) -> list[CallView]:
+        return [leg.view(with_stats=True) for leg in self._legs.values()]
 
     # -- one call's life -------------------------------------------------------
 
@@ -695,16 +541,15 @@ class CallService:
                 nursery.cancel_scope.cancel()
         finally:
             if leg.token is not None:
-                self._tokens.pop(leg.token, None)
+                self._door.forget(leg.token)
             if leg.audio is not None:
                 leg.audio.close()
             self._legs.pop(leg.call_id, None)
-            view = {**leg.view(), "state": "ended", "reason": leg.end_reason}
-            if leg.final_stats:
-                view["stats"] = leg.final_stats
+            leg.ended.set()
+            view = leg.view(with_stats=True)
             self.recent.append(view)
-            self._publish("call", view)
-            log.info("call %s… ended: %s %s", leg.call_id[:8], leg.end_reason, leg.detail)
+            self._ctx.publish("call", view)
+            log.info("a call ended: %s %s", leg.end_reason, leg.detail)
 
     def _end_unsignalled(self, leg: CallLeg, reason: str, detail: str) -> None:
         leg.reason, leg.detail = reason, detail
@@ -712,12 +557,12 @@ class CallService:
 
     async def _dial(self, leg: CallLeg) -> None:
         try:
-            link = await self._dialer.link_to(leg.peer_key)
+            with trio.fail_after(self.settings.dial_timeout_s):
+                link = await self._ctx.links.link_to(leg.peer_key)
         except (AnonsipError, trio.TooSlowError) as exc:
             self._end_unsignalled(leg, "unreachable", str(exc) or "the peer did not answer in time")
             return
         leg.link = link
-        leg.token = media_token(link, leg.call_id)
         await self._apply(leg, leg.machine.user_call)
 
     async def _timer(self, leg: CallLeg) -> None:
@@ -740,15 +585,19 @@ class CallService:
 
     def _announce(self, leg: CallLeg) -> None:
         state = leg.state
-        if state in ("active", "held") and not leg.answered.is_set():
+        if state in (ViewCallState.ACTIVE, ViewCallState.HELD) and not leg.answered.is_set():
             leg.started = self._wall_clock()
             leg.answered.set()
+            if leg.pending_mute:
+                leg.pending_mute = False
+                leg.machine.user_mute(True)  # right after _apply: no other input between
             if leg.seconds is not None and leg.nursery is not None:
                 leg.nursery.start_soon(self._hang_up_after, leg, leg.seconds)
-        key = (state, leg.machine.muted, leg.held)
-        if key != leg.published and state != "ended":  # "ended" is published once, at teardown
+        key = (state.value, leg.muted, leg.held, leg.transfer_to)
+        # "ended" is published once, at teardown.
+        if key != leg.published and state is not ViewCallState.ENDED:
             leg.published = key
-            self._publish("call", leg.view())
+            self._ctx.publish("call", leg.view())
 
     async def _hang_up_after(self, leg: CallLeg, seconds: float) -> None:
         await trio.sleep(seconds)
@@ -780,7 +629,8 @@ class CallService:
                 if leg.nursery is not None:
                     leg.nursery.start_soon(self._transfer, leg, event.target)
             elif isinstance(event, TransferProgress):
-                self._publish("call", {**leg.view(), "transfer": event.status})
+                leg.transfer = event.status
+                self._ctx.publish("call", leg.view())
             elif isinstance(event, Ended):
                 leg.ended.set()
 
@@ -798,14 +648,18 @@ class CallService:
                 if leg.invite is not None:
                     await link.cancel(leg.invite)
             else:
-                request, method = self._request_for(leg, link, message)
+                request, method = request_for(
+                    link.endpoint, message, call_id=leg.call_id, dialog=leg.dialog
+                )
+                if method is Method.INVITE and leg.invite is None:
+                    leg.invite = request
                 assert leg.nursery is not None
                 leg.nursery.start_soon(self._transact, leg, link, request, method)
         except (AnonsipError, trio.BrokenResourceError) as exc:
             # Sending failed: the link is gone or the dialog ended. A request
             # fails with a response the machine understands; an answer is lost.
-            log.info("call %s…: could not send %s: %s", leg.call_id[:8], message, exc)
-            failed = _method_of(message)
+            log.info("a call could not send %s: %s", type(message).__name__, exc)
+            failed = method_of(message)
             if failed is not None and leg.nursery is not None:
                 leg.detail = leg.detail or str(exc)
                 leg.nursery.start_soon(self._received, leg, CallResponse(status=503, method=failed))
@@ -820,48 +674,12 @@ class CallService:
             del leg.server_requests[message.method]
         if message.method is Method.INVITE and message.status == 487:
             return  # already sent by the endpoint with the CANCEL's 200
-        headers: tuple[tuple[str, str], ...] = ()
-        body = b""
-        if message.answer is not None:
-            headers, body = (("Content-Type", SDP),), message.answer.to_bytes()
+        headers, body = response_parts(message)
         response = await link.respond(
             request, message.status, message.reason or None, headers=headers, body=body
         )
         if message.method is Method.INVITE and message.status < 300:
             leg.dialog = link.endpoint.dialog_of_response(response) or leg.dialog
-
-    def _request_for(
-        self, leg: CallLeg, link: PeerLink, message: SignalEvent
-    ) -> tuple[Request, Method]:
-        endpoint = link.endpoint
-        if isinstance(message, Invite) and not message.reinvite:
-            request = invite_request(endpoint, message.offer.to_bytes())
-            request = request.with_replaced("Call-ID", leg.call_id)
-            leg.invite = request
-            return request, Method.INVITE
-        dialog = leg.dialog
-        if dialog is None:
-            raise LocalError("the call has no dialog yet")
-        if isinstance(message, Invite):
-            return reinvite_request(endpoint, dialog, message.offer.to_bytes()), Method.INVITE
-        if isinstance(message, Bye):
-            return bye_request(endpoint, dialog), Method.BYE
-        if isinstance(message, Refer):
-            target = Uri.parse(Address.parse(message.target).sip_uri)
-            return refer_request(endpoint, dialog, target), Method.REFER
-        if isinstance(message, Notify):
-            final = message.status >= 200
-            state = "terminated;reason=noresource" if final else "active;expires=60"
-            frag = f"SIP/2.0 {message.status} {message.reason}".strip().encode()
-            headers = (
-                ("Event", "refer"),
-                ("Subscription-State", state),
-                ("Content-Type", SIPFRAG),
-            )
-            return endpoint.create_in_dialog(dialog, "NOTIFY", headers=headers, body=frag), (
-                Method.NOTIFY
-            )
-        raise LocalError(f"the call machine asked for an unknown message {message!r}")
 
     async def _transact(
         self, leg: CallLeg, link: PeerLink, request: Request, method: Method
@@ -914,7 +732,7 @@ class CallService:
         return leg
 
     async def on_sip(self, link: PeerLink, event: SipEvent) -> None:
-        """The node hands us INVITE, ACK, BYE, CANCEL, REFER and NOTIFY from a peer."""
+        """INVITE, ACK, BYE, CANCEL, REFER and NOTIFY (Event: refer) from a peer."""
         if isinstance(event, AckReceived | InviteCancelled):
             leg = self._leg_of(link, event.request.call_id)
             if leg is not None:
@@ -928,41 +746,17 @@ class CallService:
             return
         leg = self._leg_of(link, request.call_id)
         if leg is None:
-            if request.method == "NOTIFY" and self.notify_fallback is not None:
-                await self.notify_fallback(link, event)
-            else:
-                await link.respond(request, 481)
+            await link.respond(request, 481)
             return
         try:
-            message, method = self._signal_of(request)
+            message, method = signal_of(request)
         except RemoteProtocolError as exc:
-            log.info("call %s…: refused a %s: %s", leg.call_id[:8], request.method, exc)
+            log.info("a call refused a %s: %s", request.method, exc)
             code = 488 if request.method == "INVITE" else 400
             await link.respond(request, code)
             return
         leg.server_requests[method] = request
         await self._received(leg, message)
-
-    def _signal_of(self, request: Request) -> tuple[SignalEvent, Method]:
-        method = request.method
-        if method == "INVITE":
-            offer = SessionDescription.parse(request.body)
-            return Invite(offer=offer, reinvite=True), Method.INVITE
-        if method == "BYE":
-            return Bye(), Method.BYE
-        if method == "REFER":
-            refer_to = request.refer_to
-            if refer_to is None:
-                raise RemoteProtocolError("a REFER without Refer-To")
-            try:
-                target = Address.from_sip_uri(str(refer_to.uri)).text
-            except InvalidAddress as exc:
-                raise RemoteProtocolError(f"the transfer target is not an address: {exc}") from exc
-            return Refer(target=target), Method.REFER
-        if method == "NOTIFY":
-            status, reason = _sipfrag_status(request.body)
-            return Notify(status=status, reason=reason), Method.NOTIFY
-        raise RemoteProtocolError(f"{method} does not belong to a call")
 
     async def _incoming_invite(self, link: PeerLink, request: Request) -> None:
         peer_key = link.peer_public_key
@@ -971,9 +765,9 @@ class CallService:
         if not 0 < len(call_id) <= MAX_CALL_ID or call_id in self._legs:
             await link.respond(request, 400, "Bad Call-ID")
             return
-        if not self._accepts(peer):
-            log.info("refused a call from %s…: not a contact", peer[:12])
-            await link.respond(request, 403, "Not a contact")
+        if not await self._ctx.db(self.may_ring, peer):
+            log.info("refused a call from someone who is not a contact")
+            await link.respond(request, 403, "Forbidden")
             return
         if self._nursery is None:
             await link.respond(request, 480)
@@ -999,7 +793,7 @@ class CallService:
     async def _auto_answer(self, leg: CallLeg) -> None:
         s = self.settings
         try:
-            audio = open_audio(s.play, s.record)
+            audio = open_audio(AudioChoice(play=s.play, record=s.record))
         except LocalError as exc:
             log.warning("auto-answer goes on without audio: %s", exc)
             audio = silent_audio(f"silence ({exc})")
@@ -1009,74 +803,100 @@ class CallService:
             log.info("could not auto-answer: %s", exc)  # e.g. the caller gave up meanwhile
 
     async def _transfer(self, leg: CallLeg, target: str) -> None:
-        """The peer asked us to call ``target`` (blind transfer); report how it goes."""
-        status = 503
+        """The peer asked us to call ``target`` (blind transfer): ask the user, then report."""
+        status, reason = 603, "Declined"
         try:
-            await self._apply(leg, lambda: leg.machine.transfer_progress(100, "Trying"))
-            old = leg.audio
-            audio = open_audio(old.play if old else None, old.record if old else None)
-            try:
-                new = await self.place_call(target, audio=audio)
-            except BaseException:
-                audio.close()
-                raise
-            async with trio.open_nursery() as race:
-
-                async def outcome(event: trio.Event) -> None:
-                    await event.wait()
-                    race.cancel_scope.cancel()
-
-                race.start_soon(outcome, new.answered)
-                race.start_soon(outcome, new.ended)
-            ended = new.machine.ended
-            status = (
-                200 if new.answered.is_set() else (ended.status if ended and ended.status else 503)
-            )
+            if not self.may_transfer_to(target):
+                status, reason = 403, "Forbidden"
+                log.info("refused a transfer to someone who is not a contact")
+            elif await self._consent(leg, target):
+                status, reason = await self._follow_transfer(leg, target)
         except AnonsipError as exc:
-            log.info("transfer to %s… failed: %s", target[:12], exc)
+            log.info("a transfer failed: %s", exc)
+            status, reason = 503, "Service Unavailable"
         try:
-            await self._apply(leg, lambda: leg.machine.transfer_progress(status))
+            await self._apply(leg, lambda: leg.machine.transfer_progress(status, reason))
         except LocalError as exc:
             log.info("could not report the transfer: %s", exc)
 
+    async def _consent(self, leg: CallLeg, target: str) -> bool:
+        leg.consent, leg.consented, leg.transfer_to = trio.Event(), False, target
+        self._announce(leg)
+        try:
+            with trio.move_on_after(CONSENT_TIMEOUT_S):
+                await leg.consent.wait()
+        finally:
+            leg.consent, leg.transfer_to = None, ""
+            self._announce(leg)
+        return leg.consented
+
+    async def _follow_transfer(self, leg: CallLeg, target: str) -> tuple[int, str]:
+        await self._apply(leg, lambda: leg.machine.transfer_progress(100, "Trying"))
+        choice = leg.audio.choice if leg.audio is not None else AudioChoice()
+        audio = open_audio(choice)
+        # The microphone stays as the user left it: a muted or held call's
+        # transfer does not open it to someone new.
+        silent = leg.machine.muted or leg.machine.local_hold
+        try:
+            new = await self.place_call(target, audio=audio, muted=silent)
+        except BaseException:
+            audio.close()
+            raise
+        async with trio.open_nursery() as race:
+
+            async def outcome(event: trio.Event) -> None:
+                await event.wait()
+                race.cancel_scope.cancel()
+
+            race.start_soon(outcome, new.answered)
+            race.start_soon(outcome, new.ended)
+        if new.answered.is_set():
+            return 200, "OK"
+        ended = new.machine.ended
+        return (ended.status if ended and ended.status else 503), ""
+
     # -- media -------------------------------------------------------------------
+
+    def _callee_tag(self, leg: CallLeg, caller: bool) -> str:
+        if caller:
+            assert leg.dialog is not None
+            return leg.dialog.id.remote_tag
+        invite = leg.server_requests.get(Method.INVITE)
+        assert leg.link is not None
+        assert invite is not None
+        return leg.link.endpoint.local_tag(invite)
 
     def _start_media(self, leg: CallLeg, start: StartMedia) -> None:
         if leg.media_running or leg.nursery is None or leg.link is None:
             return
+        context = media_context(leg.call_id, self._callee_tag(leg, start.caller))
         leg.media_running = True
         leg.direction = start.direction
-        leg.token = media_token(leg.link, leg.call_id)
+        leg.token = media_token(leg.link, context)
         if not start.caller:
-            self._tokens[leg.token] = leg
-        leg.nursery.start_soon(self._run_media, leg, start)
+            self._door.expect(leg.token)
+        leg.nursery.start_soon(self._run_media, leg, start, context)
 
     def _apply_direction(self, leg: CallLeg) -> None:
         if leg.media is not None:
             # Holding someone stops our microphone too: RFC 3264's sendonly
             # would play it to them, which is not what a user means by hold.
             m = leg.machine
-            leg.media.set_muted(m.muted or m.local_hold or not leg.direction.sends)
+            silent = m.muted or leg.pending_mute or m.local_hold
+            leg.media.set_muted(silent or not leg.direction.sends)
         if leg.gate is not None:
             leg.gate.open = leg.direction.receives
 
     async def _open_media_stream(self, leg: CallLeg, caller: bool) -> trio.abc.Stream:
+        assert leg.token is not None
         if caller:
-            assert leg.token is not None
-            with trio.fail_after(MEDIA_OPEN_TIMEOUT_S):
-                stream = await self._dialer.open_media(leg.peer_key)
-                try:
-                    await stream.send_all(leg.token)
-                except BaseException:
-                    await trio.aclose_forcefully(stream)
-                    raise
-            return stream
+            return await dial_media(
+                self._ctx.links.open_media, leg.peer_key, leg.token, timeout=MEDIA_OPEN_TIMEOUT_S
+            )
         with trio.fail_after(self.settings.media_wait_s):
-            await leg.media_arrived.wait()
-        assert leg.media_stream is not None
-        return leg.media_stream
+            return await self._door.wait_stream(leg.token)
 
-    async def _run_media(self, leg: CallLeg, start: StartMedia) -> None:
+    async def _run_media(self, leg: CallLeg, start: StartMedia, context: str) -> None:
         ended: MediaEnded | None = None
         try:
             assert leg.link is not None
@@ -1086,13 +906,11 @@ class CallService:
                 bitrate=start.bitrate,
                 jitter=JitterPolicy(frame_ms=start.frame_ms),
             )
-            keys = derive_media_keys(
-                leg.link.session.export_key(MEDIA_KEY_LABEL), leg.call_id, caller=start.caller
-            )
+            keys = media_keys(leg.link, context, caller=start.caller)
             stream = await self._open_media_stream(leg, start.caller)
             audio = leg.audio or silent_audio("silence")
             leg.audio = audio
-            gate = _GatedSink(audio.sink)
+            gate = GatedSink(audio.sink)
             try:
                 media = MediaCall(stream, keys=keys, source=audio.source, sink=gate, params=params)
             except BaseException:
@@ -1106,19 +924,19 @@ class CallService:
                     helpers.start_soon(self._hang_up_media_on_stop, leg, media)
                     ended = await media.wait_ended()
                     helpers.cancel_scope.cancel()
-                leg.final_stats = stats_view(media.statistics())
+                leg.final_stats = stats_view(media.statistics(), call_id=leg.call_id, peer=leg.peer)
         except trio.TooSlowError:
             detail = "the media stream did not " + (
                 "open in time" if start.caller else "arrive in time"
             )
-            ended = MediaEnded(reason=MediaEndReason.BROKEN, detail=detail)
+            ended = MediaEnded(reason=EndReason.BROKEN, detail=detail)
         except (AnonsipError, trio.BrokenResourceError, OSError) as exc:
-            ended = MediaEnded(
-                reason=MediaEndReason.BROKEN, detail=f"the media stream failed: {exc}"
-            )
+            ended = MediaEnded(reason=EndReason.BROKEN, detail=f"the media stream failed: {exc}")
         finally:
             leg.media = None
             leg.gate = None
+            if leg.token is not None:
+                self._door.release(leg.token)
             leg.media_done.set()
         if ended is not None:
             await self._media_ended(leg, ended)
@@ -1130,17 +948,16 @@ class CallService:
     async def _stats_loop(self, leg: CallLeg, media: MediaCall) -> None:
         while True:
             await trio.sleep(STATS_INTERVAL_S)
-            self._publish(
-                "call.stats",
-                {"call_id": leg.call_id, "peer": leg.peer, **stats_view(media.statistics())},
+            self._ctx.publish(
+                "call.stats", stats_view(media.statistics(), call_id=leg.call_id, peer=leg.peer)
             )
 
     async def _media_ended(self, leg: CallLeg, ended: MediaEnded) -> None:
         """The media stopped without our hang-up: hang up the call too, with a BYE."""
         if leg.stop_media.is_set() or leg.ended.is_set():
             return
-        log.info("call %s…: media ended: %s", leg.call_id[:8], ended.detail)
-        if ended.reason is MediaEndReason.FINISHED:
+        log.info("a call's media ended: %s", ended.detail)
+        if ended.reason is EndReason.FINISHED:
             # The peer ended its media; its BYE normally follows on the other circuit.
             with trio.move_on_after(PEER_BYE_GRACE_S):
                 await leg.ended.wait()
@@ -1152,100 +969,7 @@ class CallService:
         try:
             await self.hang_up(leg, reason=reason, detail=ended.detail)
         except LocalError as exc:
-            log.info("call %s…: could not hang up: %s", leg.call_id[:8], exc)
+            log.info("a call could not hang up: %s", exc)
 
     async def on_media(self, stream: trio.abc.Stream) -> None:
-        """A stream that reached our onion service marked as media: find its call by token."""
-        token = b""
-        try:
-            with trio.move_on_after(MEDIA_TOKEN_READ_S):
-                while len(token) < TOKEN_BYTES:
-                    chunk = await stream.receive_some(TOKEN_BYTES - len(token))
-                    if not chunk:
-                        break
-                    token += chunk
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            token = b""
-        leg = self._tokens.pop(token, None) if len(token) == TOKEN_BYTES else None
-        if leg is None or leg.media_arrived.is_set():
-            log.info("refused a media stream that names no call")
-            await trio.aclose_forcefully(stream)
-            return
-        leg.media_stream = stream
-        leg.media_arrived.set()
-        # The onion service closes the stream when this returns: hold it for the call.
-        await leg.media_done.wait()
-
-
-def _method_of(message: SignalEvent) -> Method | None:
-    if isinstance(message, Invite):
-        return Method.INVITE
-    if isinstance(message, Bye):
-        return Method.BYE
-    if isinstance(message, Refer):
-        return Method.REFER
-    if isinstance(message, Notify):
-        return Method.NOTIFY
-    return None
-
-
-# -- wiring into the node ------------------------------------------------------------
-
-
-class _NodeDialer:
-    def __init__(self, node: Node) -> None:
-        self._node = node
-
-    def _links(self) -> Any:
-        if self._node.links is None:
-            raise CallsNotReady("the node is still starting; try the call again in a moment")
-        return self._node.links
-
-    async def link_to(self, peer: bytes) -> PeerLink:
-        link: PeerLink = await self._links().link_to(peer)
-        return link
-
-    async def open_media(self, peer: bytes) -> trio.abc.Stream:
-        stream: trio.abc.Stream = await self._links().open_media(peer)
-        return stream
-
-
-def install_calls(node: Node) -> CallService:
-    """Calls on ``node``: SIP methods, the media stream handler, control ops, the service task."""
-    store = node.store
-
-    def accepts(address: str) -> bool:
-        contact = store.contact(address)
-        return (
-            contact is not None
-            and contact.state is not ContactState.BLOCKED
-            and not store.is_blocked(address)
-        )
-
-    def resolve(text: str) -> str:
-        contact = store.contact_by_nick(text)
-        return contact.address if contact is not None else parse_address(text)
-
-    service = CallService(
-        dialer=_NodeDialer(node),
-        publish=node.publish,
-        own_public_key=node.identity.public_key,
-        settings=CallSettings(
-            auto_answer=node.config.auto_answer,
-            play=node.config.play,
-            record=node.config.record,
-        ),
-        accepts=accepts,
-        resolve=resolve,
-    )
-    for method in ("INVITE", "ACK", "BYE", "CANCEL", "REFER"):
-        node.register_sip_method(method, service.on_sip)
-    # Presence takes NOTIFY too (RFC 6665 event packages share the method):
-    # ours are "Event: refer" in a call's dialog, the rest go to whoever
-    # registered NOTIFY before us. The node has no getter for it yet.
-    service.notify_fallback = node._extensions.get("NOTIFY")
-    node.register_sip_method("NOTIFY", service.on_sip)
-    node.media_handler = service.on_media
-    node.extra_handlers.update(service.handlers())
-    node.background.append(service.run)
-    return service
+        await self._door.serve(stream)

@@ -188,10 +188,23 @@ class PeerLink:
                     await self.session.send(frame)
                 except (SessionBroken, SessionClosed) as exc:
                     raise LinkBroken(f"the session to the peer ended: {exc}") from exc
+                except BaseException:
+                    # Frames taken from the endpoint cannot go back: a link that
+                    # lost one would desynchronise its transactions. Break it.
+                    self._break()
+                    raise
         self._wake_timer.set()
 
+    def _break(self) -> None:
+        self._closed.set()
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
     async def request(
-        self, request: Request, *, on_provisional: ProvisionalHandler | None = None
+        self,
+        request: Request,
+        *,
+        on_provisional: ProvisionalHandler | None = None,
     ) -> Response:
         """Send ``request`` and wait for its final response.
 

@@ -2,91 +2,143 @@
 
 Sending: ``send`` puts the message in the store's outbox (committed before
 it returns). A delivery task per peer sends that peer's due messages one at
-a time, in order, as MESSAGE requests whose Call-ID is the message id; a
-final 2xx is the delivery receipt. A retry after a crash or a broken link
-reuses the id, and the receiver stores each (peer, id) once, so a message
-is shown once however often it was sent.
+a time, in order, as MESSAGE requests whose Call-ID is the message id. A
+message's state says only what is true: ``queued`` until the request is
+written to a secure session with the peer's node (``sent``), ``delivered``
+on a 200 (the peer's node stored it), ``request`` on a 202 (the peer's node
+holds it as a contact request; it counts as delivered once they accept
+us), ``failed`` when refused for good. A retry after a crash or a broken
+link reuses the id, and the receiver stores each (peer, id) once.
 
 Receiving: a MESSAGE from an accepted contact is stored and answered 200.
 From a stranger it is a contact request: it must carry a proof of work
-(``Anonsip-Proof``), passes a rate-limited gate, and is answered 202
-(accepted for the user to decide); later messages from the same stranger
-wait at the sender (480) until the user accepts. Blocked senders get 403.
+(``Anonsip-Proof``), passes a rate-limited gate, and is answered 202; later
+messages from the same stranger wait at the sender (480) until the user
+accepts. Every refusal (blocked, bad proof) is one and the same 403, so a
+stranger cannot tell which it met. Store work runs off the event loop.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
 import trio
 
 from anonsip._errors import AnonsipError, LocalError
 from anonsip.admission import GateLimits, RequestGate, Verdict, prove
-from anonsip.identity import Address, Identity
+from anonsip.control import (
+    HistoryArgs,
+    MessageDirection,
+    MessageView,
+    PeerArgs,
+    SendArgs,
+)
+from anonsip.control import MessageState as ViewMessageState
+from anonsip.identity import Address
+from anonsip.node._contacts import request_view
+from anonsip.node._context import NodeContext
 from anonsip.node._link import PeerLink
-from anonsip.node._links import LinkTable
-from anonsip.sip import Request, RequestReceived, SipParseError, message_text
-from anonsip.store import ContactState, Message, MessageStore
+from anonsip.node._service import NodeService, OperationHandler
+from anonsip.sip import Request, RequestReceived, SipEvent, SipParseError, message_text
+from anonsip.store import ContactState, Message, MessageState, StoreLimitError
+
+__all__ = ["PROOF_HEADER", "MessagingService", "message_view"]
 
 log = logging.getLogger(__name__)
 
 PROOF_HEADER = "Anonsip-Proof"
 TEXT_PLAIN = "text/plain;charset=utf-8"
+REFUSED = (403, "Forbidden")  # one answer for every refusal: blocked, bad proof
+BUSY = (486, "Busy Here")  # try later: too many requests right now
+MAX_MESSAGE_ID = 64  # a message's id is its Call-ID; the store keeps at most this
+GIVE_UP = frozenset({403, 404, 413, 415, 603})
 
-PublishEvent = Callable[[str, dict[str, Any]], None]
-
-
-def message_event(message: Message) -> dict[str, Any]:
-    return {
-        "peer": message.peer,
-        "message_id": message.message_id,
-        "direction": message.direction.value,
-        "text": message.text,
-        "time": message.time,
-        "state": message.state.value,
-    }
+Heard = Callable[[str, str], None]
 
 
-class Messenger:
+def message_view(message: Message) -> MessageView:
+    return MessageView(
+        peer=message.peer,
+        message_id=message.message_id,
+        direction=MessageDirection(message.direction.value),
+        text=message.text,
+        time=message.time,
+        state=ViewMessageState(message.state.value),
+    )
+
+
+class MessagingService(NodeService):
     """The IM service of one node."""
+
+    name = "messaging"
+    sip_methods = frozenset({"MESSAGE"})
 
     def __init__(
         self,
-        identity: Identity,
-        store: MessageStore,
-        links: LinkTable,
+        context: NodeContext,
         *,
-        clock: Callable[[], float],
-        publish: PublishEvent,
         pow_difficulty: int,
         request_timeout: float = 60.0,
+        on_received: Sequence[Heard] = (),
     ) -> None:
-        self._identity = identity
-        self._address = identity.address.text
-        self._store = store
-        self._links = links
-        self._clock = clock
-        self._publish = publish
+        self._ctx = context
+        self._store = context.store
+        self._address = context.address
         self._pow_difficulty = pow_difficulty
         self._request_timeout = request_timeout
-        self._gate = RequestGate(self._address, clock, GateLimits(difficulty_bits=pow_difficulty))
+        self._gate = RequestGate(
+            self._address, context.clock, GateLimits(difficulty_bits=pow_difficulty)
+        )
         self._wake = trio.Event()
         self._active: set[str] = set()
         self._nursery: trio.Nursery | None = None
-        # Called when a peer we asked turns out to have accepted us.
-        self.on_accepted: Callable[[], None] = lambda: None
-        # Called with (peer address, text) for each new incoming message.
-        self.listeners: list[Callable[[str, str], None]] = []
+        self._on_received = list(on_received)
+
+    def hear(self, listener: Heard) -> None:
+        """Call ``listener(peer, text)`` for each new incoming message (the echo bot)."""
+        self._on_received.append(listener)
+
+    def operations(self) -> Mapping[str, OperationHandler]:
+        return {"send": self.op_send, "history": self.op_history, "read": self.op_read}
+
+    # -- control ops -----------------------------------------------------------------
+
+    async def op_send(self, args: SendArgs) -> MessageView:
+        address = self._ctx.peer_address(args.peer)
+        if address == self._address:
+            raise LocalError("that is your own address")
+        if self._store.is_blocked(address):
+            raise LocalError("you blocked that address; unblock it before writing to it")
+        if self._store.contact(address) is None:
+            # Writing to an address makes it a contact we asked for.
+            self._store.add_contact(
+                address, address[:16], self._ctx.clock(), state=ContactState.REQUESTED
+            )
+            self._ctx.contacts_changed()
+        message = await self.send(address, args.text)
+        return message_view(message)
+
+    async def op_history(self, args: HistoryArgs) -> list[MessageView]:
+        if not 1 <= args.limit <= 1000:
+            raise LocalError("'limit' is a number from 1 to 1000")
+        address = self._ctx.peer_address(args.peer)
+        messages = await self._ctx.db(self._store.history, address, args.limit)
+        return [message_view(m) for m in messages]
+
+    async def op_read(self, args: PeerArgs) -> None:
+        self._store.mark_read(self._ctx.peer_address(args.peer))
 
     # -- sending -------------------------------------------------------------
 
     async def send(self, peer: str, text: str) -> Message:
         """Queue ``text`` for ``peer`` (an address); durable when this returns."""
-        message = await trio.to_thread.run_sync(self._store.enqueue, peer, text, self._clock())
-        self._publish("message", message_event(message))
+        try:
+            message = await self._ctx.db(self._store.enqueue, peer, text, self._ctx.clock())
+        except StoreLimitError as exc:
+            raise LocalError(str(exc)) from exc
+        self._ctx.publish("message", message_view(message))
         self._wake.set()
         return message
 
@@ -94,37 +146,50 @@ class Messenger:
         """Look at the outbox now (a contact was accepted, a message queued)."""
         self._wake.set()
 
-    def peer_online(self, peer_key: bytes) -> None:
-        """A link to the peer came up: send what waits for it without waiting
-        out the back-off."""
+    def contacts_changed(self) -> None:
+        self.kick()
+
+    def link_up(self, peer_key: bytes) -> None:
+        """A link to the peer came up: send what waits for it without waiting out
+        the back-off (only for contacts we know: a stranger's link costs nothing)."""
         peer = Address(peer_key).text
         if self._nursery is None or peer in self._active:
             return
-        if any(item.peer == peer for item in self._store.due(math.inf)):
-            self._active.add(peer)
-            self._nursery.start_soon(self._deliver_to, peer, True)
+        self._active.add(peer)
+        self._nursery.start_soon(self._deliver_waiting, peer)
+
+    async def _deliver_waiting(self, peer: str) -> None:
+        contact = await self._ctx.db(self._store.contact, peer)
+        if contact is None or contact.state is ContactState.BLOCKED:
+            self._active.discard(peer)
+            return
+        await self._deliver_to(peer, now_regardless=True)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
-            while True:
-                self._wake = trio.Event()
-                now = self._clock()
-                for item in self._store.due(now):
-                    if item.peer not in self._active:
-                        self._active.add(item.peer)
-                        nursery.start_soon(self._deliver_to, item.peer)
-                next_due = self._store.next_due()
-                delay = math.inf if next_due is None else max(0.5, next_due - now)
-                with trio.move_on_after(delay):
-                    await self._wake.wait()
+            try:
+                while True:
+                    self._wake = trio.Event()
+                    now = self._ctx.clock()
+                    due = await self._ctx.db(self._store.due, now)
+                    for item in due:
+                        if item.peer not in self._active:
+                            self._active.add(item.peer)
+                            nursery.start_soon(self._deliver_to, item.peer)
+                    next_due = self._store.next_due()
+                    delay = math.inf if next_due is None else max(0.5, next_due - now)
+                    with trio.move_on_after(delay):
+                        await self._wake.wait()
+            finally:
+                self._nursery = None
 
     async def _deliver_to(self, peer: str, now_regardless: bool = False) -> None:
         try:
             while True:
-                horizon = math.inf if now_regardless else self._clock()
-                items = [i for i in self._store.due(horizon) if i.peer == peer]
+                horizon = math.inf if now_regardless else self._ctx.clock()
+                items = await self._ctx.db(self._store.due_for, peer, horizon)
                 if not items:
                     return
                 item = items[0]
@@ -138,8 +203,13 @@ class Messenger:
         """One attempt; True if the outbox may go on with the next message."""
         peer_key = Address.parse(peer).public_key
         contact = self._store.contact(peer)
-        await trio.to_thread.run_sync(self._store.mark_sent, message_id, self._clock())
-        self._publish_state(message_id)
+        await self._ctx.db(self._store.note_attempt, message_id, self._ctx.clock())
+
+        def sent(_trying: object) -> None:
+            # The peer's node said it has the request (100 Trying) before storing it.
+            if self._store.set_outgoing_state(message_id, MessageState.SENT):
+                self._publish_state(message_id)
+
         try:
             with trio.fail_after(self._request_timeout):
                 headers: list[tuple[str, str]] = [("Content-Type", TEXT_PLAIN)]
@@ -150,43 +220,53 @@ class Messenger:
                 request = link.endpoint.create_request(
                     "MESSAGE", headers=tuple(headers), body=text.encode("utf-8")
                 ).with_replaced("Call-ID", message_id)
-                response = await link.request(request)
+                response = await link.request(request, on_provisional=sent)
         except (AnonsipError, trio.TooSlowError) as exc:
-            log.info("message not delivered yet (%s); it stays in the outbox", exc)
+            log.info("a message was not delivered yet (%s); it stays in the outbox", exc)
             return False
         code = response.status_code
-        if 200 <= code < 300:
-            await trio.to_thread.run_sync(self._store.mark_delivered, message_id)
-            if code == 200 and contact is not None and contact.state is ContactState.REQUESTED:
-                self._store.set_state(peer, ContactState.ACCEPTED)
-                self._publish("contact", {"address": peer, "state": "accepted"})
-                self.on_accepted()
+        if code == 200:
+            await self._ctx.db(self._store.mark_delivered, message_id)
+            self._publish_state(message_id)
+            if contact is not None and contact.state is ContactState.REQUESTED:
+                self._accepted_by(peer)
+            return True
+        if code == 202:
+            await self._ctx.db(self._store.mark_request, message_id)
             self._publish_state(message_id)
             return True
-        if code in (403, 603, 404, 415, 413):
-            log.info("peer refused a message with %d; giving up on it", code)
-            await trio.to_thread.run_sync(self._store.mark_failed, message_id)
+        if code in GIVE_UP:
+            log.info("the peer refused a message with %d; giving up on it", code)
+            await self._ctx.db(self._store.mark_failed, message_id)
             self._publish_state(message_id)
             return True
-        log.info("peer answered %d; retrying later", code)
+        log.info("the peer answered %d; retrying later", code)
         return False
+
+    def _accepted_by(self, peer: str) -> None:
+        """``peer`` answered as a contact: it accepted our request."""
+        self._store.set_state(peer, ContactState.ACCEPTED)
+        for message_id in self._store.requests_accepted(peer):
+            self._publish_state(message_id)
+        self._ctx.contacts_changed()
 
     async def _dial(
         self, peer: str, peer_key: bytes, *, needs_proof: bool
     ) -> tuple[PeerLink, str | None]:
         """A link to the peer, and a proof of work solved while Tor dials if needed."""
+        links = self._ctx.links
         if not needs_proof:
-            return await self._links.link_to(peer_key), None
+            return await links.link_to(peer_key), None
         proof: list[str] = []
         failure: list[AnonsipError | trio.TooSlowError] = []
 
         async def solve() -> None:
-            proof.append(await trio.to_thread.run_sync(self._prove, peer))
+            proof.append(await self._ctx.compute(self._prove, peer))
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(solve)
             try:
-                link = await self._links.link_to(peer_key)
+                link = await links.link_to(peer_key)
             except (AnonsipError, trio.TooSlowError) as exc:
                 # Raised here, not through the nursery (which would wrap it).
                 failure.append(exc)
@@ -196,77 +276,100 @@ class Messenger:
         return link, proof[0]
 
     def _prove(self, peer: str) -> str:
-        proof = prove(peer, self._address, self._clock(), difficulty_bits=self._pow_difficulty)
+        proof = prove(peer, self._address, self._ctx.clock(), difficulty_bits=self._pow_difficulty)
         return f"{proof.bucket};{proof.nonce.hex()}"
 
     def _publish_state(self, message_id: str) -> None:
         message = self._store.outgoing(message_id)
         if message is not None:
-            self._publish("message", message_event(message))
+            self._ctx.publish("message", message_view(message))
 
     # -- receiving -----------------------------------------------------------
 
-    async def on_message(self, link: PeerLink, event: RequestReceived) -> None:
+    async def on_sip(self, link: PeerLink, event: SipEvent) -> None:
+        if not isinstance(event, RequestReceived):
+            return
         request = event.request
         peer = Address(link.peer_public_key).text
+        if not 0 < len(request.call_id) <= MAX_MESSAGE_ID:
+            await link.respond(request, 400, "Bad Call-ID")
+            return
         try:
             text = message_text(request)
         except SipParseError as exc:
             await link.respond(request, exc.status_code or 400)
             return
-        contact = self._store.contact(peer)
-        if self._store.is_blocked(peer) or (
-            contact is not None and contact.state is ContactState.BLOCKED
-        ):
-            await link.respond(request, 403)
+        await link.respond(request, 100)  # "sent": our node has it (RFC 3261 17.2.2)
+        contact = await self._ctx.db(self._store.contact, peer)
+        blocked = await self._ctx.db(self._store.is_blocked, peer)
+        if blocked or (contact is not None and contact.state is ContactState.BLOCKED):
+            await link.respond(request, *REFUSED)
             return
-        now = self._clock()
+        now = self._ctx.clock()
         if contact is not None:
-            fresh = await trio.to_thread.run_sync(
-                self._store.record_incoming, peer, request.call_id, text, now
-            )
-            if contact.state is ContactState.REQUESTED:
-                self._store.set_state(peer, ContactState.ACCEPTED)
-                self._publish("contact", {"address": peer, "state": "accepted"})
-                self.kick()
-            await link.respond(request, 200)
-            if fresh:
-                for listener in self.listeners:
-                    listener(peer, text)
-                self._publish(
-                    "message",
-                    {
-                        "peer": peer,
-                        "message_id": request.call_id,
-                        "direction": "in",
-                        "text": text,
-                        "time": now,
-                        "state": "received",
-                    },
-                )
+            await self._from_contact(link, request, peer, text, now, contact.state)
             return
         await self._contact_request(link, request, peer, text, now)
+
+    async def _from_contact(
+        self,
+        link: PeerLink,
+        request: Request,
+        peer: str,
+        text: str,
+        now: float,
+        state: ContactState,
+    ) -> None:
+        fresh = await self._ctx.db(self._store.record_incoming, peer, request.call_id, text, now)
+        if state is ContactState.REQUESTED:
+            # We asked them; a message back means they accepted.
+            self._accepted_by(peer)
+        await link.respond(request, 200)
+        if fresh:
+            for listener in self._on_received:
+                listener(peer, text)
+            self._ctx.publish(
+                "message",
+                MessageView(
+                    peer=peer,
+                    message_id=request.call_id,
+                    direction=MessageDirection.IN,
+                    text=text,
+                    time=now,
+                    state=ViewMessageState.RECEIVED,
+                ),
+            )
 
     async def _contact_request(
         self, link: PeerLink, request: Request, peer: str, text: str, now: float
     ) -> None:
-        already = any(r.address == peer for r in self._store.requests())
-        if already:
+        requests = await self._ctx.db(self._store.requests)
+        if any(r.address == peer for r in requests):
             # One request per stranger; later messages wait at the sender.
-            await link.respond(request, 480, "Awaiting acceptance")
+            await link.respond(request, 480, "Temporarily Unavailable")
             return
-        verdict = self._check_proof(request, peer)
-        if verdict is not Verdict.ADMIT:
+        verdict = self._check_proof(request, peer, len(requests))
+        if verdict is Verdict.REJECT_BAD_POW:
             log.info("refused a contact request: %s", verdict.value)
-            code = 403 if verdict is Verdict.REJECT_BAD_POW else 486
-            await link.respond(request, code, verdict.value)
+            await link.respond(request, *REFUSED)
             return
-        new = self._store.record_request(peer, text, now)
+        if verdict is not Verdict.ADMIT:
+            log.info("turned a contact request away for now: %s", verdict.value)
+            await link.respond(request, *BUSY)
+            return
+        try:
+            new = await self._ctx.db(self._record_request, peer, text, now, request.call_id)
+        except StoreLimitError:
+            await link.respond(request, *BUSY)
+            return
         await link.respond(request, 202)
         if new:
-            self._publish("request", {"address": peer, "text": text, "time": now})
+            self._ctx.publish("request", request_view(peer, text, now))
 
-    def _check_proof(self, request: Request, peer: str) -> Verdict:
+    def _record_request(self, peer: str, text: str, now: float, message_id: str) -> bool:
+        return self._store.record_request(peer, text, now, message_id=message_id)
+
+    def _check_proof(self, request: Request, peer: str, pending: int) -> Verdict:
         value = request.get(PROOF_HEADER)
         if value is None:
             return Verdict.REJECT_BAD_POW
@@ -276,20 +379,4 @@ class Messenger:
             nonce = bytes.fromhex(nonce_hex)
         except ValueError:
             return Verdict.REJECT_BAD_POW
-        return self._gate.check(
-            sender=peer, bucket=bucket, nonce=nonce, pending=self._store.pending_requests()
-        )
-
-    # -- user decisions ------------------------------------------------------
-
-    def accept(self, peer: str, nick: str) -> None:
-        requests = {r.address: r for r in self._store.requests()}
-        request = requests.get(peer)
-        if request is None:
-            raise LocalError("there is no contact request from that address")
-        self._store.accept_request(peer, nick, self._clock())
-        self._store.record_incoming(
-            peer, f"request-{int(request.time * 1000)}", request.text, request.time
-        )
-        self._publish("contact", {"address": peer, "state": "accepted", "nick": nick})
-        self.kick()
+        return self._gate.check(sender=peer, bucket=bucket, nonce=nonce, pending=pending)

@@ -1,11 +1,18 @@
-"""The node: everything one pseudonym needs, owned by one nursery.
+"""The node: a host of services, and everything one pseudonym needs, in one nursery.
 
 Start-up order follows what each part needs: the message store and the
 control socket first (so a UI can watch the rest come up), then our own
 tor and its bootstrap, the DHT node on its onion service, the identity's
-onion service carrying secure sessions, and finally the registrar, the
-outbox and the other services. Shutdown runs the other way: unregister,
-then close everything; tor dies with us whatever happens.
+onion service carrying secure sessions, the registrar, and finally the
+services (``_service.NodeService``: messaging, contacts, presence, calls,
+…), each running in the node's nursery. Shutdown runs the other way:
+services say goodbye while the links are up, we unregister, then close
+everything, each step with a short deadline; tor dies with us.
+
+The node routes each incoming SIP request to the service that declared
+its method (SUBSCRIBE and NOTIFY by their ``Event`` package), each media
+stream to the service that takes media, each control operation (arguments
+parsed by the schema) to the service that serves it.
 """
 
 from __future__ import annotations
@@ -14,34 +21,53 @@ import logging
 import secrets
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
 from anonsip._errors import AnonsipError
 from anonsip.admission import DEFAULT_DIFFICULTY
-from anonsip.control import ControlServer
+from anonsip.control import (
+    EVENTS,
+    AddressArgs,
+    ControlServer,
+    DhtView,
+    IdentityView,
+    LookupView,
+    NoArgs,
+    NodePhase,
+    OnionContactView,
+    PresenceView,
+    RegistrationView,
+    StatusView,
+    TorView,
+    View,
+)
 from anonsip.dht import BootstrapList, DhtConfig, OnionDht, start_onion_dht
 from anonsip.dht import Contact as DhtContact
 from anonsip.identity import TOR_TIME_PERIODS, Address, TimePeriods
+from anonsip.node._context import NodeContext
 from anonsip.node._home import Home, Unlocked
 from anonsip.node._link import PeerLink
 from anonsip.node._links import LinkTable
-from anonsip.node._messaging import Messenger
 from anonsip.node._registrar import Registrar, RegistrationState
-from anonsip.node._resolver import Resolver
+from anonsip.node._resolver import NotRegistered, Resolver
+from anonsip.node._service import NodeService, OperationHandler, ServiceTable
 from anonsip.registration import Contact
-from anonsip.sip import AckReceived, InviteCancelled, RequestReceived, SipEvent
-from anonsip.store import MessageStore
+from anonsip.sip import RequestReceived, SipEvent
 from onion import BootstrapStatus, OnionKey, Tor, launch_tor
 from onion.testnet import TestnetInfo
+
+__all__ = ["SIP_PORT", "Node", "NodeConfig", "PresenceSource"]
 
 log = logging.getLogger(__name__)
 
 SIP_PORT = 5061
+UNREGISTER_TIMEOUT_S = 5.0
+GOODBYE_TIMEOUT_S = 4.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,6 +81,62 @@ class NodeConfig:
     play: Path | None = None
     record: Path | None = None
     echo_bot: bool = False
+    restart_command: str = ""  # how the user starts this node again (for a UI's hint)
+
+
+class PresenceSource(Protocol):
+    """Where ``status`` reads our own presence (the presence service)."""
+
+    def own(self) -> PresenceView: ...
+
+
+class _NoPresence:
+    def own(self) -> PresenceView:
+        return PresenceView()
+
+
+class _NodeOps(NodeService):
+    """The node's own operations: status, identity, lookup, shutdown."""
+
+    name = "node"
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    def operations(self) -> Mapping[str, OperationHandler]:
+        return {
+            "status": self.op_status,
+            "identity": self.op_identity,
+            "lookup": self.op_lookup,
+            "shutdown": self.op_shutdown,
+        }
+
+    async def op_status(self, args: NoArgs) -> StatusView:
+        return self._node.status()
+
+    async def op_identity(self, args: NoArgs) -> IdentityView:
+        return self._node.identity_view()
+
+    async def op_lookup(self, args: AddressArgs) -> LookupView:
+        ctx = self._node.context
+        address = Address.parse(ctx.peer_address(args.address))
+        try:
+            period, registration = await ctx.resolve(address.public_key)
+        except NotRegistered as exc:
+            return LookupView(found=False, reason=str(exc))
+        return LookupView(
+            found=bool(registration.contacts),
+            reason="" if registration.contacts else "the pseudonym unregistered (it is offline)",
+            period=period,
+            seq=registration.sequence,
+            expires=float(registration.expires),
+            contacts=tuple(
+                OnionContactView(onion=c.onion, port=c.port) for c in registration.contacts
+            ),
+        )
+
+    async def op_shutdown(self, args: NoArgs) -> None:
+        self._node.stop()
 
 
 class Node:
@@ -66,6 +148,9 @@ class Node:
         keys: Unlocked,
         config: NodeConfig,
         *,
+        context: NodeContext,
+        services: Sequence[NodeService],
+        presence: PresenceSource | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.home = home
@@ -74,117 +159,147 @@ class Node:
         self.address = self.identity.address.text
         self.config = config
         self.clock = clock
-        self.store = MessageStore.open(home.store_path, keys.store_key)
+        self.context = context
+        self.store = context.store
+        self._presence: PresenceSource = presence or _NoPresence()
+        self.services = ServiceTable([_NodeOps(self), *services])
         self.tor: Tor | None = None
         self.dht: OnionDht | None = None
         self.links: LinkTable | None = None
-        self.messenger: Messenger | None = None
         self.registrar: Registrar | None = None
-        self.resolver: Resolver | None = None
         self.onion_address = ""
         self.bootstrap = BootstrapStatus(progress=0, tag="starting", summary="Starting tor")
-        self.phase = "starting"
+        self.phase = NodePhase.STARTING
         self._control: ControlServer | None = None
         self._stop = trio.Event()
         self._ready = trio.Event()
-        self._extensions: dict[str, Callable[[PeerLink, SipEvent], Awaitable[None]]] = {}
-        self.media_handler: Callable[[trio.abc.Stream], Awaitable[None]] | None = None
-        # Services (presence, calls) add control ops and hooks here before run().
-        self.extra_handlers: dict[str, Callable[[Mapping[str, Any]], Awaitable[Any]]] = {}
-        self.presence_of: Callable[[str], tuple[str, str]] = lambda _address: ("unknown", "")
-        self.own_presence: Callable[[], dict[str, str]] = lambda: {"status": "available"}
-        self.contacts_changed: Callable[[], None] = lambda: None
-        # Long-running service tasks, started once the node is reachable.
-        self.background: list[Callable[[], Awaitable[None]]] = []
+        context.connect(
+            publish=self.publish,
+            contacts_changed=self._contacts_changed,
+            status_changed=self._publish_status,
+            stop=self.stop,
+        )
 
-    # -- events ----------------------------------------------------------------
+    # -- events and status --------------------------------------------------------------
 
-    def publish(self, event: str, data: dict[str, Any]) -> None:
+    def publish(self, event: str, view: View) -> None:
+        expected = EVENTS.get(event)
+        if expected is None or not isinstance(view, expected):
+            raise TypeError(f"the control schema has no {event!r} event of {type(view).__name__}")
         if self._control is not None:
-            self._control.publish(event, data)
+            self._control.publish(event, view.encode())
 
     def _publish_status(self) -> None:
         self.publish("status", self.status())
 
-    def status(self) -> dict[str, Any]:
+    def identity_view(self) -> IdentityView:
+        ident = self.identity
+        return IdentityView(
+            nick=ident.nickname,
+            address=ident.address.text,
+            sip_uri=ident.address.sip_uri,
+            onion_address=self.onion_address,
+        )
+
+    def status(self) -> StatusView:
         reg = self.registrar.state if self.registrar else RegistrationState(state="unregistered")
         dht_stats = self.dht.node.statistics() if self.dht else None
-        return {
-            "phase": self.phase,
-            "tor": {"progress": self.bootstrap.progress, "phase": self.bootstrap.summary},
-            "onion_address": self.onion_address,
-            "identity": {"nick": self.identity.nickname, "address": self.address},
-            "dht": {
-                "routing_table": dht_stats.routing_contacts if dht_stats else 0,
-                "records": dht_stats.stored_records if dht_stats else 0,
-            },
-            "registration": {
-                "state": reg.state,
-                "period": reg.period,
-                "seq": reg.seq,
-                "expires": reg.expires,
-                "stored_at": reg.stored_at,
-            },
-            "outbox": self.store.outbox_size(),
-            "presence": self.own_presence(),
-            "links": self.links.statistics()["links"] if self.links else 0,
-        }
+        return StatusView(
+            phase=self.phase,
+            tor=TorView(progress=self.bootstrap.progress, phase=self.bootstrap.summary),
+            onion_address=self.onion_address,
+            identity=self.identity_view(),
+            dht=DhtView(
+                routing_table=dht_stats.routing_contacts if dht_stats else 0,
+                records=dht_stats.stored_records if dht_stats else 0,
+            ),
+            registration=RegistrationView(
+                state=reg.state,
+                period=reg.period,
+                seq=reg.seq,
+                expires=reg.expires,
+                stored_at=reg.stored_at,
+            ),
+            outbox=self.store.outbox_size(),
+            presence=self._presence.own(),
+            links=self.links.statistics()["links"] if self.links else 0,
+            restart=self.config.restart_command,
+        )
+
+    def _set_phase(self, phase: NodePhase) -> None:
+        self.phase = phase
+        self._publish_status()
 
     def stop(self) -> None:
         self._stop.set()
 
-    async def wait_stopping(self) -> None:
-        """Wait until the node was asked to stop (services say goodbye then)."""
-        await self._stop.wait()
-
     async def wait_ready(self) -> None:
         await self._ready.wait()
 
-    def register_sip_method(
-        self, method: str, handler: Callable[[PeerLink, SipEvent], Awaitable[None]]
-    ) -> None:
-        """Services (calls, presence) take the requests of their SIP methods."""
-        self._extensions[method] = handler
+    def _contacts_changed(self) -> None:
+        for service in self.services.services:
+            service.contacts_changed()
 
-    # -- running -----------------------------------------------------------------
+    def _link_up(self, peer_key: bytes) -> None:
+        for service in self.services.services:
+            service.link_up(peer_key)
+
+    # -- the control API ----------------------------------------------------------------
+
+    def _control_handlers(self) -> dict[str, Callable[[Mapping[str, Any]], Any]]:
+        table = self.services
+
+        def handler(name: str) -> Callable[[Mapping[str, Any]], Any]:
+            async def run(raw: Mapping[str, Any]) -> Any:
+                return await table.call(name, raw)
+
+            return run
+
+        return {name: handler(name) for name in table.ops}
+
+    # -- running ------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        from anonsip.node._api import ControlApi  # the API reads the node's parts
-
-        api = ControlApi(self)
         try:
             async with (
-                ControlServer(self.home.control_path, api.handlers()) as control,
+                ControlServer(self.home.control_path, self._control_handlers()) as control,
                 trio.open_nursery() as nursery,
             ):
                 self._control = control
                 nursery.start_soon(self._watch_signals)
                 task_status.started()
-                await self._run_overlay(nursery)
+                await self._run_overlay()
                 nursery.cancel_scope.cancel()
         finally:
             self._control = None
             self.store.close()
 
     async def _watch_signals(self) -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP, signal.SIGINT) as signals:
             async for _ in signals:
-                log.info("stopping on signal")
+                log.info("stopping on a signal")
                 self._stop.set()
 
-    async def _run_overlay(self, nursery: trio.Nursery) -> None:
+    async def _run_overlay(self) -> None:
         testnet = TestnetInfo.load(self.config.testnet) if self.config.testnet else None
-        async with launch_tor(self.home.tor_dir, testnet=testnet) as tor:
-            self.tor = tor
-            self.phase = "bootstrapping tor"
-            await tor.wait_bootstrapped(on_progress=self._on_bootstrap)
-            self.phase = "joining the DHT"
-            self._publish_status()
-            async with start_onion_dht(tor, self.keys.dht_seed, config=self.config.dht) as dht:
-                self.dht = dht
-                await self._join_dht(dht)
-                self.resolver = Resolver(dht.node, clock=self.clock, periods=self.config.periods)
-                await self._run_services(tor, dht, nursery)
+        async with trio.open_nursery() as nursery:
+            # A stop asked for during start-up ends start-up too.
+            nursery.start_soon(self._cancel_on_stop_before_ready, nursery.cancel_scope)
+            async with launch_tor(self.home.tor_dir, testnet=testnet) as tor:
+                self.tor = tor
+                self._set_phase(NodePhase.BOOTSTRAPPING)
+                await tor.wait_bootstrapped(on_progress=self._on_bootstrap)
+                self._set_phase(NodePhase.JOINING)
+                async with start_onion_dht(tor, self.keys.dht_seed, config=self.config.dht) as dht:
+                    self.dht = dht
+                    await self._join_dht(dht)
+                    await self._run_services(tor, dht)
+            nursery.cancel_scope.cancel()
+
+    async def _cancel_on_stop_before_ready(self, scope: trio.CancelScope) -> None:
+        await self._stop.wait()
+        if not self._ready.is_set():
+            scope.cancel()
 
     def _on_bootstrap(self, status: BootstrapStatus) -> None:
         self.bootstrap = status
@@ -212,11 +327,10 @@ class Node:
             try:
                 bl.add_self(dht.contact)
             except OSError as exc:
-                log.warning("could not add ourselves to %s: %s", bl.path, exc)
+                log.warning("could not add ourselves to a bootstrap list: %s", exc.strerror)
 
-    async def _run_services(self, tor: Tor, dht: OnionDht, nursery: trio.Nursery) -> None:
-        assert self.resolver is not None
-        resolver = self.resolver
+    async def _run_services(self, tor: Tor, dht: OnionDht) -> None:
+        resolver = Resolver(dht.node, clock=self.clock, periods=self.config.periods)
 
         async def lookup(peer: bytes) -> tuple[Contact, ...]:
             _, registration = await resolver.lookup(peer)
@@ -237,17 +351,8 @@ class Node:
                 nursery=services,
             )
             self.links = links
+            links.link_up_listeners.append(self._link_up)
             self._load_contact_cache(links)
-            self.messenger = Messenger(
-                self.identity,
-                self.store,
-                links,
-                clock=self.clock,
-                publish=self.publish,
-                pow_difficulty=self.config.pow_difficulty,
-            )
-            links.link_up_listeners.append(self.messenger.peer_online)
-            self.messenger.on_accepted = lambda: self.contacts_changed()
             self.registrar = Registrar(
                 self.identity,
                 dht.node,
@@ -259,31 +364,39 @@ class Node:
             key = OnionKey.from_seed(self.keys.onion_seed)
             async with tor.publish_service(links.serve, virtual_port=SIP_PORT, key=key) as svc:
                 self.onion_address = svc.address
-                self.phase = "publishing"
-                self._publish_status()
+                self._set_phase(NodePhase.PUBLISHING)
                 await svc.wait_published()
+                self.context.overlay_up(links, resolver.lookup)
                 self.registrar.set_contacts((Contact(onion=svc.hostname, port=SIP_PORT),))
                 await services.start(self.registrar.run)
-                await services.start(self.messenger.run)
-                for task in self.background:
-                    services.start_soon(task)
-                self.phase = "running"
+                for service in self.services.services:
+                    await services.start(service.run)
                 self._ready.set()
-                self._publish_status()
-                log.info("node %s is running as %s.onion", self.address, svc.address)
+                self._set_phase(NodePhase.RUNNING)
+                log.info("the node is running")
                 await self._stop.wait()
-                self.phase = "stopping"
-                self._publish_status()
-                with trio.move_on_after(15) as scope:
-                    scope.shield = True
-                    try:
-                        await self.registrar.unregister()
-                    except AnonsipError as exc:
-                        log.info("could not unregister: %s", exc)
+                await self._say_goodbye()
                 services.cancel_scope.cancel()
-            await links.aclose()
+            self.context.overlay_down()
+            with trio.CancelScope(shield=True):
+                await links.aclose()
 
-    # -- peers -----------------------------------------------------------------------
+    async def _say_goodbye(self) -> None:
+        """Services first (links still up), then unregister; each bounded in time."""
+        self._set_phase(NodePhase.STOPPING)
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(GOODBYE_TIMEOUT_S):
+                async with trio.open_nursery() as goodbyes:
+                    for service in self.services.services:
+                        goodbyes.start_soon(service.stopping)
+            with trio.move_on_after(UNREGISTER_TIMEOUT_S):
+                try:
+                    assert self.registrar is not None
+                    await self.registrar.unregister()
+                except AnonsipError as exc:
+                    log.info("could not unregister: %s", exc)
+
+    # -- peers ----------------------------------------------------------------------------
 
     def _remember_contact(self, peer: bytes, contact: Contact) -> None:
         address = Address(peer).text
@@ -305,26 +418,22 @@ class Node:
                 continue
 
     async def _on_incoming(self, link: PeerLink, event: SipEvent) -> None:
-        if isinstance(event, RequestReceived):
-            method = event.request.method
-            if method == "MESSAGE" and self.messenger is not None:
-                await self.messenger.on_message(link, event)
-                return
-            if method == "OPTIONS":
-                await link.respond(event.request, 200)
-                return
-            handler = self._extensions.get(method)
-            if handler is None:
-                await link.respond(event.request, 405)
-                return
-            await handler(link, event)
-        elif isinstance(event, AckReceived | InviteCancelled):
-            handler = self._extensions.get("ACK" if isinstance(event, AckReceived) else "CANCEL")
-            if handler is not None:
-                await handler(link, event)
+        service = self.services.route(event)
+        if service is not None:
+            await service.on_sip(link, event)
+            return
+        if not isinstance(event, RequestReceived):
+            return
+        method = event.request.method
+        if method == "OPTIONS":
+            await link.respond(event.request, 200)
+        elif method in ("SUBSCRIBE", "NOTIFY"):
+            await link.respond(event.request, 489)  # Bad Event (RFC 6665 8.3.1)
+        else:
+            await link.respond(event.request, 405)
 
     async def _on_media(self, stream: trio.abc.Stream) -> None:
-        if self.media_handler is None:
+        if self.services.media is None:
             await trio.aclose_forcefully(stream)
             return
-        await self.media_handler(stream)
+        await self.services.media.on_media(stream)

@@ -23,15 +23,17 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
 from anonsip._errors import AnonsipError, LocalError
+from anonsip.control import PresenceSetArgs, PresenceStatus, PresenceView
 from anonsip.identity import Address
+from anonsip.node._context import NodeContext
 from anonsip.node._link import PeerLink
+from anonsip.node._service import NodeService, OperationHandler
 from anonsip.presence import (
     Accepted,
     Action,
@@ -58,24 +60,13 @@ from anonsip.sip import (
     parse_pidf,
     subscribe_request,
 )
-from anonsip.store import ContactState, MessageStore
-
-if TYPE_CHECKING:
-    from anonsip.node._node import Node
+from anonsip.store import ContactState
 
 log = logging.getLogger(__name__)
 
-PublishEvent = Callable[[str, dict[str, Any]], None]
 Handle = tuple[PeerLink, Dialog]
 LINK_ERRORS = (AnonsipError, trio.TooSlowError, trio.BrokenResourceError)
-
-
-class LinkSource(Protocol):
-    """What presence needs of the node's ``LinkTable``."""
-
-    async def link_to(self, peer: bytes) -> PeerLink: ...
-
-    def current(self, peer: bytes) -> PeerLink | None: ...
+PRESENCE_SETTING = "presence"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,27 +78,30 @@ class PresenceConfig:
     rescan: float = 60.0  # re-read the contact list (acceptances the store made itself)
 
 
+def _status(value: str) -> PresenceStatus:
+    try:
+        return PresenceStatus(value)
+    except ValueError:
+        return PresenceStatus.UNKNOWN
+
+
 def _int_param(value: str | None) -> int | None:
     if value is None or not value.isdigit() or len(value) > 10:
         return None
     return int(value)
 
 
-class PresenceService:
+class PresenceService(NodeService):
     """Our presence, our subscribers, and our watches of contacts."""
 
-    def __init__(
-        self,
-        *,
-        address: str,
-        store: MessageStore,
-        publish: PublishEvent,
-        config: PresenceConfig | None = None,
-    ) -> None:
-        self.address = address
-        self.entity = Uri.parse(Address.parse(address).sip_uri)
-        self.store = store
-        self.publish = publish
+    name = "presence"
+    event_packages = frozenset({"presence"})
+
+    def __init__(self, context: NodeContext, config: PresenceConfig | None = None) -> None:
+        self._ctx = context
+        self.address = context.address
+        self.entity = Uri.parse(Address.parse(self.address).sip_uri)
+        self.store = context.store
         self.config = config or PresenceConfig()
         self.notifier: Notifier[Handle] = Notifier()
         self.watches: dict[str, Watch] = {}
@@ -116,9 +110,9 @@ class PresenceService:
         self._scopes: dict[str, trio.CancelScope] = {}
         self._rescan = trio.Event()
         self._changed = trio.Event()
-        self._links: LinkSource | None = None
         self._nursery: trio.Nursery | None = None
         self._closing = False
+        self._restore_status()
 
     # -- what the node and the control API see ------------------------------------
 
@@ -126,16 +120,34 @@ class PresenceService:
         watch = self.watches.get(address)
         return watch.visible() if watch is not None else ("unknown", "")
 
+    def own(self) -> PresenceView:
+        status = self.notifier.status
+        return PresenceView(status=PresenceStatus(status.availability.value), note=status.note)
+
+    def operations(self) -> Mapping[str, OperationHandler]:
+        return {"presence.set": self.op_presence_set}
+
+    def _restore_status(self) -> None:
+        """Our presence as the user last set it (it survives a restart)."""
+        saved = self.store.setting(PRESENCE_SETTING)
+        if not saved:
+            return
+        status, _, note = saved.partition("\n")
+        try:
+            self.notifier.set_status(user_status(status, note))
+        except LocalError:
+            log.info("ignoring a saved presence this version does not know")
+
     def set_status(self, status: Status) -> None:
         if self.notifier.set_status(status):
             self._changed.set()
 
-    async def presence_set(self, args: Mapping[str, Any]) -> None:
+    async def op_presence_set(self, args: PresenceSetArgs) -> None:
         """The ``presence.set`` control op: ``status`` and an optional ``note``."""
-        status, note = args.get("status"), args.get("note", "")
-        if not isinstance(status, str) or not isinstance(note, str | None):
-            raise LocalError("'status' must be given as text, and 'note' too if given")
-        self.set_status(user_status(status, note or ""))
+        status = user_status(args.status, args.note or "")
+        self.set_status(status)
+        self.store.set_setting(PRESENCE_SETTING, f"{args.status}\n{status.note}")
+        self._ctx.status_changed()
 
     def contacts_changed(self) -> None:
         self._rescan.set()
@@ -351,10 +363,16 @@ class PresenceService:
 
     # -- running -------------------------------------------------------------------
 
-    async def run(
-        self, links: LinkSource, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        self._links = links
+    async def stopping(self) -> None:
+        await self.goodbye()
+
+    async def on_sip(self, link: PeerLink, event: SipEvent) -> None:
+        if isinstance(event, RequestReceived) and event.request.method == "SUBSCRIBE":
+            await self.on_subscribe(link, event)
+        elif isinstance(event, RequestReceived):
+            await self.on_notify(link, event)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self._closing = False
         try:
             async with trio.open_nursery() as nursery:
@@ -392,7 +410,7 @@ class PresenceService:
             if sub is not None:
                 sub[0].endpoint.end_dialog(sub[1])
             if watch.visible() != ("unknown", ""):
-                self.publish("contact", {"address": peer, "presence": "unknown", "note": ""})
+                self._ctx.publish("presence", PresenceView(address=peer))
         for row in self.notifier.subscribers():
             if row.key.peer not in accepted:
                 self.notifier.remove(row.key)
@@ -429,7 +447,10 @@ class PresenceService:
         after = watch.visible()
         if after != before and self.watches.get(watch.peer) is watch:
             presence, note = after
-            self.publish("contact", {"address": watch.peer, "presence": presence, "note": note})
+            self._ctx.publish(
+                "presence",
+                PresenceView(address=watch.peer, status=_status(presence), note=note),
+            )
 
     async def _watch_task(self, peer: str, scope: trio.CancelScope) -> None:
         with scope:
@@ -448,7 +469,6 @@ class PresenceService:
                     await self._refresh(watch)
 
     async def _subscribe(self, watch: Watch) -> None:
-        assert self._links is not None
         assert self._nursery is not None
         peer = watch.peer
         before = watch.visible()
@@ -457,7 +477,7 @@ class PresenceService:
             old[0].endpoint.end_dialog(old[1])
         try:
             with trio.fail_after(self.config.subscribe_timeout):
-                link = await self._links.link_to(Address.parse(peer).public_key)
+                link = await self._ctx.links.link_to(Address.parse(peer).public_key)
                 request = subscribe_request(link.endpoint, expires=watch.timings.expires)
                 watch.sending(request.call_id)
                 response = await link.request(request)
@@ -529,43 +549,3 @@ class PresenceService:
             watch.on_link_broke(trio.current_time())
             self._published(watch, before)
             self._wake(watch.peer)
-
-
-def install_presence(node: Node, config: PresenceConfig | None = None) -> PresenceService:
-    """Give ``node`` presence: SIP handlers, ``presence.set``, the watch loop, goodbye."""
-    service = PresenceService(
-        address=node.address, store=node.store, publish=node.publish, config=config
-    )
-    node.register_sip_method("SUBSCRIBE", service.on_subscribe)
-    node.register_sip_method("NOTIFY", service.on_notify)
-    node.extra_handlers["presence.set"] = service.presence_set
-    node.presence_of = service.presence_of
-    node.own_presence = lambda: {
-        "status": service.notifier.status.availability.value,
-        "note": service.notifier.status.note,
-    }
-    earlier = node.contacts_changed
-
-    def contacts_changed() -> None:
-        earlier()
-        service.contacts_changed()
-
-    node.contacts_changed = contacts_changed
-
-    async def say_goodbye_on_stop() -> None:
-        # The node has no public "stopping" hook yet; its stop event is set
-        # while the links are still up (before it unregisters), the right
-        # moment for the goodbye NOTIFYs.
-        await node.wait_stopping()
-        await service.goodbye()
-
-    async def run() -> None:
-        assert node.links is not None
-        if node.messenger is not None:
-            node.messenger.listeners.append(service.heard_from)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(say_goodbye_on_stop)
-            await service.run(node.links)
-
-    node.background.append(run)
-    return service

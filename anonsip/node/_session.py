@@ -179,6 +179,11 @@ class Session:
             await self._stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise self._mark_broken(SessionBroken("the stream broke while sending")) from exc
+        except BaseException as exc:
+            # Cancelled (or anything else) inside send_all: part of a frame may
+            # be on the wire, so nothing more can follow it (h11's rule).
+            self._mark_broken(SessionBroken(f"a send was interrupted: {type(exc).__name__}"))
+            raise
 
     async def _next_event(self) -> object:
         eof = False

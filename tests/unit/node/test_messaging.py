@@ -1,72 +1,177 @@
-"""The messenger keeps a message in the outbox when the peer cannot be reached,
-also on the stranger path where a proof of work is solved during the dial
-(a regression: the dial's error escaped through that nursery and stopped
-the node)."""
+"""Messaging on nodes in memory: honest states, the contact-request path, refusals.
 
-import random
-from collections.abc import Callable
+Real services, real sessions and SIP links (``tests.unit.node.mesh``), the
+operations as a client calls them, trio's autojump clock. A message's state
+says only what is true: queued until it is written to a session with the
+peer's node, delivered on its receipt, ``request`` while a stranger's node
+holds it as a contact request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import pytest
 import trio
+import trio.testing
 
-from anonsip.identity import Identity
-from anonsip.node._links import LinkTable
-from anonsip.node._messaging import Messenger
-from anonsip.registration import Contact
-from anonsip.store import MessageState, MessageStore
+from anonsip.control import MessageView
+from anonsip.node._contacts import ContactsService
+from anonsip.node._messaging import PROOF_HEADER, MessagingService
+from anonsip.sip import message_request
+from anonsip.store import ContactState, MessageState
+from tests.unit.node.mesh import MemoryNode, Mesh
 
-ONION = "25njqamcweflpvkl73j4szahhihoc4xt3ktcgjnpaingr5yhkenl5sid.onion"
-
-
-def _rng(seed: int) -> Callable[[int], bytes]:
-    r = random.Random(seed)
-    return lambda n: r.randbytes(n)
+POW = 4  # bits: cheap for tests, the same code path as the default
 
 
-async def test_unreachable_stranger_keeps_the_message_queued(tmp_path: Path) -> None:
-    me = Identity.generate("me", rng=_rng(1))
-    peer = Identity.generate("peer", rng=_rng(2))
-    store = MessageStore.open(tmp_path / "store.sqlite", bytes(32))
-    dials: list[str] = []
+def _give_services(node: MemoryNode) -> MessagingService:
+    messaging = MessagingService(node.context, pow_difficulty=POW)
+    node.use([ContactsService(node.context), messaging])
+    return messaging
 
-    async def open_stream(onion: str, port: int, *, isolation: str) -> trio.abc.Stream:
-        dials.append(onion)
-        raise OSError("no route to the peer")
 
-    async def lookup(key: bytes) -> tuple[Contact, ...]:
-        return (Contact(onion=ONION, port=5061),)
-
-    async def nothing(*args: object) -> None:
-        return None
-
-    events: list[tuple[str, dict[str, object]]] = []
+@pytest.fixture
+async def mesh(tmp_path: Path) -> AsyncIterator[Mesh]:
     async with trio.open_nursery() as nursery:
-        links = LinkTable(
-            me,
-            open_stream=open_stream,
-            lookup=lookup,
-            on_incoming=nothing,
-            on_media=nothing,
-            on_contact=lambda *a: None,
-            rng=_rng(3),
-            nursery=nursery,
-        )
-        messenger = Messenger(
-            me,
-            store,
-            links,
-            clock=lambda: 1_800_000_000.0,
-            publish=lambda name, data: events.append((name, data)),
-            pow_difficulty=4,
-        )
-        message = await messenger.send(peer.address.text, "are you there?")
-        delivered = await messenger._deliver_one(
-            peer.address.text, message.message_id, message.text
-        )
+        m = Mesh(nursery, tmp_path, clock=trio.current_time)
+        yield m
         nursery.cancel_scope.cancel()
-    assert delivered is False
-    assert dials == [ONION]
-    [stored] = store.history(peer.address.text)
-    assert stored.state is MessageState.SENT
-    assert store.outbox_size() == 1
-    store.close()
+
+
+async def _pair(mesh: Mesh, *, friends: bool) -> tuple[MemoryNode, MemoryNode]:
+    a, b = mesh.add("alice", 1), mesh.add("bob", 2)
+    _give_services(a)
+    _give_services(b)
+    if friends:
+        a.befriend(b)
+        b.befriend(a)
+    await mesh.start(a)
+    await mesh.start(b)
+    return a, b
+
+
+def _states(node: MemoryNode, message_id: str) -> list[str]:
+    return [d["state"] for d in node.recorder.named("message") if d["message_id"] == message_id]
+
+
+async def _state(node: MemoryNode, message_id: str, state: str, timeout: float = 120) -> None:
+    await node.recorder.wait_for(
+        "message", lambda d: d["message_id"] == message_id and d["state"] == state, timeout
+    )
+
+
+async def test_a_contact_gets_it_and_the_states_move_forward_only(
+    mesh: Mesh, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b = await _pair(mesh, friends=True)
+    sent = MessageView.decode(await a.op("send", peer="bob", text="hello bob"))
+    assert sent.state.value == "queued"
+    await _state(a, sent.message_id, "delivered")
+    assert _states(a, sent.message_id) == ["queued", "sent", "delivered"]
+    (got,) = await b.op("history", peer=a.address)
+    assert (got["text"], got["direction"], got["state"]) == ("hello bob", "in", "received")
+    assert got["message_id"] == sent.message_id
+
+
+async def test_nothing_is_sent_while_the_peer_is_unreachable(
+    mesh: Mesh, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The old bug: "sent" before anything left the machine."""
+    a, b = await _pair(mesh, friends=True)
+    mesh.down.add(b.key)
+    sent = MessageView.decode(await a.op("send", peer=b.address, text="are you there?"))
+    await trio.sleep(300)  # several attempts fail
+    assert _states(a, sent.message_id) == ["queued"]
+    (mine,) = a.store.history(b.address)
+    assert mine.state is MessageState.QUEUED
+    assert a.store.outbox_size() == 1
+    mesh.down.discard(b.key)
+    await _state(a, sent.message_id, "delivered", timeout=4000)  # the back-off ends
+
+
+async def test_a_stranger_holds_a_first_message_as_a_request_until_accepted(
+    mesh: Mesh, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b = await _pair(mesh, friends=False)
+    first = MessageView.decode(await a.op("send", peer=b.address, text="hi, it's alice"))
+    await _state(a, first.message_id, "request")
+    assert a.store.contact(b.address).state is ContactState.REQUESTED  # type: ignore[union-attr]
+    (request,) = await b.op("requests")
+    assert (request["address"], request["text"]) == (a.address, "hi, it's alice")
+    # A second message waits at the sender (480) while the first is undecided.
+    second = MessageView.decode(await a.op("send", peer=b.address, text="hello?"))
+    await trio.sleep(30)
+    assert _states(a, second.message_id)[-1] in ("queued", "sent")
+    assert a.store.outbox_size() == 1
+    # Bob accepts and names Alice; the request becomes the conversation's first message.
+    contact = await b.op("accept", address=a.address, nick="Alice")
+    assert (contact["nick"], contact["state"]) == ("Alice", "accepted")
+    await _state(a, second.message_id, "delivered", timeout=4000)
+    await _state(a, first.message_id, "delivered")  # their answer says they accepted
+    history = await b.op("history", peer="alice")  # a nick in any case names the contact
+    assert [m["text"] for m in history] == ["hi, it's alice", "hello?"]
+    assert history[0]["message_id"] == first.message_id  # shown once, under its own id
+
+
+async def test_a_blocked_sender_gets_the_same_refusal_as_a_bad_proof(
+    mesh: Mesh, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b = await _pair(mesh, friends=False)
+    link = await a.link_to(b.key)
+    unproven = message_request(link.endpoint, "no proof")
+    bad = message_request(link.endpoint, "bad proof").with_header(PROOF_HEADER, "1;00")
+    answers = [await link.request(r) for r in (unproven, bad)]
+    await b.op("block", address=a.address)
+    answers.append(await link.request(message_request(link.endpoint, "blocked now")))
+    assert {(r.status_code, r.reason) for r in answers} == {(403, "Forbidden")}
+    assert await b.op("requests") == []
+
+
+async def test_a_refused_message_fails_and_the_outbox_goes_on(
+    mesh: Mesh, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b = await _pair(mesh, friends=True)
+    await b.op("block", address=a.address)
+    first = MessageView.decode(await a.op("send", peer="bob", text="one"))
+    await _state(a, first.message_id, "failed")
+    assert a.store.outbox_size() == 0
+
+
+async def test_removing_a_contact_cancels_what_waits_for_it(
+    mesh: Mesh, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b = await _pair(mesh, friends=True)
+    mesh.down.add(b.key)
+    for text in ("one", "two"):
+        await a.op("send", peer="bob", text=text)
+    (bob,) = await a.op("contacts.list")
+    assert bob["queued"] == 2
+    await a.op("contacts.remove", peer="bob")
+    assert a.store.outbox_size() == 0
+    assert {m.state for m in a.store.history(b.address)} == {MessageState.FAILED}
+    removed = a.recorder.named("contact")[-1]
+    assert (removed["address"], removed["state"]) == (b.address, "removed")
+
+
+async def test_operations_refuse_what_makes_no_sense(
+    mesh: Mesh, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b = await _pair(mesh, friends=False)
+    checks: list[tuple[str, dict[str, Any], str]] = [
+        ("send", {"peer": a.address, "text": "me"}, "own address"),
+        ("send", {"peer": "nobody", "text": "x"}, "neither a contact's name nor an address"),
+        ("history", {"peer": b.address, "limit": 0}, "limit"),
+        ("accept", {"address": b.address}, "no contact request"),
+        ("decline", {"address": b.address}, "no contact request"),
+        ("unblock", {"address": b.address}, "not blocked"),
+        ("contacts.remove", {"peer": b.address}, "no such contact"),
+    ]
+    for op, args, words in checks:
+        with pytest.raises(Exception, match=words):
+            await a.op(op, **args)
+    await a.op("block", address=b.address)
+    with pytest.raises(Exception, match="blocked"):
+        await a.op("send", peer=b.address, text="x")

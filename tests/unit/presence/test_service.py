@@ -1,8 +1,9 @@
 """The presence service end to end over real sessions and SIP links in memory.
 
-Each ``Peer`` is a real ``PresenceService`` with its own encrypted store,
-joined to the others by real Noise sessions and ``PeerLink``s over
-in-memory streams (pairs, not mocks). ``Mesh.cut`` breaks a link and makes
+Each ``Peer`` is a real ``PresenceService`` on a node in memory
+(``tests.unit.node.mesh``) with its own encrypted store, joined to the
+others by real Noise sessions and ``PeerLink``s over in-memory streams
+(pairs, not mocks). ``Mesh.cut`` breaks a link and makes
 a peer unreachable, as a node that went away. Time is trio's autojump
 clock (each test asks for it: pytest-trio takes the clock from the test's
 own arguments, not from its fixtures').
@@ -10,9 +11,7 @@ own arguments, not from its fixtures').
 
 from __future__ import annotations
 
-import random
-import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,146 +19,82 @@ import pytest
 import trio
 import trio.testing
 
-from anonsip.identity import Identity
-from anonsip.node import Session
 from anonsip.node._link import PeerLink
-from anonsip.node._links import Unreachable, sip_uri
 from anonsip.node._presence import PresenceConfig, PresenceService
 from anonsip.presence import Status, WatchState
-from anonsip.sip import Availability, RequestReceived, SipEndpoint, SipEvent, subscribe_request
-from anonsip.store import ContactState, MessageStore
+from anonsip.sip import Availability, subscribe_request
+from anonsip.store import ContactState
+from tests.unit.node.mesh import MemoryNode, Mesh
 
 AWAY = Status(availability=Availability.AWAY, note="back at five")
 
 
-def _rng(seed: int) -> Callable[[int], bytes]:
-    r = random.Random(seed)
-    return lambda n: r.randbytes(n)
-
-
 class Peer:
-    def __init__(self, mesh: Mesh, name: str, seed: int, tmp: Path) -> None:
-        self.mesh = mesh
-        self.identity = Identity.generate(name, rng=_rng(seed))
-        self.key = self.identity.public_key
-        self.address = self.identity.address.text
-        self.store = MessageStore.open(tmp / f"{name}.db", bytes([seed]) * 32)
-        self.events: list[dict[str, Any]] = []
+    """A node in memory with only the presence service, as these tests speak of it."""
+
+    def __init__(self, node: MemoryNode) -> None:
+        self.node = node
         self.service = PresenceService(
-            address=self.address,
-            store=self.store,
-            publish=lambda kind, data: self.events.append({"event": kind, **data}),
-            config=PresenceConfig(subscribe_timeout=30.0, notify_timeout=10.0),
+            node.context, PresenceConfig(subscribe_timeout=30.0, notify_timeout=10.0)
         )
-        self.links: dict[bytes, PeerLink] = {}
-        self.other_requests: list[str] = []
-        self.scope = trio.CancelScope()
+        node.use([self.service])
+        self.key, self.address, self.store = node.key, node.address, node.store
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return [{"event": name, **data} for name, data in self.node.recorder.events]
 
     def befriend(self, other: Peer, state: ContactState = ContactState.ACCEPTED) -> None:
-        self.store.add_contact(other.address, other.identity.nickname, 0.0, state=state)
-        self.service.contacts_changed()
+        self.node.befriend(other.node, state)
 
     def sees(self, other: Peer) -> tuple[str, str]:
         return self.service.presence_of(other.address)
 
-    # -- LinkSource -----------------------------------------------------------
-
-    def current(self, peer: bytes) -> PeerLink | None:
-        link = self.links.get(peer)
-        return link if link is not None and link.is_open else None
-
     async def link_to(self, peer: bytes) -> PeerLink:
-        link = self.current(peer)
-        if link is not None:
-            return link
-        return await self.mesh.dial(self, self.mesh.peers[peer])
+        return await self.node.link_to(peer)
 
-    async def on_incoming(self, link: PeerLink, event: SipEvent) -> None:
-        if isinstance(event, RequestReceived):
-            method = event.request.method
-            if method == "SUBSCRIBE":
-                await self.service.on_subscribe(link, event)
-            elif method == "NOTIFY":
-                await self.service.on_notify(link, event)
-            else:
-                self.other_requests.append(method)
-                await link.respond(event.request, 405)
+    @property
+    def scope(self) -> trio.CancelScope:
+        return self.node.scope
 
 
-class Mesh:
-    def __init__(self, nursery: trio.Nursery, tmp: Path) -> None:
-        self.nursery = nursery
-        self.tmp = tmp
+class PresenceMesh:
+    def __init__(self, mesh: Mesh) -> None:
+        self.mesh = mesh
         self.peers: dict[bytes, Peer] = {}
-        self.down: set[bytes] = set()
-        self.dials = 0
+
+    @property
+    def dials(self) -> int:
+        return self.mesh.dials
 
     def add(self, name: str, seed: int) -> Peer:
-        peer = Peer(self, name, seed, self.tmp)
+        peer = Peer(self.mesh.add(name, seed))
         self.peers[peer.key] = peer
         return peer
 
     async def start(self, peer: Peer) -> None:
-        async def serve() -> None:
-            with peer.scope:
-                await peer.service.run(peer)
-
-        peer.scope = trio.CancelScope()
-        self.down.discard(peer.key)
-        self.nursery.start_soon(serve)
-
-    async def dial(self, a: Peer, b: Peer) -> PeerLink:
-        if b.key in self.down or a.key in self.down:
-            await trio.sleep(20)  # a dead onion makes a dial hang, then fail
-            raise Unreachable("the peer could not be reached through Tor")
-        self.dials += 1
-        a_stream, b_stream = trio.testing.memory_stream_pair()
-        sessions: dict[str, Session] = {}
-
-        async def accept() -> None:
-            sessions["b"] = await Session.accept(b_stream, b.identity, rng=secrets.token_bytes)
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(accept)
-            sessions["a"] = await Session.connect(
-                a_stream, a.identity, b.key, rng=secrets.token_bytes
-            )
-        link_a = self._link(a, b, sessions["a"])
-        link_b = self._link(b, a, sessions["b"])
-        await self.nursery.start(link_a.run)
-        await self.nursery.start(link_b.run)
-        a.links[b.key] = link_a
-        b.links[a.key] = link_b
-        return link_a
-
-    @staticmethod
-    def _link(me: Peer, other: Peer, session: Session) -> PeerLink:
-        endpoint = SipEndpoint(
-            local_aor=sip_uri(me.key), peer_aor=sip_uri(other.key), rng=secrets.token_bytes
-        )
-        return PeerLink(session, endpoint, me.on_incoming)
+        await self.mesh.start(peer.node)
 
     async def cut(self, peer: Peer) -> None:
         """``peer`` vanishes: its links break and nobody can dial it."""
-        self.down.add(peer.key)
+        self.mesh.down.add(peer.key)
         peer.scope.cancel()
         for other in self.peers.values():
-            for link in [other.links.get(peer.key), peer.links.get(other.key)]:
-                if link is not None:
-                    await link.aclose()
+            if other is not peer:
+                await self.mesh.cut(peer.node, other.node)
 
 
 @pytest.fixture
-async def mesh(tmp_path: Path) -> AsyncIterator[Mesh]:
+async def mesh(tmp_path: Path) -> AsyncIterator[PresenceMesh]:
     async with trio.open_nursery() as nursery:
-        m = Mesh(nursery, tmp_path)
+        m = PresenceMesh(Mesh(nursery, tmp_path, clock=trio.current_time))
         yield m
         nursery.cancel_scope.cancel()
     for peer in m.peers.values():
         peer.store.close()
 
 
-async def friends(mesh: Mesh) -> tuple[Peer, Peer]:
+async def friends(mesh: PresenceMesh) -> tuple[Peer, Peer]:
     a, b = mesh.add("alice", 1), mesh.add("bob", 2)
     a.befriend(b)
     b.befriend(a)
@@ -170,7 +105,7 @@ async def friends(mesh: Mesh) -> tuple[Peer, Peer]:
 
 
 async def test_mutual_contacts_see_each_other_and_changes_are_pushed(
-    mesh: Mesh, autojump_clock: trio.testing.MockClock
+    mesh: PresenceMesh, autojump_clock: trio.testing.MockClock
 ) -> None:
     a, b = await friends(mesh)
     assert a.sees(b) == ("available", "")
@@ -179,19 +114,19 @@ async def test_mutual_contacts_see_each_other_and_changes_are_pushed(
     await trio.sleep(1)
     assert a.sees(b) == ("away", "back at five")
     assert {
-        "event": "contact",
+        "event": "presence",
         "address": b.address,
-        "presence": "away",
+        "status": "away",
         "note": "back at five",
     } in a.events
-    await b.service.presence_set({"status": "busy"})
+    await b.node.op("presence.set", status="busy")
     await trio.sleep(1)
     assert a.sees(b) == ("busy", "")
     assert b.sees(a) == ("available", "")
 
 
 async def test_subscriptions_are_refreshed_before_they_expire(
-    mesh: Mesh, autojump_clock: trio.testing.MockClock
+    mesh: PresenceMesh, autojump_clock: trio.testing.MockClock
 ) -> None:
     a, b = await friends(mesh)
     (row,) = [r for r in b.service.notifier.subscribers() if r.key.peer == a.address]
@@ -207,7 +142,7 @@ async def test_subscriptions_are_refreshed_before_they_expire(
 
 
 async def test_only_accepted_contacts_may_subscribe(
-    mesh: Mesh, autojump_clock: trio.testing.MockClock
+    mesh: PresenceMesh, autojump_clock: trio.testing.MockClock
 ) -> None:
     _a, b = await friends(mesh)
     c = mesh.add("carol", 3)
@@ -224,7 +159,7 @@ async def test_only_accepted_contacts_may_subscribe(
     assert response.body == b""
     await trio.sleep(5)
     assert all(r.key.peer != c.address for r in b.service.notifier.subscribers())
-    assert not any(e.get("presence") not in (None, "unknown") for e in c.events)
+    assert not any(e["event"] == "presence" and e["status"] != "unknown" for e in c.events)
     # A requested (not accepted) contact is refused the same way.
     b.befriend(c, ContactState.REQUESTED)
     response = await link.request(subscribe_request(link.endpoint))
@@ -232,7 +167,7 @@ async def test_only_accepted_contacts_may_subscribe(
 
 
 async def test_a_blocked_contact_is_cut_off(
-    mesh: Mesh, autojump_clock: trio.testing.MockClock
+    mesh: PresenceMesh, autojump_clock: trio.testing.MockClock
 ) -> None:
     a, b = await friends(mesh)
     b.store.block(a.address, 0.0)
@@ -245,7 +180,7 @@ async def test_a_blocked_contact_is_cut_off(
 
 
 async def test_a_node_that_goes_away_is_offline_and_comes_back(
-    mesh: Mesh, autojump_clock: trio.testing.MockClock
+    mesh: PresenceMesh, autojump_clock: trio.testing.MockClock
 ) -> None:
     a, b = await friends(mesh)
     b.service.set_status(AWAY)
@@ -266,7 +201,7 @@ async def test_a_node_that_goes_away_is_offline_and_comes_back(
 
 
 async def test_goodbye_marks_us_offline_at_once(
-    mesh: Mesh, autojump_clock: trio.testing.MockClock
+    mesh: PresenceMesh, autojump_clock: trio.testing.MockClock
 ) -> None:
     a, b = await friends(mesh)
     b.scope.cancel()  # the service ends: it says goodbye while the link is up
@@ -277,7 +212,7 @@ async def test_goodbye_marks_us_offline_at_once(
 
 
 async def test_accepting_later_starts_watching(
-    mesh: Mesh, autojump_clock: trio.testing.MockClock
+    mesh: PresenceMesh, autojump_clock: trio.testing.MockClock
 ) -> None:
     a, b = mesh.add("alice", 1), mesh.add("bob", 2)
     a.befriend(b, ContactState.REQUESTED)
