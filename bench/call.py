@@ -65,10 +65,10 @@ from anonsip.media import (
 )
 from anonsip.media._jitter import Conceal
 from anonsip.media.io import DelayedStream, MediaCall, MemorySink, SilenceSource, WavSource
+from anonsip.nodeproc import NodeFleet, NodeProcess, children
 from bench._common import client_tors, private_network
 from bench.onion_baseline import measure_baseline
 from onion.testnet import TestnetInfo
-from tests.integration.nodes import NodeFleet, NodeProcess, children
 
 RATE = 16000
 FRAME = 320

@@ -30,10 +30,10 @@ import trio
 
 from anonsip.admission import DEFAULT_DIFFICULTY, prove
 from anonsip.control import Event, TrioControlClient
+from anonsip.nodeproc import NodeFleet, NodeProcess, children
 from bench._common import client_tors, private_network, report
 from bench.onion_baseline import measure_baseline
 from onion import OnionError
-from tests.integration.nodes import NodeFleet, NodeProcess, children
 
 IDLE_SECONDS = 10.0
 TIMEOUT = 120.0

@@ -46,6 +46,7 @@ from anonsip.control._protocol import (
 )
 from anonsip.control._server import ControlServer, ControlServerStatistics, Handler
 from anonsip.control._views import (
+    AudioDevicesView,
     CallDirection,
     CallState,
     CallStatsView,
@@ -81,6 +82,7 @@ __all__ = [
     "AnswerArgs",
     "Args",
     "AsyncioControlClient",
+    "AudioDevicesView",
     "BadArguments",
     "CallArgs",
     "CallDirection",

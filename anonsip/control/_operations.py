@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from anonsip._errors import LocalError
 from anonsip.control._views import (
+    AudioDevicesView,
     CallStatsView,
     CallView,
     ContactView,
@@ -269,6 +270,7 @@ OPERATIONS: Final[Mapping[str, Operation]] = dict(
         _op("call.transfer", TransferArgs, NOTHING, "ask the peer to call someone else"),
         _op("call.transfer_answer", TransferAnswerArgs, NOTHING, "allow or refuse a transfer"),
         _op("calls", NoArgs, Result(view=CallView, many=True), "every call"),
+        _op("audio.devices", NoArgs, Result(view=AudioDevicesView), "the sound devices"),
         _op("subscribe", NoArgs, NOTHING, "receive events on this connection"),
         _op("shutdown", NoArgs, NOTHING, "unregister and stop the node"),
     ]

@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Self
 from anonsip._errors import RemoteProtocolError
 
 __all__ = [
+    "AudioDevicesView",
     "CallDirection",
     "CallState",
     "CallStatsView",
@@ -371,6 +372,15 @@ class LookupView(View):
     seq: int = 0
     expires: float = 0.0
     contacts: tuple[OnionContactView, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AudioDevicesView(View):
+    """The sound devices calls can use, by the names ``input_device``/``output_device`` take."""
+
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    problem: str = ""  # why there are none (no PortAudio, no sound card)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

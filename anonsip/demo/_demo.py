@@ -23,15 +23,16 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import trio
 
 from anonsip._errors import LocalError
-from anonsip.control import TrioControlClient
-from anonsip.demo._child import NodeProcess, init_home, run_node, single_error
+from anonsip.control import MessageView
 from anonsip.demo._clip import make_voice_clip
 from anonsip.demo._network import private_network
+from anonsip.nodeproc import NodeProcess, init_home, run_node, sole_error
 
 __all__ = [
     "DEFAULT_DIR",
@@ -120,17 +121,15 @@ async def befriend(
     theirs = await peer.call("contacts.add", address=me_address, nick=me_nick)
     if mine["state"] == "accepted" and theirs["state"] == "accepted":
         return True
-    with single_error(), trio.move_on_after(timeout):
-        async with TrioControlClient.connect(peer.control_path) as client:
+    with trio.move_on_after(timeout):
+        async with peer.client() as client:
             await client.subscribe()
-            sent = await client.call("send", peer=me_address, text=greeting)
+            sent = MessageView.decode(await client.call("send", peer=me_address, text=greeting))
             async for event in client.events():
-                data = event.data
-                if (
-                    event.event == "message"
-                    and data.get("message_id") == sent["message_id"]
-                    and data.get("state") == "delivered"
-                ):
+                if event.event != "message":
+                    continue
+                view = MessageView.decode(event.data)
+                if view.message_id == sent.message_id and view.state.value == "delivered":
                     return True
     return False
 
@@ -175,8 +174,8 @@ async def _start_nodes(
         try:
             say("starting the demo peer and your node (each bootstraps its own tor)…")
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(peer.wait_running)
-                nursery.start_soon(me.wait_running)
+                nursery.start_soon(peer.wait_ready)
+                nursery.start_soon(me.wait_ready)
             say("both nodes are running; making you and demo-peer contacts…")
             if await befriend(me, peer):
                 say("you and demo-peer are contacts, accepted both ways")
@@ -216,8 +215,13 @@ async def run_demo(
         "note: the demo's keys are stored UNENCRYPTED (no passphrase) in "
         f"{layout.me_home} and {layout.peer_home}; use them for this demo only"
     )
-    with single_error():
+    try:
         await _run(layout, keep, say, open_ui)
+    except BaseExceptionGroup as group:
+        error = sole_error(group)
+        if error is group:
+            raise
+        raise error from None
     say("demo stopped")
     return status
 
@@ -229,8 +233,8 @@ async def _run(
         nursery.start_soon(_stop_on_signal, nursery.cancel_scope, say)
         voice = await make_voice_clip(layout.voice)
         async with trio.open_nursery() as homes:
-            homes.start_soon(init_home, layout.peer_home, PEER_NICK)
-            homes.start_soon(init_home, layout.me_home, ME_NICK)
+            for home, nick in ((layout.peer_home, PEER_NICK), (layout.me_home, ME_NICK)):
+                homes.start_soon(partial(trio.to_thread.run_sync, init_home, home, nick))
         async with private_network(layout.testnet, keep=keep, say=say):
             await _start_nodes(layout, voice, say, open_ui)
         nursery.cancel_scope.cancel()

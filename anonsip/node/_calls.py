@@ -64,6 +64,7 @@ from anonsip.call import (
 from anonsip.call import Response as CallResponse
 from anonsip.control import (
     AnswerArgs,
+    AudioDevicesView,
     CallArgs,
     CallIdArgs,
     CallStatsView,
@@ -87,6 +88,7 @@ from anonsip.media.io import (
     MediaCall,
     MediaEnded,
     MediaParams,
+    audio_device_names,
     open_audio,
     silent_audio,
 )
@@ -394,6 +396,7 @@ class CallService(NodeService):
             "call.transfer": self.op_transfer,
             "call.transfer_answer": self.op_transfer_answer,
             "calls": self.op_calls,
+            "audio.devices": self.op_devices,
         }
 
     async def op_call(self, args: CallArgs) -> CallView:
@@ -517,6 +520,14 @@ class CallService(NodeService):
         assert leg.consent is not None
         leg.consented = args.accept
         leg.consent.set()
+
+    async def op_devices(self, args: NoArgs) -> AudioDevicesView:
+        try:
+            inputs, outputs = await self._ctx.db(audio_device_names)
+        except LocalError as exc:
+            return AudioDevicesView(problem=str(exc))
+        problem = "" if inputs or outputs else "PortAudio sees no sound devices here"
+        return AudioDevicesView(inputs=tuple(inputs), outputs=tuple(outputs), problem=problem)
 
     async def op_calls(self, args: NoArgs) -> list[CallView]:
         return [leg.view(with_stats=True) for leg in self._legs.values()]

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
 import trio
 
-from anonsip.demo import PEER_NICK, befriend, init_home, run_node
+from anonsip.demo import PEER_NICK, befriend
+from anonsip.nodeproc import init_home, run_node
 from onion.testnet import TestnetInfo
 from tests.integration._tmux import TmuxScreen, in_contacts, open_first_conversation
 
@@ -25,8 +27,8 @@ async def test_tui_chats_with_an_echoing_peer_over_tor(
 ) -> None:
     me_home, peer_home = tmp_path / "me", tmp_path / "peer"
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(init_home, me_home, "tester")
-        nursery.start_soon(init_home, peer_home, "echo")
+        nursery.start_soon(partial(trio.to_thread.run_sync, init_home, me_home, "tester"))
+        nursery.start_soon(partial(trio.to_thread.run_sync, init_home, peer_home, "echo"))
     network = Path(testnet.directory)
     screen = TmuxScreen("e2e")
     async with (
@@ -40,8 +42,8 @@ async def test_tui_chats_with_an_echoing_peer_over_tor(
         run_node("me", me_home, testnet=network, output=tmp_path / "me.log") as me,
     ):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(peer.wait_running)
-            nursery.start_soon(me.wait_running)
+            nursery.start_soon(peer.wait_ready)
+            nursery.start_soon(me.wait_ready)
         assert await befriend(me, peer), "the peer's greeting was never delivered"
         try:
             await screen.start([sys.executable, "-m", "anonsip.cli", "--home", str(me_home), "tui"])
@@ -100,13 +102,13 @@ def _live_pids_mentioning(text: str) -> list[int]:
 async def test_tui_starts_a_node_when_none_runs(testnet: TestnetInfo, tmp_path: Path) -> None:
     home, other = tmp_path / "solo", tmp_path / "other"
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(init_home, home, "solo")
-        nursery.start_soon(init_home, other, "other")
+        nursery.start_soon(partial(trio.to_thread.run_sync, init_home, home, "solo"))
+        nursery.start_soon(partial(trio.to_thread.run_sync, init_home, other, "other"))
     network = Path(testnet.directory)
     screen, again = TmuxScreen("solo"), TmuxScreen("solo-again")
     # A DHT of one cannot store a registration: another node keeps it company.
     async with run_node("other", other, testnet=network, output=tmp_path / "other.log") as peer:
-        await peer.wait_running(registered=False)  # alone, it may have no one to store at
+        await peer.wait_ready(registered=False)  # alone, it may have no one to store at
         try:
             await _tui_starts_and_leaves_a_node(home, network, screen, again)
         finally:

@@ -1,11 +1,14 @@
 """The folder tree is the architecture: check the import directions.
 
 onion/ knows nothing of anonsip or tui; anonsip/ knows nothing of tui or
-prompt_toolkit; tui/ reaches a node only through anonsip's control client.
+prompt_toolkit; tui/ reaches a node only through anonsip's control client;
+a protocol core's package imports no trio.
 """
 
 import ast
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -46,3 +49,29 @@ def test_tui_uses_only_the_control_client() -> None:
             if top[0] == "anonsip" and name not in ("anonsip", "anonsip.control"):
                 bad.append(f"{path.relative_to(ROOT)} imports {name}")
     assert bad == []
+
+
+# Protocol cores: importing the package must not import trio (or anything that
+# does, such as onion). Each is checked in a fresh interpreter.
+SANS_IO = (
+    "anonsip.identity",
+    "anonsip.sip",
+    "anonsip.call",
+    "anonsip.presence",
+    "anonsip.admission",
+    "anonsip.media",
+    "anonsip.store",
+)
+
+
+@pytest.mark.parametrize("package", SANS_IO)
+def test_protocol_cores_are_sans_io(package: str) -> None:
+    probe = (
+        f"import sys, {package}; "
+        "bad = sorted(m for m in ('trio', 'onion', 'anonsip.node') if m in sys.modules); "
+        "print(','.join(bad))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert done.stdout.strip() == "", f"importing {package} imports {done.stdout.strip()}"

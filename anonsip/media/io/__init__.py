@@ -16,6 +16,7 @@ from anonsip.media.io._audio import (
     SilenceSource,
     WavSink,
     WavSource,
+    audio_device_names,
     list_audio_devices,
 )
 from anonsip.media.io._call_audio import (
@@ -45,6 +46,7 @@ __all__ = [
     "SilenceSource",
     "WavSink",
     "WavSource",
+    "audio_device_names",
     "list_audio_devices",
     "open_audio",
     "silent_audio",

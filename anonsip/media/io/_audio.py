@@ -32,6 +32,7 @@ __all__ = [
     "SilenceSource",
     "WavSink",
     "WavSource",
+    "audio_device_names",
     "list_audio_devices",
 ]
 
@@ -215,6 +216,15 @@ def list_audio_devices() -> list[str]:
             f"out {dev['max_output_channels']}, {dev['default_samplerate']:.0f} Hz)"
         )
     return lines
+
+
+def audio_device_names() -> tuple[list[str], list[str]]:
+    """(microphones, speakers) by name, as ``--input`` / ``--output`` take them."""
+    sd = _sounddevice()
+    devices = list(sd.query_devices())
+    inputs = [str(d["name"]) for d in devices if d["max_input_channels"] > 0]
+    outputs = [str(d["name"]) for d in devices if d["max_output_channels"] > 0]
+    return inputs, outputs
 
 
 def _pick_device(kind: str, name: str | None, sample_rate: int) -> int:
