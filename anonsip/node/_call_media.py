@@ -18,18 +18,24 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from anonsip._errors import LocalError
-from anonsip.media import MediaKeys, derive_media_keys
+from anonsip._errors import AnonsipError, LocalError
+from anonsip.call import StartMedia
+from anonsip.control import View
+from anonsip.media import JitterPolicy, MediaKeys, derive_media_keys
+from anonsip.media.io import EndReason, GatedSink, MediaCall, MediaEnded, MediaParams, silent_audio
+from anonsip.node._call_leg import CallLeg, stats_view
 from anonsip.node._link import PeerLink
 
-__all__ = ["MediaDoor", "media_context", "media_keys", "media_token"]
+__all__ = ["CallMedia", "MediaDoor", "media_context", "media_keys", "media_token"]
 
 log = logging.getLogger(__name__)
 
 MEDIA_TOKEN_LABEL = b"anonsip-media-token"
 MEDIA_KEY_LABEL = b"anonsip-media-key"
 TOKEN_BYTES = 16
-MEDIA_TOKEN_READ_S = 15.0  # callee: a media stream must name its call this fast
+MEDIA_OPEN_TIMEOUT_S = 45.0  # caller: dial the media stream (a new rendezvous circuit)
+MEDIA_TOKEN_READ_S = 15.0
+STATS_INTERVAL_S = 1.0  # callee: a media stream must name its call this fast
 MAX_WAITING = 16  # calls whose media stream is awaited at once (bounded by the calls cap)
 
 
@@ -118,3 +124,114 @@ async def dial_media(
             await trio.aclose_forcefully(stream)
             raise
     return stream
+
+
+class CallMedia:
+    """Runs each call's media: opens or awaits its stream, keys it, plays and records."""
+
+    def __init__(
+        self,
+        *,
+        open_media: Callable[[bytes], Awaitable[trio.abc.Stream]],
+        publish: Callable[[str, View], None],
+        on_ended: Callable[[CallLeg, MediaEnded], Awaitable[None]],
+        media_wait_s: float,
+    ) -> None:
+        self._door = MediaDoor()
+        self._open_media = open_media
+        self._publish = publish
+        self._on_ended = on_ended
+        self._media_wait_s = media_wait_s
+
+    def forget(self, token: bytes) -> None:
+        self._door.forget(token)
+
+    async def serve(self, stream: trio.abc.Stream) -> None:
+        await self._door.serve(stream)
+
+    def start(self, leg: CallLeg, start: StartMedia, callee_tag: str) -> None:
+        """Media begins (before the 200 OK leaves, so the caller's stream finds its call)."""
+        if leg.media_running or leg.nursery is None or leg.link is None:
+            return
+        context = media_context(leg.call_id, callee_tag)
+        leg.media_running = True
+        leg.direction = start.direction
+        leg.token = media_token(leg.link, context)
+        if not start.caller:
+            self._door.expect(leg.token)
+        leg.nursery.start_soon(self._run_media, leg, start, context)
+
+    def apply_direction(self, leg: CallLeg) -> None:
+        if leg.media is not None:
+            # Holding someone stops our microphone too: RFC 3264's sendonly
+            # would play it to them, which is not what a user means by hold.
+            m = leg.machine
+            silent = m.muted or leg.pending_mute or m.local_hold
+            leg.media.set_muted(silent or not leg.direction.sends)
+        if leg.gate is not None:
+            leg.gate.open = leg.direction.receives
+
+    async def _open_media_stream(self, leg: CallLeg, caller: bool) -> trio.abc.Stream:
+        assert leg.token is not None
+        if caller:
+            return await dial_media(
+                self._open_media, leg.peer_key, leg.token, timeout=MEDIA_OPEN_TIMEOUT_S
+            )
+        with trio.fail_after(self._media_wait_s):
+            return await self._door.wait_stream(leg.token)
+
+    async def _run_media(self, leg: CallLeg, start: StartMedia, context: str) -> None:
+        ended: MediaEnded | None = None
+        try:
+            assert leg.link is not None
+            params = MediaParams(
+                sample_rate=start.sample_rate,
+                frame_ms=start.frame_ms,
+                bitrate=start.bitrate,
+                jitter=JitterPolicy(frame_ms=start.frame_ms),
+            )
+            keys = media_keys(leg.link, context, caller=start.caller)
+            stream = await self._open_media_stream(leg, start.caller)
+            audio = leg.audio or silent_audio("silence")
+            leg.audio = audio
+            gate = GatedSink(audio.sink)
+            try:
+                media = MediaCall(stream, keys=keys, source=audio.source, sink=gate, params=params)
+            except BaseException:
+                await trio.aclose_forcefully(stream)
+                raise
+            async with media:
+                leg.media, leg.gate = media, gate
+                self.apply_direction(leg)
+                async with trio.open_nursery() as helpers:
+                    helpers.start_soon(self._stats_loop, leg, media)
+                    helpers.start_soon(self._hang_up_media_on_stop, leg, media)
+                    ended = await media.wait_ended()
+                    helpers.cancel_scope.cancel()
+                leg.final_stats = stats_view(media.statistics(), call_id=leg.call_id, peer=leg.peer)
+        except trio.TooSlowError:
+            detail = "the media stream did not " + (
+                "open in time" if start.caller else "arrive in time"
+            )
+            ended = MediaEnded(reason=EndReason.BROKEN, detail=detail)
+        except (AnonsipError, trio.BrokenResourceError, OSError) as exc:
+            ended = MediaEnded(reason=EndReason.BROKEN, detail=f"the media stream failed: {exc}")
+        finally:
+            leg.media = None
+            leg.gate = None
+            if leg.token is not None:
+                self._door.release(leg.token)
+            leg.media_done.set()
+        if ended is not None:
+            await self._on_ended(leg, ended)
+
+    async def _hang_up_media_on_stop(self, leg: CallLeg, media: MediaCall) -> None:
+        await leg.stop_media.wait()
+        await media.hang_up()
+
+    async def _stats_loop(self, leg: CallLeg, media: MediaCall) -> None:
+        while True:
+            await trio.sleep(STATS_INTERVAL_S)
+            self._publish(
+                "call.stats", stats_view(media.statistics(), call_id=leg.call_id, peer=leg.peer)
+            )

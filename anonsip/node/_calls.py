@@ -41,7 +41,6 @@ from anonsip.call import (
     CallEvent,
     CallState,
     Cancel,
-    Direction,
     Ended,
     IncomingCall,
     Invite,
@@ -56,18 +55,13 @@ from anonsip.call import (
     TransferProgress,
     TransferRequested,
     UpdateMedia,
-    method_of,
-    request_for,
-    response_parts,
     signal_of,
 )
-from anonsip.call import Response as CallResponse
 from anonsip.control import (
     AnswerArgs,
     AudioDevicesView,
     CallArgs,
     CallIdArgs,
-    CallStatsView,
     CallView,
     DeclineCallArgs,
     HoldArgs,
@@ -76,40 +70,34 @@ from anonsip.control import (
     TransferAnswerArgs,
     TransferArgs,
 )
-from anonsip.control import CallDirection as ViewDirection
 from anonsip.control import CallState as ViewCallState
 from anonsip.identity import Address
-from anonsip.media import CallStatistics, JitterPolicy
 from anonsip.media.io import (
     AudioChoice,
     CallAudio,
     EndReason,
-    GatedSink,
-    MediaCall,
     MediaEnded,
-    MediaParams,
     audio_device_names,
     open_audio,
     silent_audio,
 )
-from anonsip.node._call_media import MediaDoor, dial_media, media_context, media_keys, media_token
+from anonsip.node._call_leg import CallLeg, audio_choice
+from anonsip.node._call_media import CallMedia
+from anonsip.node._call_sip import CallSignals
 from anonsip.node._context import NodeContext
-from anonsip.node._link import LinkBroken, PeerLink, RequestTimedOut
+from anonsip.node._link import PeerLink
 from anonsip.node._service import NodeService, OperationHandler
 from anonsip.sip import (
     AckReceived,
-    Dialog,
-    DialogId,
     InviteCancelled,
     Request,
     RequestReceived,
     SipEvent,
     bye_request,
 )
-from anonsip.sip import Response as SipResponse
 from anonsip.store import ContactState
 
-__all__ = ["CallLeg", "CallService", "CallSettings", "stats_view"]
+__all__ = ["CallService", "CallSettings"]
 
 log = logging.getLogger(__name__)
 
@@ -134,143 +122,6 @@ class CallSettings:
     media_wait_s: float = 45.0  # callee: how long the caller may take to open the media stream
     dial_timeout_s: float = DIAL_TIMEOUT_S
     preferences: MediaPreferences = field(default_factory=MediaPreferences)
-
-
-def stats_view(s: CallStatistics, *, call_id: str = "", peer: str = "") -> CallStatsView:
-    """A call's figures as clients read them."""
-
-    def r(value: float | None, digits: int = 1) -> float | None:
-        return None if value is None else round(value, digits)
-
-    return CallStatsView(
-        call_id=call_id,
-        peer=peer,
-        duration_s=r(s.duration_s),
-        round_trip_ms=r(s.round_trip_ms),
-        jitter_ms=r(s.jitter_ms),
-        playout_delay_ms=r(s.playout_delay_ms),
-        target_delay_ms=r(s.target_delay_ms),
-        concealed_frames=s.concealed_frames,
-        played_frames=s.played_frames,
-        received_frames=s.received_frames,
-        sent_frames=s.sent_frames,
-        late_frames=s.late_frames,
-        dropped_frames=s.dropped_frames + s.send_dropped_frames,
-        bitrate=round(s.send_bitrate_bps),
-        wire_bitrate=round(s.wire_bitrate_bps),
-        mos=r(s.mos_estimate, 2),
-    )
-
-
-class CallLeg:
-    """One call from this side: its machine, its SIP dialog and its media."""
-
-    def __init__(
-        self,
-        *,
-        call_id: str,
-        peer_key: bytes,
-        outgoing: bool,
-        machine: Call,
-        audio: CallAudio | None = None,
-        seconds: float | None = None,
-    ) -> None:
-        self.call_id = call_id  # also the SIP Call-ID of its dialog
-        self.peer_key = peer_key
-        self.peer = Address(peer_key).text
-        self.outgoing = outgoing
-        self.machine = machine
-        self.audio = audio
-        self.seconds = seconds
-        self.link: PeerLink | None = None
-        self.invite: Request | None = None  # the INVITE we sent
-        self.dialog: Dialog | None = None
-        self.server_requests: dict[Method, Request] = {}  # received, not answered yet
-        self.lock = trio.Lock()  # one input at a time reaches the machine
-        self.changed = trio.Event()
-        self.ended = trio.Event()
-        self.answered = trio.Event()
-        self.stop_media = trio.Event()
-        self.media_done = trio.Event()
-        self.media: MediaCall | None = None
-        self.media_running = False
-        self.gate: GatedSink | None = None
-        self.direction = Direction.SENDRECV
-        self.token: bytes | None = None
-        self.started: float | None = None  # wall-clock time it was answered
-        self.reason: str | None = None  # overrides the machine's end reason
-        self.detail = ""
-        self.transfer: int | None = None  # status of the transfer we asked for
-        self.transfer_to = ""  # the peer asks us to call this address
-        self.consent: trio.Event | None = None
-        self.consented = False
-        self.pending_mute = False
-        self.final_stats: CallStatsView | None = None
-        self.published: tuple[str, bool, bool, str] | None = None
-        self.nursery: trio.Nursery | None = None
-
-    @property
-    def state(self) -> ViewCallState:
-        m = self.machine
-        if self.ended.is_set() or m.state is CallState.ENDED:
-            return ViewCallState.ENDED
-        if m.state in (CallState.IDLE, CallState.CALLING, CallState.GLARE_BACKOFF):
-            return ViewCallState.CALLING
-        if m.state in (CallState.RINGBACK, CallState.INCOMING):
-            return ViewCallState.RINGING
-        if m.state in (CallState.CANCELLING, CallState.TERMINATING):
-            return ViewCallState.ENDING
-        return ViewCallState.HELD if self.held else ViewCallState.ACTIVE
-
-    @property
-    def held(self) -> bool:
-        return self.machine.local_hold or self.machine.remote_hold
-
-    @property
-    def end_reason(self) -> str:
-        if self.reason is not None:
-            return self.reason
-        ended = self.machine.ended
-        return ended.reason.value if ended is not None else "failed"
-
-    @property
-    def muted(self) -> bool:
-        return self.machine.muted or self.pending_mute
-
-    def view(self, *, with_stats: bool = False) -> CallView:
-        state = self.state
-        stats = None
-        if with_stats:
-            stats = self.final_stats
-            if self.media is not None:
-                stats = stats_view(self.media.statistics(), call_id=self.call_id, peer=self.peer)
-        return CallView(
-            call_id=self.call_id,
-            peer=self.peer,
-            direction=ViewDirection.OUT if self.outgoing else ViewDirection.IN,
-            state=state,
-            started=self.started,
-            muted=self.muted,
-            held=self.held,
-            reason=self.end_reason if state is ViewCallState.ENDED else "",
-            detail=self.detail if state is ViewCallState.ENDED else "",
-            transfer=self.transfer,
-            transfer_to=self.transfer_to,
-            stats=stats,
-        )
-
-
-def _choice(args: CallArgs | AnswerArgs) -> AudioChoice:
-    def path(text: str | None) -> Path | None:
-        return None if text is None else Path(text).expanduser()
-
-    return AudioChoice(
-        play=path(args.play),
-        record=path(args.record),
-        record_rate=args.record_rate,
-        input_device=args.input_device,
-        output_device=args.output_device,
-    )
 
 
 class CallsNotReady(AnonsipError):
@@ -299,7 +150,13 @@ class CallService(NodeService):
         self._wall_clock = wall_clock
         self._rng = rng or random.SystemRandom()  # glare backoffs and SDP session ids
         self._legs: dict[str, CallLeg] = {}
-        self._door = MediaDoor()
+        self._signals = CallSignals(self._received)
+        self._media = CallMedia(
+            open_media=lambda peer: self._ctx.links.open_media(peer),
+            publish=context.publish,
+            on_ended=self._media_ended,
+            media_wait_s=self.settings.media_wait_s,
+        )
         self._nursery: trio.Nursery | None = None
         self.recent: collections.deque[CallView] = collections.deque(maxlen=MAX_RECENT)
 
@@ -403,7 +260,7 @@ class CallService(NodeService):
         address = self._ctx.peer_address(args.peer)
         if args.seconds is not None and not 0 < args.seconds <= 86400:
             raise LocalError("'seconds' is a number of seconds from 0 to 86400")
-        audio = open_audio(_choice(args))
+        audio = open_audio(audio_choice(args))
         try:
             leg = await self.place_call(address, audio=audio, seconds=args.seconds)
         except BaseException:
@@ -468,7 +325,7 @@ class CallService(NodeService):
         leg = self._pick(args.call_id, ringing_in=True)
         if leg.outgoing or leg.machine.state is not CallState.INCOMING:
             raise LocalError("that call is not ringing here")
-        await self._answer(leg, open_audio(_choice(args)))
+        await self._answer(leg, open_audio(audio_choice(args)))
 
     async def _answer(self, leg: CallLeg, audio: CallAudio) -> None:
         previous, leg.audio = leg.audio, audio
@@ -552,7 +409,7 @@ class CallService(NodeService):
                 nursery.cancel_scope.cancel()
         finally:
             if leg.token is not None:
-                self._door.forget(leg.token)
+                self._media.forget(leg.token)
             if leg.audio is not None:
                 leg.audio.close()
             self._legs.pop(leg.call_id, None)
@@ -622,18 +479,18 @@ class CallService(NodeService):
         # media stream always finds its call.
         for event in events:
             if isinstance(event, StartMedia):
-                self._start_media(leg, event)
+                self._media.start(leg, event, self._callee_tag(leg, event.caller))
         for event in events:
             if isinstance(event, Send):
-                await self._send(leg, event.message)
+                await self._signals.send(leg, event.message)
             elif isinstance(event, IncomingCall):
                 if self.settings.auto_answer and leg.nursery is not None:
                     leg.nursery.start_soon(self._auto_answer, leg)
             elif isinstance(event, UpdateMedia):
                 leg.direction = event.direction
-                self._apply_direction(leg)
+                self._media.apply_direction(leg)
             elif isinstance(event, MuteChanged):
-                self._apply_direction(leg)
+                self._media.apply_direction(leg)
             elif isinstance(event, StopMedia):
                 leg.stop_media.set()
             elif isinstance(event, TransferRequested):
@@ -644,92 +501,6 @@ class CallService(NodeService):
                 self._ctx.publish("call", leg.view())
             elif isinstance(event, Ended):
                 leg.ended.set()
-
-    # -- SIP out -----------------------------------------------------------------
-
-    async def _send(self, leg: CallLeg, message: SignalEvent) -> None:
-        link = leg.link
-        assert link is not None, "the machine only signals once the link exists"
-        try:
-            if isinstance(message, CallResponse):
-                await self._respond(leg, link, message)
-            elif isinstance(message, Ack):
-                pass  # the endpoint ACKs a 2xx itself (RFC 3261 13.2.2.4)
-            elif isinstance(message, Cancel):
-                if leg.invite is not None:
-                    await link.cancel(leg.invite)
-            else:
-                request, method = request_for(
-                    link.endpoint, message, call_id=leg.call_id, dialog=leg.dialog
-                )
-                if method is Method.INVITE and leg.invite is None:
-                    leg.invite = request
-                assert leg.nursery is not None
-                leg.nursery.start_soon(self._transact, leg, link, request, method)
-        except (AnonsipError, trio.BrokenResourceError) as exc:
-            # Sending failed: the link is gone or the dialog ended. A request
-            # fails with a response the machine understands; an answer is lost.
-            log.info("a call could not send %s: %s", type(message).__name__, exc)
-            failed = method_of(message)
-            if failed is not None and leg.nursery is not None:
-                leg.detail = leg.detail or str(exc)
-                leg.nursery.start_soon(self._received, leg, CallResponse(status=503, method=failed))
-
-    async def _respond(self, leg: CallLeg, link: PeerLink, message: CallResponse) -> None:
-        if message.method is Method.CANCEL:
-            return  # the endpoint answered the CANCEL, and the INVITE with 487 (RFC 3261 9.2)
-        request = leg.server_requests.get(message.method)
-        if request is None:
-            return
-        if message.status >= 200:
-            del leg.server_requests[message.method]
-        if message.method is Method.INVITE and message.status == 487:
-            return  # already sent by the endpoint with the CANCEL's 200
-        headers, body = response_parts(message)
-        response = await link.respond(
-            request, message.status, message.reason or None, headers=headers, body=body
-        )
-        if message.method is Method.INVITE and message.status < 300:
-            leg.dialog = link.endpoint.dialog_of_response(response) or leg.dialog
-
-    async def _transact(
-        self, leg: CallLeg, link: PeerLink, request: Request, method: Method
-    ) -> None:
-        """One client transaction: provisional and final responses go back to the machine."""
-        nursery = leg.nursery
-        assert nursery is not None
-
-        def provisional(response: SipResponse) -> None:
-            if response.status_code > 100:
-                nursery.start_soon(
-                    self._received, leg, CallResponse(status=response.status_code, method=method)
-                )
-
-        try:
-            response = await link.request(request, on_provisional=provisional)
-        except (RequestTimedOut, LinkBroken) as exc:
-            leg.detail = leg.detail or str(exc)
-            status = 408 if isinstance(exc, RequestTimedOut) else 503
-            await self._received(leg, CallResponse(status=status, method=method))
-            return
-        answer = None
-        if method is Method.INVITE and response.is_success:
-            if response.body:
-                try:
-                    answer = SessionDescription.parse(response.body)
-                except RemoteProtocolError as exc:
-                    leg.detail = str(exc)  # no answer: the machine hangs up (488)
-            if request.to.tag is None:
-                leg.dialog = link.endpoint.dialog(
-                    DialogId(
-                        call_id=request.call_id,
-                        local_tag=request.from_.tag or "",
-                        remote_tag=response.to.tag or "",
-                    )
-                )
-        await self._received(
-            leg, CallResponse(status=response.status_code, method=method, answer=answer)
-        )
 
     async def _received(self, leg: CallLeg, message: SignalEvent) -> None:
         await self._apply(leg, lambda: leg.machine.received(message))
@@ -877,92 +648,6 @@ class CallService(NodeService):
         assert invite is not None
         return leg.link.endpoint.local_tag(invite)
 
-    def _start_media(self, leg: CallLeg, start: StartMedia) -> None:
-        if leg.media_running or leg.nursery is None or leg.link is None:
-            return
-        context = media_context(leg.call_id, self._callee_tag(leg, start.caller))
-        leg.media_running = True
-        leg.direction = start.direction
-        leg.token = media_token(leg.link, context)
-        if not start.caller:
-            self._door.expect(leg.token)
-        leg.nursery.start_soon(self._run_media, leg, start, context)
-
-    def _apply_direction(self, leg: CallLeg) -> None:
-        if leg.media is not None:
-            # Holding someone stops our microphone too: RFC 3264's sendonly
-            # would play it to them, which is not what a user means by hold.
-            m = leg.machine
-            silent = m.muted or leg.pending_mute or m.local_hold
-            leg.media.set_muted(silent or not leg.direction.sends)
-        if leg.gate is not None:
-            leg.gate.open = leg.direction.receives
-
-    async def _open_media_stream(self, leg: CallLeg, caller: bool) -> trio.abc.Stream:
-        assert leg.token is not None
-        if caller:
-            return await dial_media(
-                self._ctx.links.open_media, leg.peer_key, leg.token, timeout=MEDIA_OPEN_TIMEOUT_S
-            )
-        with trio.fail_after(self.settings.media_wait_s):
-            return await self._door.wait_stream(leg.token)
-
-    async def _run_media(self, leg: CallLeg, start: StartMedia, context: str) -> None:
-        ended: MediaEnded | None = None
-        try:
-            assert leg.link is not None
-            params = MediaParams(
-                sample_rate=start.sample_rate,
-                frame_ms=start.frame_ms,
-                bitrate=start.bitrate,
-                jitter=JitterPolicy(frame_ms=start.frame_ms),
-            )
-            keys = media_keys(leg.link, context, caller=start.caller)
-            stream = await self._open_media_stream(leg, start.caller)
-            audio = leg.audio or silent_audio("silence")
-            leg.audio = audio
-            gate = GatedSink(audio.sink)
-            try:
-                media = MediaCall(stream, keys=keys, source=audio.source, sink=gate, params=params)
-            except BaseException:
-                await trio.aclose_forcefully(stream)
-                raise
-            async with media:
-                leg.media, leg.gate = media, gate
-                self._apply_direction(leg)
-                async with trio.open_nursery() as helpers:
-                    helpers.start_soon(self._stats_loop, leg, media)
-                    helpers.start_soon(self._hang_up_media_on_stop, leg, media)
-                    ended = await media.wait_ended()
-                    helpers.cancel_scope.cancel()
-                leg.final_stats = stats_view(media.statistics(), call_id=leg.call_id, peer=leg.peer)
-        except trio.TooSlowError:
-            detail = "the media stream did not " + (
-                "open in time" if start.caller else "arrive in time"
-            )
-            ended = MediaEnded(reason=EndReason.BROKEN, detail=detail)
-        except (AnonsipError, trio.BrokenResourceError, OSError) as exc:
-            ended = MediaEnded(reason=EndReason.BROKEN, detail=f"the media stream failed: {exc}")
-        finally:
-            leg.media = None
-            leg.gate = None
-            if leg.token is not None:
-                self._door.release(leg.token)
-            leg.media_done.set()
-        if ended is not None:
-            await self._media_ended(leg, ended)
-
-    async def _hang_up_media_on_stop(self, leg: CallLeg, media: MediaCall) -> None:
-        await leg.stop_media.wait()
-        await media.hang_up()
-
-    async def _stats_loop(self, leg: CallLeg, media: MediaCall) -> None:
-        while True:
-            await trio.sleep(STATS_INTERVAL_S)
-            self._ctx.publish(
-                "call.stats", stats_view(media.statistics(), call_id=leg.call_id, peer=leg.peer)
-            )
-
     async def _media_ended(self, leg: CallLeg, ended: MediaEnded) -> None:
         """The media stopped without our hang-up: hang up the call too, with a BYE."""
         if leg.stop_media.is_set() or leg.ended.is_set():
@@ -983,4 +668,4 @@ class CallService(NodeService):
             log.info("a call could not hang up: %s", exc)
 
     async def on_media(self, stream: trio.abc.Stream) -> None:
-        await self._door.serve(stream)
+        await self._media.serve(stream)
