@@ -2,9 +2,10 @@
 
 A request must carry a proof of work bound to both addresses and a recent
 time bucket (``_pow``); admitted requests are then rate-limited by a global
-token bucket and one per sender, and refused outright while too many are
-waiting for the user. The gate is sans-IO: it reads only the clock it was
-given and decides; the node stores what it admits.
+token bucket and one per sender (a full waiting list drops its oldest
+request, in the store, rather than refusing newcomers). The gate is
+sans-IO: it reads only the clock it was given and decides; the node stores
+what it admits.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ class Verdict(enum.Enum):
     ADMIT = "admit"
     REJECT_BAD_POW = "reject-bad-pow"  # wrong, too weak, or outside the time window
     REJECT_RATE_LIMITED = "reject-rate-limited"
-    REJECT_TOO_MANY_PENDING = "reject-too-many-pending"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,7 +41,6 @@ class GateLimits:
     global_burst: int = 20
     sender_rate: float = 1 / 600  # one more request per sender every ten minutes
     sender_burst: int = 3
-    max_pending: int = 100  # requests waiting for the user (the store's own bound)
     max_senders: int = 4096  # per-sender buckets remembered, least recently used dropped
     bucket_seconds: int = BUCKET_SECONDS
     bucket_slack: int = 1  # time buckets either side of ours still accepted
@@ -52,7 +51,6 @@ class GateStatistics:
     admitted: int
     bad_pow: int
     rate_limited: int
-    too_many_pending: int
     senders_tracked: int
 
 
@@ -96,13 +94,13 @@ class RequestGate:
         self._senders: OrderedDict[str, TokenBucket] = OrderedDict()
         self._counts = dict.fromkeys(Verdict, 0)
 
-    def check(self, *, sender: str, bucket: int, nonce: bytes, pending: int) -> Verdict:
-        """Judge one request; ``pending`` is how many requests already wait for the user."""
-        verdict = self._judge(sender, bucket, nonce, pending)
+    def check(self, *, sender: str, bucket: int, nonce: bytes) -> Verdict:
+        """Judge one request (a full waiting list is the store's to handle: oldest out)."""
+        verdict = self._judge(sender, bucket, nonce)
         self._counts[verdict] += 1
         return verdict
 
-    def _judge(self, sender: str, bucket: int, nonce: bytes, pending: int) -> Verdict:
+    def _judge(self, sender: str, bucket: int, nonce: bytes) -> Verdict:
         limits = self.limits
         now = self._clock()
         current = time_bucket(now, limits.bucket_seconds)
@@ -110,8 +108,6 @@ class RequestGate:
             return Verdict.REJECT_BAD_POW
         if not verify(challenge(self.recipient, sender, bucket), nonce, limits.difficulty_bits):
             return Verdict.REJECT_BAD_POW
-        if pending >= limits.max_pending:
-            return Verdict.REJECT_TOO_MANY_PENDING
         own = self._sender_bucket(sender, now)
         # take from both or neither, so a global refusal does not cost the sender
         if own.available(now) < 1 or self._global.available(now) < 1:
@@ -136,6 +132,5 @@ class RequestGate:
             admitted=self._counts[Verdict.ADMIT],
             bad_pow=self._counts[Verdict.REJECT_BAD_POW],
             rate_limited=self._counts[Verdict.REJECT_RATE_LIMITED],
-            too_many_pending=self._counts[Verdict.REJECT_TOO_MANY_PENDING],
             senders_tracked=len(self._senders),
         )

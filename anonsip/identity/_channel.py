@@ -151,6 +151,7 @@ class SecureChannel:
         self._exporter: bytes | None = None
         self._handshake_hash: bytes | None = None
         self._broken_reason = ""
+        self._ik_only = False
 
     # -- construction --------------------------------------------------------
 
@@ -203,9 +204,15 @@ class SecureChannel:
         prologue: bytes = b"",
         max_frame: int = MAX_FRAME,
         rekey_interval: int = DEFAULT_REKEY_INTERVAL,
+        ik_only: bool = False,
     ) -> "SecureChannel":
-        """Wait for a peer's handshake (IK or XX, whichever it starts)."""
-        return cls(
+        """Wait for a peer's handshake (IK or XX, whichever it starts).
+
+        ``ik_only``: refuse XX, whose second message would tell anyone who
+        connects which identity answers here; only a caller that already
+        knows our key (IK) gets a session.
+        """
+        channel = cls(
             identity,
             initiator=False,
             prologue=prologue,
@@ -214,6 +221,8 @@ class SecureChannel:
             max_frame=max_frame,
             rekey_interval=rekey_interval,
         )
+        channel._ik_only = ik_only
+        return channel
 
     # -- state ---------------------------------------------------------------
 
@@ -384,6 +393,8 @@ class SecureChannel:
             pattern = _KIND_TO_PATTERN.get(kind)
             if pattern is None:
                 raise HandshakeError(f"unknown handshake kind {kind}")
+            if pattern == "XX" and self._ik_only:
+                raise HandshakeError("this side answers only callers that know its key (IK)")
             self._handshake = HandshakeState(
                 pattern,
                 initiator=False,

@@ -75,6 +75,7 @@ class PeerLink:
         self._wake_timer = trio.Event()
         self._closed = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self.last_activity = trio.current_time()  # a message either way (idle strangers go)
 
     @property
     def is_open(self) -> bool:
@@ -118,6 +119,7 @@ class PeerLink:
             except SessionBroken as exc:
                 log.info("session with peer broke: %s", exc)
                 return
+            self.last_activity = trio.current_time()
             self.endpoint.receive_data(data)
             try:
                 self._drain_events()
@@ -183,7 +185,10 @@ class PeerLink:
 
     async def _flush(self) -> None:
         async with self._send_lock:
-            for frame in self.endpoint.frames_to_send():
+            frames = self.endpoint.frames_to_send()
+            if frames:
+                self.last_activity = trio.current_time()
+            for frame in frames:
                 try:
                     await self.session.send(frame)
                 except (SessionBroken, SessionClosed) as exc:

@@ -5,6 +5,12 @@ what it carries: ``S`` a secure session (Noise, then SIP), ``M`` a call's
 media (see the calls module). A dial tries the peer's last good contact and
 a fresh DHT lookup at once and keeps whichever connects first, so a cached
 contact costs one rendezvous and a stale one costs nothing extra.
+
+Strangers cannot crowd out contacts: a new link for a key replaces the old
+one; links of peers who are not our contacts live in a small pool of their
+own (oldest out first) and are closed after a minute with nothing on them;
+a contact's link is never closed to make room for a stranger's. Inbound
+handshakes are bounded in number and in time, and so is every dial.
 """
 
 from __future__ import annotations
@@ -28,7 +34,12 @@ log = logging.getLogger(__name__)
 
 KIND_SESSION = b"S"
 KIND_MEDIA = b"M"
-MAX_LINKS = 256
+MAX_CONTACT_LINKS = 256  # contacts are bounded by the store (MAX_CONTACTS) anyway
+MAX_STRANGER_LINKS = 16  # strangers share a small pool of their own
+STRANGER_IDLE_S = 60.0  # a stranger's session with nothing on it is closed
+SWEEP_INTERVAL_S = 10.0
+MAX_HANDSHAKES = 32  # inbound handshakes in progress at once; more are closed at once
+HANDSHAKE_TIMEOUT_S = 20.0
 
 
 class Unreachable(AnonsipError):
@@ -61,7 +72,10 @@ class LinkTable:
         on_contact: Callable[[bytes, Contact], None],
         rng: RandomSource,
         nursery: trio.Nursery,
+        is_contact: Callable[[bytes], bool] = lambda _peer: True,
         connect_timeout: float = 45.0,
+        max_stranger_links: int = MAX_STRANGER_LINKS,
+        stranger_idle_s: float = STRANGER_IDLE_S,
     ) -> None:
         self._identity = identity
         self._open_stream = open_stream
@@ -72,6 +86,10 @@ class LinkTable:
         self._rng = rng
         self._nursery = nursery
         self._connect_timeout = connect_timeout
+        self._is_contact = is_contact
+        self._max_stranger_links = max_stranger_links
+        self._stranger_idle_s = stranger_idle_s
+        self._handshakes = trio.Semaphore(MAX_HANDSHAKES)
         self._links: dict[bytes, PeerLink] = {}
         self._dialing: dict[bytes, trio.Lock] = {}
         self._cache: dict[bytes, Contact] = {}
@@ -87,7 +105,9 @@ class LinkTable:
         return link if link is not None and link.is_open else None
 
     def statistics(self) -> dict[str, int]:
-        return {"links": sum(1 for link in self._links.values() if link.is_open)}
+        open_links = [peer for peer, link in self._links.items() if link.is_open]
+        strangers = sum(1 for peer in open_links if not self._is_contact(peer))
+        return {"links": len(open_links), "stranger_links": strangers}
 
     # -- dialling ------------------------------------------------------------
 
@@ -103,12 +123,15 @@ class LinkTable:
                 return link
             with trio.fail_after(self._connect_timeout):
                 stream, contact = await self._connect(peer)
-            try:
-                await stream.send_all(KIND_SESSION)
-                session = await Session.connect(stream, self._identity, peer, rng=self._rng)
-            except (SessionBroken, trio.BrokenResourceError) as exc:
-                await trio.aclose_forcefully(stream)
-                raise LinkBroken(f"the secure handshake with the peer failed: {exc}") from exc
+                try:
+                    await stream.send_all(KIND_SESSION)
+                    session = await Session.connect(stream, self._identity, peer, rng=self._rng)
+                except (SessionBroken, trio.BrokenResourceError) as exc:
+                    await trio.aclose_forcefully(stream)
+                    raise LinkBroken(f"the secure handshake with the peer failed: {exc}") from exc
+                except BaseException:
+                    await trio.aclose_forcefully(stream)
+                    raise
             self.remember(peer, contact)
             self._on_contact(peer, contact)
             return await self._start(session)
@@ -165,7 +188,12 @@ class LinkTable:
     async def serve(self, stream: trio.abc.Stream) -> None:
         """Handle one stream that reached our identity's onion service."""
         try:
-            with trio.fail_after(30):
+            self._handshakes.acquire_nowait()
+        except trio.WouldBlock:
+            await trio.aclose_forcefully(stream)  # a flood of callers: no queue, no cost
+            return
+        try:
+            with trio.fail_after(HANDSHAKE_TIMEOUT_S):
                 kind = await stream.receive_some(1)
                 if kind == KIND_MEDIA:
                     pass
@@ -178,6 +206,8 @@ class LinkTable:
         except (trio.TooSlowError, SessionBroken, trio.BrokenResourceError):
             await trio.aclose_forcefully(stream)
             return
+        finally:
+            self._handshakes.release()
         if kind == KIND_MEDIA:
             await self._on_media(stream)
             return
@@ -195,11 +225,15 @@ class LinkTable:
         return PeerLink(session, endpoint, self._on_incoming)
 
     def _adopt(self, session: Session) -> PeerLink:
+        peer = session.remote_public_key
         link = self._make_link(session)
-        self._links[session.remote_public_key] = link
+        old = self._links.pop(peer, None)
+        if old is not None and old.is_open:
+            self._nursery.start_soon(old.aclose)  # one live session per peer key
+        self._links[peer] = link
         self._trim()
         for listener in self.link_up_listeners:
-            listener(session.remote_public_key)
+            listener(peer)
         return link
 
     async def _start(self, session: Session) -> PeerLink:
@@ -208,12 +242,25 @@ class LinkTable:
         return link
 
     def _trim(self) -> None:
+        """Drop closed links; over a pool's bound, close that pool's oldest links."""
         for peer in [p for p, link in self._links.items() if not link.is_open]:
             del self._links[peer]
-        while len(self._links) > MAX_LINKS:
-            peer = next(iter(self._links))
-            link = self._links.pop(peer)
-            self._nursery.start_soon(link.aclose)
+        strangers = [p for p in self._links if not self._is_contact(p)]
+        contacts = [p for p in self._links if p not in set(strangers)]
+        for pool, bound in ((strangers, self._max_stranger_links), (contacts, MAX_CONTACT_LINKS)):
+            for peer in pool[: max(0, len(pool) - bound)]:
+                self._nursery.start_soon(self._links.pop(peer).aclose)
+
+    async def sweep_idle(self) -> None:
+        """Close strangers' links that carried nothing for a while (runs until cancelled)."""
+        while True:
+            await trio.sleep(SWEEP_INTERVAL_S)
+            cutoff = trio.current_time() - self._stranger_idle_s
+            for peer, link in list(self._links.items()):
+                if link.last_activity < cutoff and not self._is_contact(peer):
+                    log.debug("closing an idle stranger's session")
+                    del self._links[peer]
+                    self._nursery.start_soon(link.aclose)
 
     async def aclose(self) -> None:
         for link in list(self._links.values()):

@@ -348,7 +348,7 @@ class MessagingService(NodeService):
             # One request per stranger; later messages wait at the sender.
             await link.respond(request, 480, "Temporarily Unavailable")
             return
-        verdict = self._check_proof(request, peer, len(requests))
+        verdict = self._check_proof(request, peer)
         if verdict is Verdict.REJECT_BAD_POW:
             log.info("refused a contact request: %s", verdict.value)
             await link.respond(request, *REFUSED)
@@ -369,7 +369,7 @@ class MessagingService(NodeService):
     def _record_request(self, peer: str, text: str, now: float, message_id: str) -> bool:
         return self._store.record_request(peer, text, now, message_id=message_id)
 
-    def _check_proof(self, request: Request, peer: str, pending: int) -> Verdict:
+    def _check_proof(self, request: Request, peer: str) -> Verdict:
         value = request.get(PROOF_HEADER)
         if value is None:
             return Verdict.REJECT_BAD_POW
@@ -379,4 +379,4 @@ class MessagingService(NodeService):
             nonce = bytes.fromhex(nonce_hex)
         except ValueError:
             return Verdict.REJECT_BAD_POW
-        return self._gate.check(sender=peer, bucket=bucket, nonce=nonce, pending=pending)
+        return self._gate.check(sender=peer, bucket=bucket, nonce=nonce)

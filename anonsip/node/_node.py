@@ -58,6 +58,7 @@ from anonsip.node._resolver import NotRegistered, Resolver
 from anonsip.node._service import NodeService, OperationHandler, ServiceTable
 from anonsip.registration import Contact
 from anonsip.sip import RequestReceived, SipEvent
+from anonsip.store import ContactState
 from onion import BootstrapStatus, OnionKey, Tor, launch_tor
 from onion.testnet import TestnetInfo
 
@@ -173,6 +174,7 @@ class Node:
         self._control: ControlServer | None = None
         self._stop = trio.Event()
         self._ready = trio.Event()
+        self._contact_keys: set[bytes] | None = None
         context.connect(
             publish=self.publish,
             contacts_changed=self._contacts_changed,
@@ -237,6 +239,7 @@ class Node:
         await self._ready.wait()
 
     def _contacts_changed(self) -> None:
+        self._contact_keys = None  # read again on next use
         for service in self.services.services:
             service.contacts_changed()
 
@@ -349,8 +352,10 @@ class Node:
                 on_contact=self._remember_contact,
                 rng=secrets.token_bytes,
                 nursery=services,
+                is_contact=self._is_contact,
             )
             self.links = links
+            services.start_soon(links.sweep_idle)
             links.link_up_listeners.append(self._link_up)
             self._load_contact_cache(links)
             self.registrar = Registrar(
@@ -397,6 +402,16 @@ class Node:
                     log.info("could not unregister: %s", exc)
 
     # -- peers ----------------------------------------------------------------------------
+
+    def _is_contact(self, peer: bytes) -> bool:
+        """A peer whose link we keep: a contact (asked or accepted), not a blocked one."""
+        if self._contact_keys is None:
+            self._contact_keys = {
+                Address.parse(c.address).public_key
+                for c in self.store.contacts()
+                if c.state is not ContactState.BLOCKED
+            }
+        return peer in self._contact_keys
 
     def _remember_contact(self, peer: bytes, contact: Contact) -> None:
         address = Address(peer).text

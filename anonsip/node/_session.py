@@ -81,9 +81,15 @@ class Session:
         *,
         rng: RandomSource,
         prologue: bytes = b"",
+        ik_only: bool = True,
     ) -> Session:
-        """Run the handshake as the callee; learn who is calling."""
-        session = cls(stream, SecureChannel.respond(identity, rng=rng, prologue=prologue))
+        """Run the handshake as the callee; learn who is calling.
+
+        Only a caller that knows our key gets in (IK): an XX handshake would
+        tell whoever connects which pseudonym answers here.
+        """
+        channel = SecureChannel.respond(identity, rng=rng, prologue=prologue, ik_only=ik_only)
+        session = cls(stream, channel)
         await session._finish_handshake()
         return session
 

@@ -447,8 +447,9 @@ class MessageStore:
         """Store a contact request; True if it is new (worth telling the user about).
 
         A repeat only bumps its count and time; one from a blocked address or an
-        existing contact is ignored (False). Raises ``StoreLimitError`` when
-        ``MAX_PENDING_REQUESTS`` are already waiting.
+        existing contact is ignored (False). With ``MAX_PENDING_REQUESTS``
+        already waiting, the oldest is dropped to make room: one sender cannot
+        lock every newcomer out.
         """
         _check_size("request text", text, MAX_REQUEST_TEXT_BYTES)
         with self._transaction() as db:
@@ -463,9 +464,10 @@ class MessageStore:
                 return False
             (pending,) = db.execute("SELECT count(*) FROM requests").fetchone()
             if pending >= MAX_PENDING_REQUESTS:
-                raise StoreLimitError(
-                    f"{MAX_PENDING_REQUESTS} contact requests are already waiting; "
-                    "accept or decline some first"
+                db.execute(
+                    "DELETE FROM requests WHERE peer IN (SELECT peer FROM requests "
+                    "ORDER BY first_time, rowid LIMIT ?)",
+                    (pending - MAX_PENDING_REQUESTS + 1,),
                 )
             self._peer(db, address, create=True)
             sealed = self._cipher.seal_text("requests.text", peer, text)

@@ -1,4 +1,4 @@
-"""RequestGate with an injected clock: proof checks, rate limits, pending bound."""
+"""RequestGate with an injected clock: proof checks and rate limits."""
 
 import random
 from typing import Any
@@ -35,7 +35,6 @@ def limits(**changes: Any) -> GateLimits:
         "global_burst": 5,
         "sender_rate": 1 / 600,
         "sender_burst": 2,
-        "max_pending": 10,
         "max_senders": 100,
     }
     base.update(changes)
@@ -48,11 +47,9 @@ def proof(sender: str, clock: Clock, recipient: str = ME) -> Proof:
     )
 
 
-def ask(
-    gate: RequestGate, sender: str, clock: Clock, pending: int = 0, p: Proof | None = None
-) -> Verdict:
+def ask(gate: RequestGate, sender: str, clock: Clock, p: Proof | None = None) -> Verdict:
     p = p or proof(sender, clock)
-    return gate.check(sender=sender, bucket=p.bucket, nonce=p.nonce, pending=pending)
+    return gate.check(sender=sender, bucket=p.bucket, nonce=p.nonce)
 
 
 def test_a_proper_request_is_admitted() -> None:
@@ -115,15 +112,6 @@ def test_global_rate_limit_across_senders() -> None:
     assert ask(gate, "asip1s5", clock, p=proof("asip1s5", clock)) is Verdict.REJECT_RATE_LIMITED
     clock.now += 2.0
     assert ask(gate, "asip1s5", clock) is Verdict.ADMIT
-
-
-def test_too_many_pending() -> None:
-    clock = Clock()
-    gate = RequestGate(ME, clock, limits(max_pending=3))
-    assert ask(gate, "asip1a", clock, pending=2) is Verdict.ADMIT
-    assert ask(gate, "asip1b", clock, pending=3) is Verdict.REJECT_TOO_MANY_PENDING
-    stats = gate.statistics()
-    assert (stats.admitted, stats.too_many_pending) == (1, 1)
 
 
 def test_sender_table_is_bounded() -> None:

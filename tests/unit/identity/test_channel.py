@@ -278,3 +278,19 @@ def test_garbage_to_a_responder_raises_only_remote_errors(junk: bytes) -> None:
         _events(b)
     except RemoteProtocolError:
         assert b.state is ChannelState.BROKEN
+
+
+def test_an_ik_only_responder_refuses_xx_without_saying_who_it_is() -> None:
+    """A stranger who does not know our key learns nothing: XX would make us send it."""
+    rng = CountingRandom(b"ik-only")
+    caller = SecureChannel.initiate(MALLORY, rng=rng, prologue=b"v1")  # XX: no key known
+    answerer = SecureChannel.respond(BOB, rng=rng, prologue=b"v1", ik_only=True)
+    answerer.receive_data(caller.data_to_send())
+    with pytest.raises(RemoteProtocolError, match="IK"):
+        _events(answerer)
+    assert answerer.state is ChannelState.BROKEN
+    assert BOB.public_key not in answerer.data_to_send()  # nothing about Bob goes out
+    # A caller that knows Bob's key (IK) is answered as before.
+    ik = SecureChannel.initiate(ALICE, rng=rng, remote_public_key=BOB.public_key, prologue=b"v1")
+    answerer = SecureChannel.respond(BOB, rng=rng, prologue=b"v1", ik_only=True)
+    assert [type(e) for e in _deliver(ik.data_to_send(), answerer)] == [HandshakeComplete]

@@ -104,3 +104,24 @@ async def test_tampered_byte_breaks_the_session(pair: tuple[Identity, Identity])
                 await b.receive()
             assert not b.is_open
             nursery.cancel_scope.cancel()
+
+
+async def test_a_send_cancelled_midway_breaks_the_session(pair: tuple[Identity, Identity]) -> None:
+    """Part of a Noise frame may be on the wire: nothing may follow it (h11's rule)."""
+    alice, bob = pair
+    a_stream, b_stream = trio.testing.lockstep_stream_pair()  # a send waits for the reader
+    sessions: dict[str, Session] = {}
+
+    async def accept() -> None:
+        sessions["b"] = await Session.accept(b_stream, bob, rng=_rng(3))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(accept)
+        sessions["a"] = await Session.connect(a_stream, alice, bob.public_key, rng=_rng(4))
+    a = sessions["a"]
+    with trio.move_on_after(0.5) as scope:
+        await a.send(b"x" * 60000)  # nobody reads: the send is cut off
+    assert scope.cancelled_caught
+    assert not a.is_open
+    with pytest.raises(SessionBroken, match="interrupted"):
+        await a.send(b"after")

@@ -255,9 +255,12 @@ def test_bounds(store: MessageStore) -> None:
         store.enqueue(BOB, "one too many", now=0.0)
     store.enqueue(ALICE, "other peers are fine", now=0.0)
     for i in range(MAX_PENDING_REQUESTS):
-        store.record_request(f"asip1req{i}", "hi", now=0.0)
-    with pytest.raises(StoreLimitError, match="already waiting"):
-        store.record_request("asip1onemore", "hi", now=0.0)
+        store.record_request(f"asip1req{i}", "hi", now=float(i))
+    assert store.record_request("asip1onemore", "hi", now=1000.0)  # the oldest makes room
+    waiting = [r.address for r in store.requests()]
+    assert len(waiting) == MAX_PENDING_REQUESTS
+    assert "asip1req0" not in waiting
+    assert waiting[-1] == "asip1onemore"
     assert store.outbox_size() == MAX_OUTBOX_PER_PEER + 1
 
 

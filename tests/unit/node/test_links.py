@@ -1,0 +1,156 @@
+"""The link table under a flood of strangers: contacts keep their links.
+
+One ``LinkTable`` serves "our onion service": each caller's stream is an
+in-memory pair whose far end runs the real IK handshake as the caller's
+identity. Time is trio's autojump clock.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import trio
+import trio.testing
+
+from anonsip.identity import Identity
+from anonsip.node import Session
+from anonsip.node._links import (
+    HANDSHAKE_TIMEOUT_S,
+    KIND_SESSION,
+    MAX_HANDSHAKES,
+    STRANGER_IDLE_S,
+    LinkTable,
+)
+from anonsip.registration import Contact
+
+ME = Identity.generate("me", rng=random.Random(1).randbytes)
+FRIEND = Identity.generate("friend", rng=random.Random(2).randbytes)
+STRANGER_POOL = 4
+
+
+async def _nothing(*_args: object) -> None:
+    return None
+
+
+class Caller:
+    """Someone who dials us: the far end of one in-memory stream."""
+
+    def __init__(self, identity: Identity) -> None:
+        self.identity = identity
+        self.session: Session | None = None
+
+    async def call(self, table: LinkTable, nursery: trio.Nursery) -> Session:
+        ours, theirs = trio.testing.memory_stream_pair()
+        nursery.start_soon(table.serve, ours)
+        await theirs.send_all(KIND_SESSION)
+        self.session = await Session.connect(
+            theirs, self.identity, ME.public_key, rng=random.Random(7).randbytes
+        )
+        return self.session
+
+
+@asynccontextmanager
+async def table() -> AsyncIterator[tuple[LinkTable, trio.Nursery]]:
+    async def no_stream(onion: str, port: int, *, isolation: str) -> trio.abc.Stream:
+        raise OSError("no dialling in this test")
+
+    async def no_lookup(key: bytes) -> tuple[Contact, ...]:
+        return ()
+
+    async with trio.open_nursery() as nursery:
+        links = LinkTable(
+            ME,
+            open_stream=no_stream,
+            lookup=no_lookup,
+            on_incoming=_nothing,
+            on_media=_nothing,
+            on_contact=lambda *_a: None,
+            rng=random.Random(3).randbytes,
+            nursery=nursery,
+            is_contact=lambda peer: peer == FRIEND.public_key,
+            max_stranger_links=STRANGER_POOL,
+        )
+        nursery.start_soon(links.sweep_idle)
+        yield links, nursery
+        nursery.cancel_scope.cancel()
+
+
+def _stranger(i: int) -> Identity:
+    return Identity.generate(f"s{i}", rng=random.Random(1000 + i).randbytes)
+
+
+async def test_a_flood_of_strangers_never_closes_a_contacts_link(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with table() as (links, nursery):
+        await Caller(FRIEND).call(links, nursery)
+        await trio.sleep(0.1)
+        friend_link = links.current(FRIEND.public_key)
+        assert friend_link is not None
+        for i in range(100):
+            await Caller(_stranger(i)).call(links, nursery)
+            await trio.sleep(0)
+        await trio.sleep(0.1)
+        stats = links.statistics()
+        assert stats["stranger_links"] <= STRANGER_POOL
+        assert links.current(FRIEND.public_key) is friend_link  # untouched
+        assert friend_link.is_open
+
+
+async def test_a_new_session_for_a_key_replaces_the_old_one(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with table() as (links, nursery):
+        await Caller(FRIEND).call(links, nursery)
+        await trio.sleep(0.1)
+        first = links.current(FRIEND.public_key)
+        await Caller(FRIEND).call(links, nursery)
+        await trio.sleep(0.1)
+        second = links.current(FRIEND.public_key)
+        assert first is not None
+        assert second is not None
+        assert second is not first
+        assert not first.is_open
+        assert links.statistics()["links"] == 1
+
+
+async def test_idle_strangers_are_closed_and_contacts_are_not(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with table() as (links, nursery):
+        await Caller(FRIEND).call(links, nursery)
+        await Caller(_stranger(1)).call(links, nursery)
+        await trio.sleep(0.1)
+        assert links.statistics() == {"links": 2, "stranger_links": 1}
+        await trio.sleep(STRANGER_IDLE_S + 20)
+        assert links.statistics() == {"links": 1, "stranger_links": 0}
+        assert links.current(FRIEND.public_key) is not None
+
+
+async def test_half_open_handshakes_are_bounded_in_number_and_time(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with table() as (links, nursery):
+        silent = []
+        for _ in range(MAX_HANDSHAKES + 5):
+            ours, theirs = trio.testing.memory_stream_pair()
+            nursery.start_soon(links.serve, ours)
+            silent.append(theirs)  # says nothing: holds a handshake slot
+        await trio.sleep(0.1)
+        # trio starts tasks in no set order: which callers got a slot is not known.
+        closed, held = [], []
+        for theirs in silent:
+            with trio.move_on_after(0.01):
+                assert await theirs.receive_some(1) == b""
+                closed.append(theirs)
+                continue
+            held.append(theirs)
+        assert (len(closed), len(held)) == (5, MAX_HANDSHAKES)  # over the bound: closed at once
+        await trio.sleep(HANDSHAKE_TIMEOUT_S + 1)
+        for theirs in held:
+            assert await theirs.receive_some(1) == b""  # the rest timed out
+        await Caller(FRIEND).call(links, nursery)  # and the door is open again
+        await trio.sleep(0.1)
+        assert links.current(FRIEND.public_key) is not None
