@@ -2,10 +2,11 @@
 
 Alice and bob become mutual contacts the way users do (a request, an
 accept, a message back). Bob's "away" and note reach alice as a pushed
-``contact`` event and in ``contacts.list``; a stranger (a real Noise
+``presence`` event and in ``contacts.list``; a stranger (a real Noise
 session from another tor, with its own pseudonym) who SUBSCRIBEs to bob
 gets 403 and no NOTIFY; when bob shuts down alice sees him offline at once
-(his goodbye NOTIFY), after a restart he comes back, and when he is killed
+(his goodbye NOTIFY), after a restart he comes back as he left (away: his
+presence survives the restart), and when he is killed
 without a word alice sees him offline within a bounded time.
 """
 
@@ -61,9 +62,9 @@ async def wait_event(
 
 def presence_of(address: str, presence: str) -> Callable[[Event], bool]:
     return lambda e: (
-        e.event == "contact"
+        e.event == "presence"
         and e.data.get("address") == address
-        and e.data.get("presence") == presence
+        and e.data.get("status") == presence
     )
 
 
@@ -74,7 +75,9 @@ async def shown(node: NodeProcess, address: str) -> tuple[str, str, str]:
     raise AssertionError(f"{address} is not a contact of {node.name}")
 
 
-async def send_and_wait(node: NodeProcess, peer: str, text: str) -> None:
+async def send_and_wait(
+    node: NodeProcess, peer: str, text: str, state: str = "delivered"
+) -> None:
     async with node.client() as client:
         await client.subscribe()
         sent = await client.call("send", peer=peer, text=text)
@@ -82,7 +85,7 @@ async def send_and_wait(node: NodeProcess, peer: str, text: str) -> None:
             client,
             lambda e: (
                 e.data.get("message_id") == sent["message_id"]
-                and e.data.get("state") == "delivered"
+                and e.data.get("state") == state
             ),
             DELIVERY_TIMEOUT,
         )
@@ -91,7 +94,7 @@ async def send_and_wait(node: NodeProcess, peer: str, text: str) -> None:
 async def test_presence_between_contacts_only(fleet: NodeFleet, testnet: TestnetInfo) -> None:
     alice, bob = fleet["alice"], fleet["bob"]
     await alice.call("contacts.add", address=bob.address, nick="bob")
-    await send_and_wait(alice, "bob", "hello bob")
+    await send_and_wait(alice, "bob", "hello bob", state="request")
     await bob.call("accept", address=alice.address, nick="alice")
     async with alice.client() as events:
         await events.subscribe()
@@ -159,7 +162,8 @@ async def goes_offline_and_comes_back(alice: NodeProcess, bob: NodeProcess) -> N
         bob.start()
         await bob.wait_ready()
         started = trio.current_time()
-        await wait_event(events, presence_of(bob.address, "available"), COMEBACK_TIMEOUT)
+        back = await wait_event(events, presence_of(bob.address, "away"), COMEBACK_TIMEOUT)
+        assert back.data["note"] == "back at five"  # as he left it
         print(f"seen again after restart: {trio.current_time() - started:.2f} s")
 
         started = trio.current_time()
