@@ -93,6 +93,7 @@ def node_config(args: argparse.Namespace) -> NodeConfig:
         record=Path(args.record) if args.record else None,
         echo_bot=args.echo_bot,
         restart_command=restart,
+        bootstrap_timeout=args.bootstrap_timeout,
     )
 
 
@@ -216,6 +217,13 @@ def add_run_commands(commands: Any) -> None:
     p.add_argument("--record", metavar="WAV", help="record auto-answered calls here")
     p.add_argument("--echo-bot", action="store_true", help="answer every message (demo peer)")
     p.add_argument("--restart-command", default="", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--bootstrap-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="give up if tor has not connected within this (default 300)",
+    )
 
     p = sub("tui", "the terminal UI (starts the node in the background if needed)", cmd_tui)
     p.add_argument("--testnet", metavar="DIR", help="a node started here uses this private network")

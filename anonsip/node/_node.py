@@ -83,6 +83,7 @@ class NodeConfig:
     record: Path | None = None
     echo_bot: bool = False
     restart_command: str = ""  # how the user starts this node again (for a UI's hint)
+    bootstrap_timeout: float = 300.0  # tor must reach 100 % within this; else a clear error
 
 
 class PresenceSource(Protocol):
@@ -291,7 +292,9 @@ class Node:
             async with launch_tor(self.home.tor_dir, testnet=testnet) as tor:
                 self.tor = tor
                 self._set_phase(NodePhase.BOOTSTRAPPING)
-                await tor.wait_bootstrapped(on_progress=self._on_bootstrap)
+                await tor.wait_bootstrapped(
+                    self.config.bootstrap_timeout, on_progress=self._on_bootstrap
+                )
                 self._set_phase(NodePhase.JOINING)
                 async with start_onion_dht(tor, self.keys.dht_seed, config=self.config.dht) as dht:
                     self.dht = dht

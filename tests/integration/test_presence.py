@@ -75,17 +75,14 @@ async def shown(node: NodeProcess, address: str) -> tuple[str, str, str]:
     raise AssertionError(f"{address} is not a contact of {node.name}")
 
 
-async def send_and_wait(
-    node: NodeProcess, peer: str, text: str, state: str = "delivered"
-) -> None:
+async def send_and_wait(node: NodeProcess, peer: str, text: str, state: str = "delivered") -> None:
     async with node.client() as client:
         await client.subscribe()
         sent = await client.call("send", peer=peer, text=text)
         await wait_event(
             client,
             lambda e: (
-                e.data.get("message_id") == sent["message_id"]
-                and e.data.get("state") == state
+                e.data.get("message_id") == sent["message_id"] and e.data.get("state") == state
             ),
             DELIVERY_TIMEOUT,
         )
