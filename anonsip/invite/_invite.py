@@ -97,7 +97,7 @@ class Invite:
         try:
             address = Address(key)
         except InvalidAddress as exc:
-            raise InvalidInvite(f"the invite's address is not valid: {exc}") from None
+            raise InvalidInvite(f"this invite's address is not valid: {exc}") from None
         seeds = tuple(
             DhtSeed(key=k, port=p)
             for k, p in (_SEED.unpack_from(raw, _HEAD.size + i * _SEED.size) for i in range(count))
