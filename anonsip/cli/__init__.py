@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from anonsip._errors import AnonsipError
+from anonsip._logging import RedactingFilter
 from anonsip.cli._call_commands import add_call_commands
 from anonsip.cli._client import one_error
 from anonsip.cli._commands import add_client_commands
@@ -49,6 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
     try:
         result: int = args.run(args)
     except KeyboardInterrupt:

@@ -21,6 +21,7 @@ from typing import Any
 import trio
 
 from anonsip._errors import LocalError
+from anonsip._logging import RedactingFilter
 from anonsip.cli._client import given_passphrase, home_of, unlock
 from anonsip.identity import FAST_INSECURE_KDF, MODERATE_KDF, WrongPassphrase
 from anonsip.node import Home, NodeConfig, build_node
@@ -105,6 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise LocalError(f"cannot write the node's log in {home.path}: {exc.strerror}") from exc
     file_log.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    file_log.addFilter(RedactingFilter())
     file_log.setLevel(logging.INFO)
     logging.getLogger().addHandler(file_log)
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))

@@ -9,6 +9,7 @@ Set ``ANONSIP_TESTNET=DIR`` to reuse a network you started yourself.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -77,6 +78,26 @@ def testnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestnetInfo]:
         left = sorted(set(_tor_pids_mentioning(directory)) | {p for p in info.pids if _running(p)})
         assert down.returncode == 0, down.stderr
         assert left == [], f"tor processes left running after the session: {left}"
+
+
+_IDENTIFYING = re.compile(
+    r"\basip(?:inv)?1[02-9ac-hj-np-z]{20,}|\b[a-z2-7]{56}(?:\.onion)?\b", re.IGNORECASE
+)
+_NODE_LOGS = ("node.log", "stdout.log", "node.out", "me.log", "peer.log", "other.log")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def logs_name_nobody(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After the whole run: no node's log or output names an address or an onion."""
+    yield
+    found = []
+    for path in sorted(tmp_path_factory.getbasetemp().rglob("*")):
+        if path.name not in _NODE_LOGS or not path.is_file():
+            continue
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if _IDENTIFYING.search(line):
+                found.append(f"{path}:{number}: {line[:160]}")
+    assert found == [], "identifying text in node logs:\n" + "\n".join(found[:20])
 
 
 @asynccontextmanager
