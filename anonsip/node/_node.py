@@ -67,8 +67,8 @@ __all__ = ["SIP_PORT", "Node", "NodeConfig", "PresenceSource"]
 log = logging.getLogger(__name__)
 
 SIP_PORT = 5061
-UNREGISTER_TIMEOUT_S = 5.0
-GOODBYE_TIMEOUT_S = 4.0
+UNREGISTER_TIMEOUT_S = 3.0
+GOODBYE_TIMEOUT_S = 3.0
 
 
 @dataclass(frozen=True, kw_only=True)
