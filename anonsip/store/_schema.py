@@ -89,4 +89,16 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     ALTER TABLE requests ADD COLUMN message_id TEXT
     """,
+    # 3: DHT nodes to join through at the next start (saved from the routing
+    # table, from invites, or given by the user), sealed: a seized disk must
+    # not list the DHT nodes this user talked to.
+    """
+    CREATE TABLE dht_seeds (
+        id BLOB PRIMARY KEY,
+        seed_sealed BLOB NOT NULL,
+        source TEXT NOT NULL CHECK (source IN ('saved', 'invite', 'configured')),
+        last_seen REAL NOT NULL
+    );
+    CREATE INDEX dht_seeds_source ON dht_seeds (source, last_seen)
+    """,
 )

@@ -62,6 +62,8 @@ MAX_NOTE_BYTES: Final = 1024
 MAX_CACHE_BYTES: Final = 4096
 MAX_OUTBOX_PER_PEER: Final = 500
 MAX_PENDING_REQUESTS: Final = 100
+MAX_DHT_SEEDS: Final = 64  # per source
+DHT_SEED_SOURCES: Final = ("saved", "invite", "configured")
 MAX_CONTACTS: Final = 5000
 MAX_HISTORY: Final = 1000
 DEFAULT_MAX_BYTES: Final = 512 * 1024 * 1024
@@ -836,6 +838,52 @@ class MessageStore:
                 (state.value, message_id),
             )
             return True
+
+    # -- DHT seeds -------------------------------------------------------------------
+
+    def _seed_id(self, key: bytes, port: int) -> bytes:
+        return self._cipher.peer_hash("dht-seed:" + key.hex() + f":{port}")
+
+    def add_dht_seeds(self, source: str, seeds: list[tuple[bytes, int]], now: float) -> None:
+        """Remember DHT nodes to join through; each source keeps its newest ``MAX_DHT_SEEDS``."""
+        if source not in DHT_SEED_SOURCES:
+            raise StoreError(f"unknown DHT seed source {source!r}")
+        with self._transaction() as db:
+            for key, port in seeds:
+                if len(key) != 32 or not 0 < port < 65536:
+                    raise StoreError("a DHT seed is a 32-byte key and a port")
+                seed_id = self._seed_id(key, port)
+                sealed = self._cipher.seal("dht_seeds.seed", seed_id, key + port.to_bytes(2, "big"))
+                db.execute(
+                    "INSERT INTO dht_seeds VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                    "last_seen = max(last_seen, excluded.last_seen)",
+                    (seed_id, sealed, source, now),
+                )
+            db.execute(
+                "DELETE FROM dht_seeds WHERE source = ? AND id NOT IN (SELECT id FROM dht_seeds "
+                "WHERE source = ? ORDER BY last_seen DESC LIMIT ?)",
+                (source, source, MAX_DHT_SEEDS),
+            )
+
+    def dht_seeds(self, source: str | None = None) -> list[tuple[bytes, int, str]]:
+        """(key, port, source), newest first, optionally of one source."""
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT id, seed_sealed, source FROM dht_seeds "
+                + ("WHERE source = ? " if source else "")
+                + "ORDER BY last_seen DESC",
+                (source,) if source else (),
+            ).fetchall()
+        out = []
+        for seed_id, sealed, where in rows:
+            raw = self._cipher.open("dht_seeds.seed", seed_id, sealed)
+            out.append((raw[:32], int.from_bytes(raw[32:34], "big"), where))
+        return out
+
+    def remove_dht_seed(self, key: bytes, port: int) -> bool:
+        with self._transaction() as db:
+            cur = db.execute("DELETE FROM dht_seeds WHERE id = ?", (self._seed_id(key, port),))
+            return cur.rowcount > 0
 
     # -- settings ----------------------------------------------------------------
 

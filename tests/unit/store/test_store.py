@@ -426,3 +426,24 @@ def test_kill_9_mid_write_leaves_a_consistent_store(db_path: Path, kill_after: i
             # in the outbox exactly when not yet delivered
             assert (m.message_id in outbox) == (m.state is not MessageState.DELIVERED)
         assert s.outbox_size() == len(outbox)
+
+
+def test_dht_seeds_are_sealed_bounded_per_source_and_newest_first(tmp_path: Path) -> None:
+    from anonsip.store._store import MAX_DHT_SEEDS
+
+    store = MessageStore.open(tmp_path / "s.sqlite", bytes(32))
+    keys = [bytes([i + 1]) * 16 + b"seed-key-marker!" for i in range(MAX_DHT_SEEDS + 5)]
+    store.add_dht_seeds("saved", [(k, 7044) for k in keys], now=1.0)
+    store.add_dht_seeds("saved", [(keys[0], 7044)], now=2.0)  # seen again: newest
+    store.add_dht_seeds("invite", [(b"\xaa" * 32, 9000)], now=0.5)
+    saved = store.dht_seeds("saved")
+    assert len(saved) == MAX_DHT_SEEDS
+    assert saved[0] == (keys[0], 7044, "saved")
+    assert store.dht_seeds("invite") == [(b"\xaa" * 32, 9000, "invite")]
+    assert store.remove_dht_seed(b"\xaa" * 32, 9000)
+    assert not store.remove_dht_seed(b"\xaa" * 32, 9000)
+    with pytest.raises(StoreError):
+        store.add_dht_seeds("gossip", [(keys[1], 1)], now=0)
+    store.close()
+    raw = (tmp_path / "s.sqlite").read_bytes()
+    assert b"seed-key-marker!" not in raw  # the seeds are sealed at rest
