@@ -870,9 +870,8 @@ class MessageStore:
         with self._transaction() as db:
             rows = db.execute(
                 "SELECT id, seed_sealed, source FROM dht_seeds "
-                + ("WHERE source = ? " if source else "")
-                + "ORDER BY last_seen DESC",
-                (source,) if source else (),
+                "WHERE ? IS NULL OR source = ? ORDER BY last_seen DESC",
+                (source, source),
             ).fetchall()
         out = []
         for seed_id, sealed, where in rows:
