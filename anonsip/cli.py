@@ -10,12 +10,28 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from anonsip._errors import AnonsipError
 from anonsip.demo import cli as demo_cli
+from anonsip.dht import BootstrapList, Contact
 from anonsip.node._cli import add_node_commands
 from onion import OnionError
+from onion.testnet import ServiceContact
 from onion.testnet import cli as testnet_cli
+
+
+class _DhtContacts:
+    """A network directory's DHT bootstrap list, as join codes carry it."""
+
+    def read(self, directory: Path) -> Sequence[ServiceContact]:
+        contacts = BootstrapList(directory).contacts()
+        return [ServiceContact(public_key=c.public_key, port=c.port) for c in contacts]
+
+    def write(self, directory: Path, contacts: Sequence[ServiceContact]) -> None:
+        listed = BootstrapList(directory)
+        for contact in contacts:
+            listed.add_self(Contact.from_public_key(contact.public_key, contact.port))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_node_commands(commands)
-    testnet_cli.add_parser(commands)
+    testnet_cli.add_parser(commands, _DhtContacts())
     demo_cli.add_parser(commands)
     return parser
 
