@@ -142,7 +142,13 @@ def free_ports(address: str, count: int) -> Iterator[list[int]]:
         for _ in range(count):
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             socks.append(s)
-            s.bind((address, 0))
+            try:
+                s.bind((address, 0))
+            except OSError as exc:
+                raise TestnetError(
+                    f"cannot listen on {address} ({exc.strerror}): give --address one of this"
+                    " machine's own addresses (see `ip address`)"
+                ) from None
         yield [s.getsockname()[1] for s in socks]
     finally:
         for s in socks:

@@ -8,6 +8,7 @@ parser hands in a ``ContactStore`` that reads and writes them.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import sys
 import time
@@ -122,6 +123,12 @@ def _share(args: argparse.Namespace, store: ContactStore) -> int:
     code = share_code(directory, store.read(directory))
     text = code.encode()
     where = ", ".join(sorted({f"{a.address}" for a in code.authorities}))
+    if all(ipaddress.IPv4Address(a.address).is_loopback for a in code.authorities):
+        print(
+            f"anonsip: warning: the network listens on {where} only, which other machines"
+            " cannot reach; start it with `testnet up --address <this machine's LAN address>`",
+            file=sys.stderr,
+        )
     print(
         f"join code for the private network in {directory}: {len(code.authorities)} authorities"
         f" at {where}, {len(code.contacts)} DHT contacts. On the other machine:"

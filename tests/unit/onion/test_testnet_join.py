@@ -24,7 +24,7 @@ from onion.testnet._consensus import (
     parse_router_statuses,
 )
 from onion.testnet._join import SHARE_CONTACTS, join_network, share_code
-from onion.testnet._network import check_vote_range, vote_range
+from onion.testnet._network import check_vote_range, free_ports, vote_range
 
 SAMPLES = Path(__file__).parent / "samples"
 # Captured from a private network of 3 authorities and 5 relays (`anonsip testnet up`).
@@ -132,6 +132,14 @@ def test_authorities_flag_relays_from_the_whole_lan_block(address: str, block: s
     assert vote_range(address) == block
 
 
+def test_an_address_of_another_machine_is_refused_clearly() -> None:
+    with (
+        pytest.raises(TestnetError, match="this machine's own addresses"),
+        free_ports("192.0.2.77", 2),
+    ):
+        pass
+
+
 def test_vote_ranges_are_checked() -> None:
     with pytest.raises(TestnetError, match="IPv4"):
         vote_range("::1")
@@ -217,8 +225,10 @@ def test_cli_share_draws_a_qr_code_above_the_code(
 ) -> None:
     join_network(_code(), tmp_path)
     assert main(["testnet", "share", "--dir", str(tmp_path), "--qr"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
     assert JoinCode.decode(lines[-1]) == _code()
+    assert "other machines cannot reach" in err  # its authorities are on 127.0.0.1
     assert sum("█" in line for line in lines) > 20
 
 
