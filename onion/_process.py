@@ -174,13 +174,9 @@ async def launch_tor(
             yield tor
     except Exception as exc:
         # Whatever the body saw because tor vanished is a consequence; the death is the news.
-        # A closed control connection is how the body sees it before we see the exit status.
-        if (
-            run.died is None
-            and run.tor is not None
-            and run.tor.control.closed
-            and await _exited_within(process, DEATH_GRACE)
-        ):
+        # tor breaking the control connection is how the body sees it before we see the exit
+        # status. (Once the body is done, our closing the connection ends tor: not a death.)
+        if run.died is None and run.broken_in_use and await _exited_within(process, DEATH_GRACE):
             run.died = _death(run)
         if run.died is not None:
             raise run.died from exc
@@ -201,6 +197,7 @@ class _TorRun:
     stopping: bool = False
     tor: Tor | None = None  # set once tor is ready (controlled, owned, SOCKS known)
     died: TorDied | None = None
+    broken_in_use: bool = False  # tor broke the control connection before the body ended
 
 
 @asynccontextmanager
@@ -260,6 +257,7 @@ async def _supervised(run: _TorRun, start_timeout: float) -> AsyncIterator[Tor]:
                     yield run.tor
                 finally:
                     run.stopping = True
+                    run.broken_in_use = control.broken
             await _stop(process)
             nursery.cancel_scope.cancel()
 

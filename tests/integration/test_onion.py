@@ -182,6 +182,21 @@ async def test_a_killed_tor_is_reported_as_tor_died(
     assert "before it was ready" not in str(info.value)
 
 
+async def test_an_error_in_the_body_is_not_taken_for_tor_dying(
+    testnet: TestnetInfo, tmp_path: Path
+) -> None:
+    # Leaving the block closes the owning control connection, and tor exits: that is us.
+    async def fail_while_tor_runs() -> None:
+        async with launch_tor(tmp_path / "tor", testnet=testnet) as tor:
+            await tor.control.get_info("version")
+            raise KeyError("not about tor")
+
+    start = trio.current_time()
+    with pytest.raises(KeyError, match="not about tor"):
+        await fail_while_tor_runs()
+    assert trio.current_time() - start < 10
+
+
 async def test_after_tor_died_a_relaunch_serves_the_same_onion_again(
     testnet: TestnetInfo, tmp_path: Path
 ) -> None:
