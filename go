@@ -20,6 +20,10 @@ ldconfig -p 2>/dev/null | grep -q 'libopus\.so\.0' || missing+=(libopus0)
 ldconfig -p 2>/dev/null | grep -q 'libportaudio\.so\.2' || missing+=(libportaudio2)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 command -v tmux >/dev/null || missing+=(tmux)
+# The multi-host tests: network namespaces, a bridge, private mounts per host.
+command -v ip >/dev/null || missing+=(iproute2)
+command -v unshare >/dev/null || missing+=(util-linux)
+command -v mount >/dev/null || missing+=(mount)
 command -v gcc >/dev/null || missing+=(gcc python3-dev)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "go: installing system packages: ${missing[*]}" >&2

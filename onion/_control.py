@@ -92,6 +92,7 @@ class ControlConnection:
         self._subscribers: list[_Subscriber] = []
         self._set_events: frozenset[str] = frozenset()
         self._closed = False
+        self._broken = False
         self._stack: AsyncExitStack | None = None
         self.protocol_info: ProtocolInfo | None = None
 
@@ -134,12 +135,15 @@ class ControlConnection:
             while True:
                 try:
                     data = await self._stream.receive_some(RECEIVE_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                except trio.BrokenResourceError:
                     data = b""
+                except trio.ClosedResourceError:
+                    return  # we closed it
                 self._parser.receive_data(data)
                 while (message := self._parser.next_message()) is not None:
                     self._dispatch(message)
                 if not data:
+                    self._broken = not self._closed
                     return
         finally:
             self._closed = True
@@ -234,7 +238,13 @@ class ControlConnection:
 
     @property
     def closed(self) -> bool:
+        """True once the connection is closed, by us or by tor."""
         return self._closed
+
+    @property
+    def broken(self) -> bool:
+        """True if tor closed the connection (it exited or dropped us), not we."""
+        return self._broken
 
     # --- authentication (control-spec 3.5, 3.21, 3.24) -----------------------------
 

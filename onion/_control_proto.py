@@ -61,7 +61,12 @@ class ControlMessage:
         return self.lines[-1].text
 
     def values(self) -> dict[str, str]:
-        """``key=value`` lines as a dict (GETINFO, ADD_ONION); data blocks decoded."""
+        """``key=value`` lines as a dict (GETINFO, ADD_ONION); data blocks decoded.
+
+        A value that is exactly one QuotedString is unquoted; any other value
+        (several quoted strings, as ``net/listeners/*`` may give) stays as tor
+        sent it, for the caller to read by its key's format.
+        """
         out: dict[str, str] = {}
         for line in self.lines:
             key, sep, value = line.text.partition("=")
@@ -70,8 +75,9 @@ class ControlMessage:
             if line.data is not None:
                 out[key] = line.data.decode("utf-8", "replace")
             elif value.startswith('"'):
-                words, _ = parse_args(value)
-                out[key] = words[0] if words else ""
+                words, keywords = parse_args(value)
+                single = len(words) == 1 and not keywords and quote(words[0]) == value
+                out[key] = words[0] if single else value
             else:
                 out[key] = value
         return out

@@ -65,6 +65,22 @@ class TorExited(OnionLocalError):
     """Our tor process exited before it was ready; the message shows its log."""
 
 
+class TorDied(OnionLocalError):
+    """Our tor process ended after it was ready, without being asked to.
+
+    Raised out of ``async with launch_tor(...)`` in place of whatever the
+    body saw because tor vanished (``ControlClosed``, refused streams).
+    Everything tor held is gone with it (circuits, ephemeral onion
+    services): launch tor again and publish again. ``returncode`` is the
+    exit status (negative: the signal that ended it).
+    """
+
+    def __init__(self, message: str, *, returncode: int | None, log_tail: list[str]) -> None:
+        super().__init__(message)
+        self.returncode = returncode
+        self.log_tail = log_tail
+
+
 class PortInUse(TorExited):
     """tor could not bind a port it was told to use."""
 
@@ -107,10 +123,18 @@ class OnionTimeout(OnionUnreachable):
 # --- private network --------------------------------------------------------------
 
 
+class DirectoryError(OnionRemoteError):
+    """A directory authority could not be reached or sent something we refuse."""
+
+
 class TestnetError(OnionLocalError):
     """The private Tor network could not be started, found or stopped."""
 
     __test__ = False  # not a pytest test class despite the name
+
+
+class InvalidJoinCode(TestnetError):
+    """A join code that was mistyped, cut short or made by something else."""
 
 
 class InvalidOnionAddress(OnionLocalError):

@@ -6,6 +6,23 @@ control port from tor's own log line, authenticates with the cookie and
 takes ownership, so tor exits when we close the control connection or our
 process dies (``__OwningControllerProcess``). A nursery owned by the
 ``async with`` reads tor's log into a bounded tail and watches the process.
+
+tor runs in its own session (a Ctrl-C in our terminal reaches us, not tor,
+so we can still say goodbye through it) with a clean environment
+(``tor_environment()``: nothing of ours, such as ``ANONSIP_PASSPHRASE``).
+
+If tor ends on its own after it was ready, the body of ``async with
+launch_tor(...)`` is cancelled and ``TorDied`` comes out of the ``async
+with`` instead of whatever the body saw of the death (``ControlClosed``,
+refused streams). The caller may then launch again on the same data
+directory::
+
+    while True:
+        try:
+            async with launch_tor(data_dir) as tor:
+                ...  # bootstrap, publish, serve
+        except TorDied:
+            continue  # tor and all it held are gone; start over
 """
 
 from __future__ import annotations
@@ -18,6 +35,7 @@ import signal
 import subprocess
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +45,7 @@ from onion._control import ControlConnection
 from onion._errors import (
     OnionLocalError,
     PortInUse,
+    TorDied,
     TorExited,
     TorNotFound,
     TorTooOld,
@@ -45,6 +64,7 @@ __all__ = [
     "find_tor",
     "launch_tor",
     "parse_tor_version",
+    "tor_environment",
 ]
 
 log = logging.getLogger(__name__)
@@ -52,13 +72,25 @@ log = logging.getLogger(__name__)
 MIN_TOR_VERSION = (0, 4, 5)
 DEFAULT_START_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
+# After the control connection broke, how long to wait for tor's exit status
+# before calling the break something other than tor dying.
+DEATH_GRACE = 2.0
 INSTALL_HINT = "install it with: apt-get install tor"
 
-_CONTROL_READY = re.compile(
+CONTROL_READY = re.compile(
     r"Opened Control listener connection \(ready\) on (?:[\d.]+|\[[0-9a-fA-F:]+\]):(\d+)"
 )
 _BIND_FAILED = re.compile(r"Could not bind to (\S+): Address already in use")
 _VERSION = re.compile(r"Tor version (\d+)\.(\d+)\.(\d+)")
+
+
+def tor_environment() -> dict[str, str]:
+    """The whole environment of every tor we start: a search path and nothing else.
+
+    Ours may hold secrets (``ANONSIP_PASSPHRASE``) and identifying settings;
+    tor needs none of it (every path it uses is absolute in its torrc).
+    """
+    return {"PATH": os.defpath}
 
 
 def find_tor(binary: str | None = None) -> str:
@@ -81,7 +113,9 @@ def parse_tor_version(text: str) -> tuple[int, int, int]:
 async def check_tor_version(binary: str) -> tuple[int, int, int]:
     """Run ``tor --version``; ``TorTooOld`` below ``MIN_TOR_VERSION``."""
     try:
-        result = await trio.run_process([binary, "--version"], capture_stdout=True, check=False)
+        result = await trio.run_process(
+            [binary, "--version"], capture_stdout=True, check=False, env=tor_environment()
+        )
     except OSError as exc:
         raise TorNotFound(f"cannot run {binary}: {exc.strerror}; {INSTALL_HINT}") from exc
     version = parse_tor_version(result.stdout.decode("utf-8", "replace"))
@@ -113,7 +147,9 @@ async def launch_tor(
 
     ``testnet`` joins a private network (``TestnetInfo.load(dir)``). The
     caller decides when to ``wait_bootstrapped()``. tor is stopped on exit,
-    on Ctrl-C and on errors (SIGTERM, then SIGKILL).
+    on Ctrl-C and on errors (SIGTERM, then SIGKILL). ``TorExited`` if tor
+    ends before it is ready; ``TorDied`` out of the block if it ends on its
+    own afterwards (see the module docstring).
     """
     binary = find_tor(tor_binary)
     await check_tor_version(binary)
@@ -124,65 +160,127 @@ async def launch_tor(
     torrc.write_text(render_torrc(config))
     defaults = root / "torrc-defaults"
     defaults.write_text("")
-    tor_log = TorLog()
-    control_port: list[int] = []
-    control_seen = trio.Event()
-    exited = trio.Event()
     process = await trio.lowlevel.open_process(
         [binary, "--defaults-torrc", str(defaults), "-f", str(torrc)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        env=tor_environment(),
+        start_new_session=True,  # our Ctrl-C is ours to handle; ownership ends tor with us
     )
-    stopping = False
+    run = _TorRun(process=process, log=TorLog())
     try:
-        with unwrapped_errors():
-            async with trio.open_nursery() as nursery:
-
-                async def read_log() -> None:
-                    assert process.stdout is not None
-                    async for chunk in process.stdout:
-                        for line in tor_log.feed(chunk):
-                            log.debug("tor: %s", line)
-                            match = _CONTROL_READY.search(line)
-                            if match and not control_port:
-                                control_port.append(int(match.group(1)))
-                                control_seen.set()
-
-                async def watch() -> None:
-                    await process.wait()
-                    exited.set()
-                    control_seen.set()
-                    if not stopping:
-                        raise _exit_error(process.returncode, tor_log)
-
-                nursery.start_soon(read_log)
-                nursery.start_soon(watch)
-                with trio.fail_after(start_timeout):
-                    await control_seen.wait()
-                if exited.is_set() or not control_port:
-                    raise _exit_error(process.returncode, tor_log)
-                async with ControlConnection("127.0.0.1", control_port[0]) as control:
-                    # Ownership: tor exits when this connection closes, too.
-                    await control.command("TAKEOWNERSHIP")
-                    socks = await _socks_listener(control)
-                    tor = Tor(
-                        control=control,
-                        socks_host=socks[0],
-                        socks_port=socks[1],
-                        log=tor_log,
-                        pid=process.pid,
-                    )
-                    try:
-                        yield tor
-                    finally:
-                        stopping = True
-                stopping = True
-                await _stop(process)
-                nursery.cancel_scope.cancel()
+        async with _supervised(run, start_timeout) as tor:
+            yield tor
+    except Exception as exc:
+        # Whatever the body saw because tor vanished is a consequence; the death is the news.
+        # tor breaking the control connection is how the body sees it before we see the exit
+        # status. (Once the body is done, our closing the connection ends tor: not a death.)
+        if run.died is None and run.broken_in_use and await _exited_within(process, DEATH_GRACE):
+            run.died = _death(run)
+        if run.died is not None:
+            raise run.died from exc
+        raise
     finally:
-        stopping = True
+        run.stopping = True
         await _stop(process)
+    if run.died is not None:
+        raise run.died
+
+
+@dataclass
+class _TorRun:
+    """What ``launch_tor`` and its supervisor share about one tor process."""
+
+    process: trio.Process
+    log: TorLog
+    stopping: bool = False
+    tor: Tor | None = None  # set once tor is ready (controlled, owned, SOCKS known)
+    died: TorDied | None = None
+    broken_in_use: bool = False  # tor broke the control connection before the body ended
+
+
+@asynccontextmanager
+async def _supervised(run: _TorRun, start_timeout: float) -> AsyncIterator[Tor]:
+    """Read tor's log, watch its process, connect and take ownership; yield the ``Tor``.
+
+    If tor ends on its own once ready, ``run.died`` is set and the body is
+    cancelled (the block then ends quietly; ``launch_tor`` raises).
+    """
+    process = run.process
+    control_port: list[int] = []
+    control_seen = trio.Event()
+    exited = trio.Event()
+
+    async def read_log() -> None:
+        assert process.stdout is not None
+        async for chunk in process.stdout:
+            for line in run.log.feed(chunk):
+                log.debug("tor: %s", line)
+                match = CONTROL_READY.search(line)
+                if match and not control_port:
+                    control_port.append(int(match.group(1)))
+                    control_seen.set()
+
+    with unwrapped_errors():
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                await process.wait()
+                exited.set()
+                control_seen.set()
+                if run.stopping:
+                    return
+                if run.tor is None:
+                    raise _exit_error(process.returncode, run.log)
+                run.died = _death(run)
+                nursery.cancel_scope.cancel()  # the body unwinds; TorDied replaces it
+
+            nursery.start_soon(read_log)
+            nursery.start_soon(watch)
+            with trio.fail_after(start_timeout):
+                await control_seen.wait()
+            if exited.is_set() or not control_port:
+                raise _exit_error(process.returncode, run.log)
+            async with ControlConnection("127.0.0.1", control_port[0]) as control:
+                # Ownership: tor exits when this connection closes, too.
+                await control.command("TAKEOWNERSHIP")
+                socks = await _socks_listener(control)
+                run.tor = Tor(
+                    control=control,
+                    socks_host=socks[0],
+                    socks_port=socks[1],
+                    log=run.log,
+                    pid=process.pid,
+                )
+                try:
+                    yield run.tor
+                finally:
+                    run.stopping = True
+                    run.broken_in_use = control.broken
+            await _stop(process)
+            nursery.cancel_scope.cancel()
+
+
+async def _exited_within(process: trio.Process, seconds: float) -> bool:
+    """Whether ``process`` has ended or ends within ``seconds`` (its exit, not a poll)."""
+    with trio.CancelScope(shield=True), trio.move_on_after(seconds):
+        await process.wait()
+    return process.returncode is not None
+
+
+def _death(run: _TorRun) -> TorDied:
+    process, tor_log = run.process, run.log
+    code = process.returncode
+    how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited ({code})"
+    tail = tor_log.tail(15)
+    text = "\n  ".join(tail) or "(nothing logged)"
+    return TorDied(
+        f"tor (pid {process.pid}) {how} while in use; launch it again to carry on."
+        f" Last log lines:\n  {text}",
+        returncode=code,
+        log_tail=tail,
+    )
 
 
 def _exit_error(returncode: int | None, tor_log: TorLog) -> TorExited:

@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from anonsip._errors import AnonsipError
 from anonsip._logging import RedactingFilter
@@ -18,8 +19,23 @@ from anonsip.cli._client import one_error
 from anonsip.cli._commands import add_client_commands
 from anonsip.cli._run_commands import add_run_commands
 from anonsip.demo import cli as demo_cli
+from anonsip.dht import BootstrapList, Contact
 from onion import OnionError
+from onion.testnet import ServiceContact
 from onion.testnet import cli as testnet_cli
+
+
+class _DhtContacts:
+    """A network directory's DHT bootstrap list, as join codes carry it."""
+
+    def read(self, directory: Path) -> Sequence[ServiceContact]:
+        contacts = BootstrapList(directory).contacts()
+        return [ServiceContact(public_key=c.public_key, port=c.port) for c in contacts]
+
+    def write(self, directory: Path, contacts: Sequence[ServiceContact]) -> None:
+        listed = BootstrapList(directory)
+        for contact in contacts:
+            listed.add_self(Contact.from_public_key(contact.public_key, contact.port))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_commands(commands)
     add_client_commands(commands)
     add_call_commands(commands)
-    testnet_cli.add_parser(commands)
+    testnet_cli.add_parser(commands, _DhtContacts())
     demo_cli.add_parser(commands)
     return parser
 

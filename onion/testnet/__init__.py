@@ -1,5 +1,6 @@
 """A private Tor network (own directory authorities and relays) on one machine or a LAN."""
 
+from onion.testnet._joincode import DirAuthority, JoinCode, ServiceContact
 from onion.testnet._network import (
     DEFAULT_AUTHORITIES,
     DEFAULT_RELAYS,
@@ -12,7 +13,10 @@ from onion.testnet._state import NodeInfo, TestnetInfo
 __all__ = [
     "DEFAULT_AUTHORITIES",
     "DEFAULT_RELAYS",
+    "DirAuthority",
+    "JoinCode",
     "NodeInfo",
+    "ServiceContact",
     "TestnetInfo",
     "network_status",
     "start_network",

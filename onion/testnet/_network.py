@@ -4,9 +4,16 @@
 node (ports picked by the OS just before), starts every tor in its own
 session so it outlives the command, and returns only once a probe client
 bootstrapped on the network, published an onion service, reached it and got
-its bytes echoed. ``down`` stops exactly the processes ``up`` recorded.
-Readiness comes from tor itself (bootstrap events, HS_DESC, a real stream);
-nothing sleeps to wait.
+its bytes echoed. ``down`` stops exactly the processes this machine
+recorded (``up``'s, or the relay ``join --relay`` started). ``status`` reads
+the consensus from an authority's DirPort. Readiness comes from tor itself
+(bootstrap events, HS_DESC, a real stream); nothing sleeps to wait.
+
+The authorities force the Guard and HSDir flags (tor(1)
+``TestingDirAuthVoteGuard``/``HSDir``) on every relay in one address range:
+the private block (RFC 1918, RFC 6598, link-local) that holds the network's
+address, so relays that join from other machines of the LAN get them too.
+Without them a small network's clients stall (see the private-network notes).
 """
 
 from __future__ import annotations
@@ -27,9 +34,14 @@ from typing import Any
 
 import trio
 
-from onion._control import ControlConnection
-from onion._errors import OnionError, PortInUse, TestnetError, unwrapped_errors
-from onion._process import check_tor_version, find_tor, launch_tor, prepare_data_dir
+from onion._errors import DirectoryError, OnionError, PortInUse, TestnetError, unwrapped_errors
+from onion._process import (
+    check_tor_version,
+    find_tor,
+    launch_tor,
+    prepare_data_dir,
+    tor_environment,
+)
 from onion._torrc import (
     CONTROL_PORT_FILE,
     authority_config,
@@ -37,6 +49,7 @@ from onion._torrc import (
     relay_config,
     render_torrc,
 )
+from onion.testnet._consensus import Consensus, fetch_first_consensus
 from onion.testnet._state import EMPTY_FILE, STATE_FILE, NodeInfo, TestnetInfo
 
 __all__ = [
@@ -45,6 +58,7 @@ __all__ = [
     "network_status",
     "start_network",
     "stop_network",
+    "vote_range",
 ]
 
 log = logging.getLogger(__name__)
@@ -56,11 +70,12 @@ DEFAULT_VOTING_INTERVAL = 10
 DEFAULT_UP_TIMEOUT = 180.0
 PORT_ATTEMPTS = 3
 STOP_TIMEOUT = 5.0
+STATUS_FETCH_TIMEOUT = 5.0
 PROBE_PAYLOAD = b"anonsip testnet probe\n"
 
 
 @dataclass(frozen=True, kw_only=True)
-class _Node:
+class PlannedNode:
     nickname: str
     role: str
     data_dir: Path
@@ -68,13 +83,54 @@ class _Node:
     v3ident: str = ""
 
 
-def _vote_range(address: str) -> str:
-    ip = ipaddress.ip_address(address)
-    return "127.0.0.0/8" if ip.is_loopback else f"{address}/32"
+_LAN_BLOCKS = tuple(
+    ipaddress.IPv4Network(block)
+    for block in (
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "169.254.0.0/16",
+    )
+)
+
+
+def check_ipv4(address: str, what: str = "--address") -> ipaddress.IPv4Address:
+    try:
+        return ipaddress.IPv4Address(address)
+    except ValueError:
+        raise TestnetError(
+            f"{what} must be an IPv4 address (tor's DirAuthority lines take IPv4), not {address!r}"
+        ) from None
+
+
+def vote_range(address: str) -> str:
+    """The addresses whose relays get Guard and HSDir: the LAN block that holds ``address``.
+
+    Loopback gives 127.0.0.0/8; an address of a private block gives the
+    whole block (a relay joining from 192.168.1.7 of a network on
+    192.168.1.5); any other address gives its /24.
+    """
+    ip = check_ipv4(address)
+    if ip.is_loopback:
+        return "127.0.0.0/8"
+    for block in _LAN_BLOCKS:
+        if ip in block:
+            return str(block)
+    return str(ipaddress.IPv4Network(f"{address}/24", strict=False))
+
+
+def check_vote_range(text: str) -> str:
+    """A comma-separated list of IPv4 networks, as tor(1) routersets take them."""
+    try:
+        networks = [ipaddress.IPv4Network(part.strip()) for part in text.split(",")]
+    except ValueError as exc:
+        raise TestnetError(f"--relay-range must be IPv4 networks like 10.0.0.0/8: {exc}") from None
+    return ",".join(str(n) for n in networks)
 
 
 @contextlib.contextmanager
-def _free_ports(address: str, count: int) -> Iterator[list[int]]:
+def free_ports(address: str, count: int) -> Iterator[list[int]]:
     """``count`` distinct ports the OS says are free on ``address``.
 
     The sockets stay bound while the torrcs are written, so two nodes never
@@ -86,14 +142,20 @@ def _free_ports(address: str, count: int) -> Iterator[list[int]]:
         for _ in range(count):
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             socks.append(s)
-            s.bind((address, 0))
+            try:
+                s.bind((address, 0))
+            except OSError as exc:
+                raise TestnetError(
+                    f"cannot listen on {address} ({exc.strerror}): give --address one of this"
+                    " machine's own addresses (see `ip address`)"
+                ) from None
         yield [s.getsockname()[1] for s in socks]
     finally:
         for s in socks:
             s.close()
 
 
-async def _authority_keys(node: _Node, gencert: str) -> _Node:
+async def _authority_keys(node: PlannedNode, gencert: str) -> PlannedNode:
     keys = node.data_dir / "keys"
     keys.mkdir(mode=0o700, parents=True, exist_ok=True)
     cert = keys / "authority_certificate"
@@ -116,6 +178,7 @@ async def _authority_keys(node: _Node, gencert: str) -> _Node:
             stdin=b"\n",
             capture_stdout=True,
             capture_stderr=True,
+            env=tor_environment(),
         )
     for line in cert.read_text().splitlines():
         if line.startswith("fingerprint "):
@@ -123,7 +186,7 @@ async def _authority_keys(node: _Node, gencert: str) -> _Node:
     raise TestnetError(f"tor-gencert wrote no fingerprint into {cert}")
 
 
-async def _relay_fingerprint(node: _Node, tor: str) -> _Node:
+async def relay_fingerprint(node: PlannedNode, tor: str) -> PlannedNode:
     empty = node.data_dir / "torrc-defaults"
     empty.write_text("")
     await trio.run_process(
@@ -145,18 +208,19 @@ async def _relay_fingerprint(node: _Node, tor: str) -> _Node:
         ],
         capture_stdout=True,
         capture_stderr=True,
+        env=tor_environment(),
     )
     fingerprint = (node.data_dir / "fingerprint").read_text().split()[1]
     return replace(node, fingerprint=fingerprint)
 
 
-def _plan(directory: Path, authorities: int, relays: int) -> list[_Node]:
+def _plan(directory: Path, authorities: int, relays: int) -> list[PlannedNode]:
     nodes = [
-        _Node(nickname=f"auth{i}", role="authority", data_dir=directory / f"auth{i}")
+        PlannedNode(nickname=f"auth{i}", role="authority", data_dir=directory / f"auth{i}")
         for i in range(authorities)
     ]
     nodes += [
-        _Node(nickname=f"relay{i}", role="relay", data_dir=directory / f"relay{i}")
+        PlannedNode(nickname=f"relay{i}", role="relay", data_dir=directory / f"relay{i}")
         for i in range(relays)
     ]
     for node in nodes:
@@ -164,14 +228,14 @@ def _plan(directory: Path, authorities: int, relays: int) -> list[_Node]:
     return nodes
 
 
-async def _keyed(nodes: list[_Node], tor: str) -> list[_Node]:
+async def _keyed(nodes: list[PlannedNode], tor: str) -> list[PlannedNode]:
     gencert = find_tor("tor-gencert")
-    done: dict[int, _Node] = {}
+    done: dict[int, PlannedNode] = {}
 
-    async def key(i: int, node: _Node) -> None:
+    async def key(i: int, node: PlannedNode) -> None:
         if node.role == "authority":
             node = await _authority_keys(node, gencert)
-        done[i] = await _relay_fingerprint(node, tor)
+        done[i] = await relay_fingerprint(node, tor)
 
     with unwrapped_errors():
         async with trio.open_nursery() as nursery:
@@ -181,7 +245,7 @@ async def _keyed(nodes: list[_Node], tor: str) -> list[_Node]:
 
 
 def _write_configs(
-    nodes: list[_Node], address: str, ports: list[int], voting_interval: int
+    nodes: list[PlannedNode], address: str, ports: list[int], voting_interval: int, relay_range: str
 ) -> list[str]:
     """Write every node's torrc; return the DirAuthority lines."""
     pairs = [(ports[2 * i], ports[2 * i + 1]) for i in range(len(nodes))]
@@ -196,7 +260,7 @@ def _write_configs(
             nickname=node.nickname,
             address=address,
             authorities=dir_authorities,
-            vote_range=_vote_range(address),
+            vote_range=relay_range,
             voting_interval=voting_interval,
             empty_file=node.data_dir / "torrc-defaults",
         )
@@ -207,7 +271,7 @@ def _write_configs(
     return dir_authorities
 
 
-async def _start(node: _Node, tor: str) -> trio.Process:
+async def _start(node: PlannedNode, tor: str) -> trio.Process:
     # Own session: the network outlives `anonsip testnet up` and its Ctrl-C.
     return await trio.lowlevel.open_process(
         [
@@ -221,6 +285,7 @@ async def _start(node: _Node, tor: str) -> trio.Process:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        env=tor_environment(),
     )
 
 
@@ -234,7 +299,7 @@ def _log_tail(data_dir: Path, n: int = 12) -> list[str]:
         return []
 
 
-def _exit_error(node: _Node, returncode: int | None) -> OnionError:
+def exit_error(node: PlannedNode, returncode: int | None) -> OnionError:
     tail = _log_tail(node.data_dir)
     text = "\n  ".join(tail)
     if any("Address already in use" in line for line in tail):
@@ -242,9 +307,9 @@ def _exit_error(node: _Node, returncode: int | None) -> OnionError:
     return TestnetError(f"{node.nickname} exited (status {returncode}):\n  {text}")
 
 
-async def _watch(node: _Node, process: trio.Process) -> None:
+async def _watch(node: PlannedNode, process: trio.Process) -> None:
     await process.wait()
-    raise _exit_error(node, process.returncode)
+    raise exit_error(node, process.returncode)
 
 
 async def _probe(info: TestnetInfo, timeout: float) -> None:
@@ -284,19 +349,21 @@ async def start_network(
     address: str = "127.0.0.1",
     voting_interval: int = DEFAULT_VOTING_INTERVAL,
     timeout: float = DEFAULT_UP_TIMEOUT,
+    relay_range: str | None = None,
 ) -> TestnetInfo:
-    """Start the network in ``directory`` and return once an onion echo works."""
+    """Start the network in ``directory`` and return once an onion echo works.
+
+    ``relay_range`` (IPv4 networks, comma-separated) overrides which relays
+    the authorities give Guard and HSDir; the default is ``vote_range(address)``.
+    """
     if authorities < 1 or authorities + relays < MIN_NODES:
         raise TestnetError(
             f"a private Tor network needs >= 1 authority and >= {MIN_NODES} nodes in total"
         )
-    try:
-        ipaddress.ip_address(address)
-    except ValueError:
-        raise TestnetError(f"--address must be an IP address, not {address!r}") from None
+    relay_range = check_vote_range(relay_range) if relay_range else vote_range(address)
     root = prepare_data_dir(Path(directory))
     (root / EMPTY_FILE).write_text("")
-    if (root / STATE_FILE).exists() and _alive_nodes(TestnetInfo.load(root)):
+    if (root / STATE_FILE).exists() and alive_nodes(TestnetInfo.load(root)):
         raise TestnetError(f"a private Tor network is already running in {root}; run down first")
     started = time.monotonic()
     tor = find_tor()
@@ -304,8 +371,8 @@ async def start_network(
     nodes = await _keyed(_plan(root, authorities, relays), tor)
     log.info("keys ready after %.1f s", time.monotonic() - started)
     for attempt in range(1, PORT_ATTEMPTS + 1):
-        with _free_ports(address, 2 * len(nodes)) as ports:
-            dir_authorities = _write_configs(nodes, address, ports, voting_interval)
+        with free_ports(address, 2 * len(nodes)) as ports:
+            dir_authorities = _write_configs(nodes, address, ports, voting_interval, relay_range)
         processes: list[trio.Process] = []
         try:
             for node in nodes:
@@ -395,39 +462,62 @@ def _is_our_tor(pid: int, data_dir: str) -> bool:
     return state != "Z" and str(Path(data_dir) / "torrc").encode() in cmdline
 
 
-def _alive_nodes(info: TestnetInfo) -> list[NodeInfo]:
+def alive_nodes(info: TestnetInfo) -> list[NodeInfo]:
     return [n for n in info.nodes if _is_our_tor(n.pid, n.data_dir)]
 
 
-async def _consensus_relays(info: TestnetInfo) -> int | None:
-    """How many relays the first reachable authority's consensus lists."""
-    for node in info.nodes:
-        if node.role != "authority" or node.control_port is None:
-            continue
-        try:
-            with trio.fail_after(5):
-                async with ControlConnection("127.0.0.1", node.control_port) as control:
-                    reply = await control.command("GETINFO", "ns/all")
-        except (OnionError, OSError, trio.TooSlowError):
-            continue
-        text = reply.values().get("ns/all", "")
-        return sum(1 for line in text.splitlines() if line.startswith("r "))
-    return None
+async def read_consensus(info: TestnetInfo) -> Consensus:
+    """The network's current consensus, from the first authority that serves one."""
+    directories = [(a.address, a.dir_port) for a in info.dir_authorities()]
+    return await fetch_first_consensus(directories, timeout=STATUS_FETCH_TIMEOUT)
 
 
 async def network_status(directory: Path | str) -> dict[str, Any]:
-    """Processes, ports and readiness; ``usable`` is true only if all of it holds."""
+    """Processes, ports and the consensus; ``usable`` is true only if all of it holds.
+
+    On a joined directory ``nodes`` are the relays this machine started;
+    the network itself is judged by its consensus.
+    """
     info = TestnetInfo.load(directory)
-    alive = {n.pid for n in _alive_nodes(info)}
-    consensus = await _consensus_relays(info) if alive else None
-    usable = info.ready and len(alive) == len(info.nodes) and bool(consensus)
+    alive = {n.pid for n in alive_nodes(info)}
+    consensus: Consensus | None = None
+    problem = None
+    try:
+        consensus = await read_consensus(info)
+    except DirectoryError as exc:
+        problem = str(exc)
+    listed = {r.fingerprint: r for r in consensus.relays} if consensus else {}
+    usable = (
+        info.ready
+        and len(alive) == len(info.nodes)
+        and consensus is not None
+        and all(n.fingerprint in listed for n in info.nodes)
+    )
     return {
         "directory": info.directory,
         "address": info.address,
+        "joined": info.joined,
         "ready": info.ready,
         "usable": usable,
         "up_seconds": info.up_seconds,
-        "consensus_relays": consensus,
+        "consensus_relays": len(consensus.relays) if consensus else None,
+        "consensus": None
+        if consensus is None
+        else {
+            "valid_after": consensus.valid_after.isoformat(),
+            "valid_until": consensus.valid_until.isoformat(),
+            "relays": [
+                {
+                    "nickname": r.nickname,
+                    "fingerprint": r.fingerprint,
+                    "address": r.address,
+                    "or_port": r.or_port,
+                    "flags": sorted(r.flags),
+                }
+                for r in consensus.relays
+            ],
+        },
+        "problem": problem,
         "nodes": [
             {
                 "nickname": n.nickname,
@@ -438,6 +528,7 @@ async def network_status(directory: Path | str) -> dict[str, Any]:
                 "dir_port": n.dir_port,
                 "control_port": n.control_port,
                 "fingerprint": n.fingerprint,
+                "in_consensus": n.fingerprint in listed,
             }
             for n in info.nodes
         ],
@@ -460,10 +551,25 @@ async def _wait_gone(pid: int) -> None:
 
 
 async def stop_network(directory: Path | str) -> list[int]:
-    """Stop every process ``up`` started (SIGTERM, then SIGKILL); return their pids."""
+    """Stop every process this machine started there (SIGTERM, then SIGKILL); return their pids.
+
+    ``up``'s state goes with its network. A joined directory keeps the
+    network's authorities (it still leads to the network, whose
+    authorities run elsewhere) and forgets its own relays.
+    """
     root = Path(directory)
     info = TestnetInfo.load(root)
-    targets = _alive_nodes(info)
+    targets = alive_nodes(info)
+    await stop_pids(targets)
+    if info.joined:
+        replace(info, nodes=()).save()
+    else:
+        (root / STATE_FILE).unlink(missing_ok=True)
+    return [n.pid for n in targets]
+
+
+async def stop_pids(targets: list[NodeInfo]) -> None:
+    """SIGTERM the tors of ``targets``, SIGKILL those still there after a grace period."""
     for node in targets:
         with contextlib.suppress(ProcessLookupError):
             os.kill(node.pid, signal.SIGTERM)
@@ -477,5 +583,3 @@ async def stop_network(directory: Path | str) -> list[int]:
                 os.kill(node.pid, signal.SIGKILL)
             with trio.fail_after(STOP_TIMEOUT):
                 await _wait_gone(node.pid)
-    (root / STATE_FILE).unlink(missing_ok=True)
-    return [n.pid for n in targets]

@@ -1,7 +1,10 @@
 """The state file of a private Tor network (``testnet.json`` in its directory).
 
-Written by ``up``, read by ``status``, ``down`` and by clients that join
-(``TestnetInfo.load(dir).client_config()``). Plain JSON, never pickle.
+Written by ``up`` (the machine that runs the authorities) or by ``join``
+(another machine, from a join code; ``joined`` is then true and ``nodes``
+lists only the relays this machine started). Read by ``status``, ``down``,
+``share`` and by clients (``TestnetInfo.load(dir).client_config()``). Plain
+JSON, never pickle.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 
 from onion._errors import TestnetError
 from onion._torrc import TorConfig
+from onion.testnet._joincode import DirAuthority
 
 __all__ = ["STATE_FILE", "NodeInfo", "TestnetInfo"]
 
@@ -47,6 +51,11 @@ class TestnetInfo:
     nodes: tuple[NodeInfo, ...] = field(default=())
     ready: bool = False
     up_seconds: float | None = None
+    joined: bool = False  # made by `testnet join`: the authorities run elsewhere
+
+    def dir_authorities(self) -> list[DirAuthority]:
+        """The authorities, read back from their ``DirAuthority`` lines."""
+        return [DirAuthority.from_torrc_line(line) for line in self.authorities]
 
     def client_config(self) -> TorConfig:
         """torrc lines that make a client use this network instead of the real one."""

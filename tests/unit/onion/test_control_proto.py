@@ -94,6 +94,22 @@ def test_captured_replies_parse() -> None:
     assert err.status == 552
 
 
+def test_values_keep_what_is_not_one_quoted_string() -> None:
+    # Found by checking against stem: two SOCKS listeners came back as the first only.
+    (reply,) = parse_all(
+        b'250-net/listeners/socks="127.0.0.1:9050" "[::1]:9050"\r\n'
+        b'250-config-file="/etc/tor/torrc"\r\n'
+        b'250-odd="a\\"b"\r\n'
+        b"250 OK\r\n"
+    )
+    assert isinstance(reply, Reply)
+    assert reply.values() == {
+        "net/listeners/socks": '"127.0.0.1:9050" "[::1]:9050"',
+        "config-file": "/etc/tor/torrc",
+        "odd": 'a"b',
+    }
+
+
 def test_multiline_event_with_data() -> None:
     (event,) = parse_all(MULTILINE_EVENT)
     assert isinstance(event, Event)
