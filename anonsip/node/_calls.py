@@ -93,7 +93,6 @@ from anonsip.sip import (
     Request,
     RequestReceived,
     SipEvent,
-    bye_request,
 )
 from anonsip.store import ContactState
 
@@ -197,31 +196,22 @@ class CallService(NodeService):
             await self._say_goodbye()
 
     async def _say_goodbye(self) -> None:
+        """Hang every call up through its machine (BYE, CANCEL or a decline, whatever its
+        state calls for, a 200 crossing a CANCEL included) and wait until each has ended."""
         legs = [leg for leg in self._legs.values() if not leg.ended.is_set()]
         async with trio.open_nursery() as nursery:
             for leg in legs:
                 nursery.start_soon(self._goodbye, leg)
-        for leg in legs:
-            leg.reason = leg.reason or "hung-up"
-            leg.stop_media.set()
-        for leg in legs:
-            if leg.media_running:
-                await leg.media_done.wait()
 
     async def _goodbye(self, leg: CallLeg) -> None:
-        """Tell the peer (and wait for its answer, so the goodbye is not cut off)."""
-        link = leg.link
-        if link is None or not link.is_open:
-            return
         try:
-            if leg.dialog is not None and leg.machine.state is not CallState.INCOMING:
-                await link.request(bye_request(link.endpoint, leg.dialog))
-            elif leg.invite is not None:
-                await link.cancel(leg.invite)
-            elif (invite := leg.server_requests.get(Method.INVITE)) is not None:
-                await link.respond(invite, 480)
+            await self.hang_up(leg, reason="hung-up")
         except (AnonsipError, trio.BrokenResourceError) as exc:
             log.info("could not tell the peer the call ended: %s", exc)
+        await leg.ended.wait()
+        leg.stop_media.set()
+        if leg.media_running:
+            await leg.media_done.wait()
 
     def _check_running(self) -> trio.Nursery:
         if self._nursery is None:
@@ -400,6 +390,8 @@ class CallService(NodeService):
                 nursery.start_soon(self._timer, leg)
                 if leg.outgoing:
                     nursery.start_soon(self._dial, leg)
+                else:
+                    nursery.start_soon(self._watch_link, leg)
                 task_status.started()
                 await leg.ended.wait()
                 leg.stop_media.set()
@@ -431,7 +423,20 @@ class CallService(NodeService):
             self._end_unsignalled(leg, "unreachable", str(exc) or "the peer did not answer in time")
             return
         leg.link = link
+        assert leg.nursery is not None
+        leg.nursery.start_soon(self._watch_link, leg)
         await self._apply(leg, leg.machine.user_call)
+
+    async def _watch_link(self, leg: CallLeg) -> None:
+        """The session with the peer ended (it went away, or its tor died): so did the call.
+
+        No BYE can reach it; the call ends here at once, saying why, instead
+        of waiting for the media to notice.
+        """
+        assert leg.link is not None
+        await leg.link.wait_closed()
+        if not leg.ended.is_set() and leg.machine.ended is None:  # not already over by SIP
+            self._end_unsignalled(leg, "connection-lost", "the session with the peer ended")
 
     async def _timer(self, leg: CallLeg) -> None:
         while True:

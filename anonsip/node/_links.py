@@ -6,8 +6,9 @@ media (see the calls module). A dial tries the peer's last good contact and
 a fresh DHT lookup at once and keeps whichever connects first, so a cached
 contact costs one rendezvous and a stale one costs nothing extra.
 
-Strangers cannot crowd out contacts: a new link for a key replaces the old
-one; links of peers who are not our contacts live in a small pool of their
+Strangers cannot crowd out contacts: a new inbound session for a key
+replaces that key's previous inbound one (both sides dialling at once keep
+one link each way); links of peers who are not our contacts live in a small pool of their
 own (oldest out first) and are closed after a minute with nothing on them;
 a contact's link is never closed to make room for a stranger's. Inbound
 handshakes are bounded in number and in time, and so is every dial.
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 KIND_SESSION = b"S"
 KIND_MEDIA = b"M"
+OUT, IN = "out", "in"  # who dialled
 MAX_CONTACT_LINKS = 256  # contacts are bounded by the store (MAX_CONTACTS) anyway
 MAX_STRANGER_LINKS = 16  # strangers share a small pool of their own
 STRANGER_IDLE_S = 60.0  # a stranger's session with nothing on it is closed
@@ -90,7 +92,10 @@ class LinkTable:
         self._max_stranger_links = max_stranger_links
         self._stranger_idle_s = stranger_idle_s
         self._handshakes = trio.Semaphore(MAX_HANDSHAKES)
-        self._links: dict[bytes, PeerLink] = {}
+        # One link per peer and direction: a new inbound session replaces the
+        # peer's previous inbound one (a flood of sessions under one key holds
+        # one slot), while both sides dialling at once keep both links.
+        self._links: dict[tuple[bytes, str], PeerLink] = {}
         self._dialing: dict[bytes, trio.Lock] = {}
         self._cache: dict[bytes, Contact] = {}
         # Called with the peer's key whenever a new link to it is up.
@@ -101,11 +106,14 @@ class LinkTable:
         self._cache[peer] = contact
 
     def current(self, peer: bytes) -> PeerLink | None:
-        link = self._links.get(peer)
-        return link if link is not None and link.is_open else None
+        for direction in (OUT, IN):
+            link = self._links.get((peer, direction))
+            if link is not None and link.is_open:
+                return link
+        return None
 
     def statistics(self) -> dict[str, int]:
-        open_links = [peer for peer, link in self._links.items() if link.is_open]
+        open_links = [peer for (peer, _), link in self._links.items() if link.is_open]
         strangers = sum(1 for peer in open_links if not self._is_contact(peer))
         return {"links": len(open_links), "stranger_links": strangers}
 
@@ -211,7 +219,7 @@ class LinkTable:
         if kind == KIND_MEDIA:
             await self._on_media(stream)
             return
-        link = self._adopt(session)
+        link = self._adopt(session, IN)
         await link.run()
 
     # -- bookkeeping ---------------------------------------------------------
@@ -224,42 +232,42 @@ class LinkTable:
         )
         return PeerLink(session, endpoint, self._on_incoming)
 
-    def _adopt(self, session: Session) -> PeerLink:
+    def _adopt(self, session: Session, direction: str) -> PeerLink:
         peer = session.remote_public_key
         link = self._make_link(session)
-        old = self._links.pop(peer, None)
+        old = self._links.pop((peer, direction), None)
         if old is not None and old.is_open:
-            self._nursery.start_soon(old.aclose)  # one live session per peer key
-        self._links[peer] = link
+            self._nursery.start_soon(old.aclose)  # one live session per key and direction
+        self._links[(peer, direction)] = link
         self._trim()
         for listener in self.link_up_listeners:
             listener(peer)
         return link
 
     async def _start(self, session: Session) -> PeerLink:
-        link = self._adopt(session)
+        link = self._adopt(session, OUT)
         await self._nursery.start(link.run)
         return link
 
     def _trim(self) -> None:
         """Drop closed links; over a pool's bound, close that pool's oldest links."""
-        for peer in [p for p, link in self._links.items() if not link.is_open]:
-            del self._links[peer]
-        strangers = [p for p in self._links if not self._is_contact(p)]
-        contacts = [p for p in self._links if p not in set(strangers)]
+        for slot in [k for k, link in self._links.items() if not link.is_open]:
+            del self._links[slot]
+        strangers = [k for k in self._links if not self._is_contact(k[0])]
+        contacts = [k for k in self._links if k not in set(strangers)]
         for pool, bound in ((strangers, self._max_stranger_links), (contacts, MAX_CONTACT_LINKS)):
-            for peer in pool[: max(0, len(pool) - bound)]:
-                self._nursery.start_soon(self._links.pop(peer).aclose)
+            for slot in pool[: max(0, len(pool) - bound)]:
+                self._nursery.start_soon(self._links.pop(slot).aclose)
 
     async def sweep_idle(self) -> None:
         """Close strangers' links that carried nothing for a while (runs until cancelled)."""
         while True:
             await trio.sleep(SWEEP_INTERVAL_S)
             cutoff = trio.current_time() - self._stranger_idle_s
-            for peer, link in list(self._links.items()):
-                if link.last_activity < cutoff and not self._is_contact(peer):
+            for slot, link in list(self._links.items()):
+                if link.last_activity < cutoff and not self._is_contact(slot[0]):
                     log.debug("closing an idle stranger's session")
-                    del self._links[peer]
+                    del self._links[slot]
                     self._nursery.start_soon(link.aclose)
 
     async def aclose(self) -> None:

@@ -59,7 +59,7 @@ from anonsip.node._service import NodeService, OperationHandler, ServiceTable
 from anonsip.registration import Contact
 from anonsip.sip import RequestReceived, SipEvent
 from anonsip.store import ContactState
-from onion import BootstrapStatus, OnionKey, Tor, launch_tor
+from onion import BootstrapStatus, OnionKey, Tor, TorDied, launch_tor
 from onion.testnet import TestnetInfo
 
 __all__ = ["SIP_PORT", "Node", "NodeConfig", "PresenceSource"]
@@ -68,6 +68,8 @@ log = logging.getLogger(__name__)
 
 SIP_PORT = 5061
 UNREGISTER_TIMEOUT_S = 3.0
+RESTART_DELAY_S = 1.0  # tor died: start it again after this, doubling up to the maximum
+RESTART_MAX_DELAY_S = 60.0
 GOODBYE_TIMEOUT_S = 3.0
 
 
@@ -285,26 +287,56 @@ class Node:
                 self._stop.set()
 
     async def _run_overlay(self) -> None:
+        """Tor, the DHT and the services; if tor dies under us, start it all again."""
         testnet = TestnetInfo.load(self.config.testnet) if self.config.testnet else None
-        async with trio.open_nursery() as nursery:
-            # A stop asked for during start-up ends start-up too.
-            nursery.start_soon(self._cancel_on_stop_before_ready, nursery.cancel_scope)
-            async with launch_tor(self.home.tor_dir, testnet=testnet) as tor:
-                self.tor = tor
-                self._set_phase(NodePhase.BOOTSTRAPPING)
-                await tor.wait_bootstrapped(
-                    self.config.bootstrap_timeout, on_progress=self._on_bootstrap
+        failures = 0
+        while True:
+            try:
+                await self._run_overlay_once(testnet)
+            except TorDied as exc:
+                if self._stop.is_set():
+                    return
+                failures += 1
+                self.context.overlay_down()
+                self.tor, self.dht, self.links, self.registrar = None, None, None, None
+                self._set_phase(NodePhase.RECONNECTING)
+                delay = min(RESTART_MAX_DELAY_S, RESTART_DELAY_S * 2 ** (failures - 1))
+                log.warning(
+                    "tor died (exit status %s); starting it again in %.0f s", exc.returncode, delay
                 )
-                self._set_phase(NodePhase.JOINING)
-                async with start_onion_dht(tor, self.keys.dht_seed, config=self.config.dht) as dht:
-                    self.dht = dht
-                    await self._join_dht(dht)
-                    await self._run_services(tor, dht)
+                with trio.move_on_after(delay):  # a back-off, or the user's stop
+                    await self._stop.wait()
+                if self._stop.is_set():
+                    return
+            else:
+                return
+
+    async def _run_overlay_once(self, testnet: TestnetInfo | None) -> None:
+        running = trio.Event()
+        # launch_tor outermost: TorDied then comes out of it as itself, not in a group.
+        async with (
+            launch_tor(self.home.tor_dir, testnet=testnet) as tor,
+            trio.open_nursery() as nursery,
+        ):
+            # A stop asked for while tor (re)starts ends the start-up at once.
+            nursery.start_soon(self._cancel_on_stop_before_running, nursery.cancel_scope, running)
+            self.tor = tor
+            self._set_phase(NodePhase.BOOTSTRAPPING)
+            await tor.wait_bootstrapped(
+                self.config.bootstrap_timeout, on_progress=self._on_bootstrap
+            )
+            self._set_phase(NodePhase.JOINING)
+            async with start_onion_dht(tor, self.keys.dht_seed, config=self.config.dht) as dht:
+                self.dht = dht
+                await self._join_dht(dht)
+                await self._run_services(tor, dht, running)
             nursery.cancel_scope.cancel()
 
-    async def _cancel_on_stop_before_ready(self, scope: trio.CancelScope) -> None:
+    async def _cancel_on_stop_before_running(
+        self, scope: trio.CancelScope, running: trio.Event
+    ) -> None:
         await self._stop.wait()
-        if not self._ready.is_set():
+        if not running.is_set():
             scope.cancel()
 
     def _on_bootstrap(self, status: BootstrapStatus) -> None:
@@ -335,7 +367,7 @@ class Node:
             except OSError as exc:
                 log.warning("could not add ourselves to a bootstrap list: %s", exc.strerror)
 
-    async def _run_services(self, tor: Tor, dht: OnionDht) -> None:
+    async def _run_services(self, tor: Tor, dht: OnionDht, running: trio.Event) -> None:
         resolver = Resolver(dht.node, clock=self.clock, periods=self.config.periods)
 
         async def lookup(peer: bytes) -> tuple[Contact, ...]:
@@ -379,6 +411,7 @@ class Node:
                 await services.start(self.registrar.run)
                 for service in self.services.services:
                     await services.start(service.run)
+                running.set()
                 self._ready.set()
                 self._set_phase(NodePhase.RUNNING)
                 log.info("the node is running")

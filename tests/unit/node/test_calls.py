@@ -410,3 +410,16 @@ async def test_the_calls_service_refuses_a_contact_state_it_does_not_know(
         assert b.calls.may_ring(c.address)
         assert not b.calls.may_transfer_to(c.address)
         assert not b.calls.may_transfer_to(b.address)
+
+
+async def test_a_call_whose_session_ends_ends_at_once_saying_why(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async with call_pair(tmp=tmp_path) as (a, b):
+        await _ring(a, b, tmp_path, seconds=30)
+        await b.op("answer", record=str(tmp_path / "r.wav"))
+        await a.recorder.wait_call("active")
+        await a.mesh.cut(a.node, b.node)  # type: ignore[attr-defined]  # the peer's tor died
+        ended_a = await a.recorder.wait_call("ended", timeout=5)
+        ended_b = await b.recorder.wait_call("ended", timeout=5)
+        assert ended_a["reason"] == ended_b["reason"] == "connection-lost"
