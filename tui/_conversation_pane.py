@@ -52,11 +52,11 @@ def render_conversation_title(state: ViewState) -> StyleAndTextTuples:
         label = peer_label(state, state.conversation.peer)
         return [("class:title", f" {label}"), ("class:hint", "  not a contact")]
     if contact.state is ContactState.REQUESTED:
-        trust = [("class:unverified", " has not accepted you yet")]
+        trust = [("class:unverified", " · has not accepted you yet")]
     elif contact.verified:
-        trust = [("class:verified", " ✓ verified")]
+        trust = [("class:verified", " · ✓ verified")]
     else:
-        trust = [("class:unverified", " not verified (F5)")]
+        trust = [("class:unverified", " · not verified (F5)")]
     presence = contact_presence(state, contact)
     note = f" — {printable(presence.note)}" if presence.note else ""
     return [

@@ -339,7 +339,7 @@ async def test_verify_screen_compares_and_marks_verified(tmp_path: Path) -> None
         assert node.contacts[BOB].verified is True
         assert node.called("contacts.verify") == [{"peer": BOB, "verified": True}]
         ui.type("q")
-        await ui.watch.shows("◐ bob ✓", "bob  away ✓ verified")
+        await ui.watch.shows("◐ bob ✓", "bob  away · ✓ verified")
 
 
 async def test_my_address_screen_shows_the_address_whole_and_a_qr_code(tmp_path: Path) -> None:
