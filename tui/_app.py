@@ -731,11 +731,14 @@ class TerminalUI:
         on("pageup", filter=main)(self.conversation.page_up)
         on("pagedown", filter=main)(self.conversation.page_down)
 
-        @keys.add(Keys.BracketedPaste, filter=main & in_input, eager=True)
+        @keys.add(Keys.BracketedPaste, filter=(main & in_input) | form, eager=True)
         def _paste(event: KeyPressEvent) -> None:
-            # One input line: a pasted text's line breaks become spaces.
-            text = event.data.replace("\r\n", "\n").replace("\r", "\n").replace("\n", " ")
-            self.input_buffer.insert_text(text)
+            # One-line fields: a pasted text's line breaks become spaces (and an
+            # address copied with its line break stays one address).
+            text = event.data.replace("\r\n", "\n").replace("\r", "\n")
+            if self.screen is Screen.FORM:
+                text = text.strip()
+            event.current_buffer.insert_text(text.replace("\n", " "))
 
         lists = Condition(lambda: self.screen in (Screen.REQUESTS, Screen.DEVICES))
         plain = text_screen & ~lists

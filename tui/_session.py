@@ -16,7 +16,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from anonsip import AnonsipError
@@ -207,13 +207,17 @@ class Session:
 
     async def add_contact(self, address: str, nick: str) -> Failed | None:
         """Add (or rename) a contact; the failure is returned for the dialog to show."""
+        known = _model.find_contact(self._state, address)
         result = await self.run(
             "contacts.add", ContactAddArgs(address=address, nick=nick), notify=False
         )
         if isinstance(result, Failed):
             return result
-        contact = ContactView.decode(result) if isinstance(result, dict) else None
-        self.notice(f"Added {nick or address}.")
+        contact = ContactView.decode(result) if isinstance(result, Mapping) else None
+        if known is not None:
+            self.notice(f"Renamed {_model.display_name(known)} to {nick}.")
+        else:
+            self.notice(f"Added {nick or address}.")
         if contact is not None:
             await self.open_conversation(contact.address)
         return None

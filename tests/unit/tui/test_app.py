@@ -283,10 +283,13 @@ async def test_rename_a_contact(tmp_path: Path) -> None:
     node = two_contacts()
     async with running_ui(tmp_path, node) as ui:
         await ui.watch.shows("bob")
-        ui.type("/rename Bob Robert Smith" + KEY["enter"])
+        ui.type("/rename Bob Robert Smith" + KEY["enter"])  # a name in any case
         shot = await ui.watch.shows("◐ Robert Smith", "Renamed bob to Robert Smith.")
         assert node.called("contacts.add") == [{"address": BOB, "nick": "Robert Smith"}]
         assert "◐ bob" not in shot.text
+        # /add with a contact's address renames it too, and says so.
+        ui.type(f"/add {BOB} Bobby" + KEY["enter"])
+        await ui.watch.shows("◐ Bobby", "Renamed Robert Smith to Bobby.")
 
 
 async def test_contact_request_blocked_by_command(tmp_path: Path) -> None:
@@ -382,6 +385,21 @@ async def test_add_contact_dialog_tab_label_and_error_keep_the_address(tmp_path:
         assert shot.screen.value == "main"
         assert shot.state.conversation is not None
         assert shot.state.conversation.peer == dave
+
+
+async def test_an_address_pasted_with_its_line_break_stays_in_its_field(tmp_path: Path) -> None:
+    node = two_contacts()
+    async with running_ui(tmp_path, node) as ui:
+        await ui.watch.shows("alice")
+        ui.type(KEY["f2"])
+        await ui.watch.shows("Add contact")
+        ui.type(paste(CAROL + "\n") + KEY["tab"] + "carol")
+        shot = await ui.watch.shows(f"Address: {CAROL}", "Name:    carol")
+        assert node.called("contacts.add") == []  # the line break did not submit it
+        ui.type(KEY["enter"])
+        await ui.watch.shows("Added carol.")
+        assert node.called("contacts.add") == [{"address": CAROL, "nick": "carol"}]
+        assert shot.screen.value == "form"
 
 
 async def test_a_long_error_is_readable_whole_without_internal_names(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -357,3 +358,22 @@ def test_devices_screen_lists_and_marks_the_choice() -> None:
     assert "PortAudio sees no sound devices here" in text(
         render_devices(problem, DeviceChoice(), 0)
     )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class InvitingIdentity(IdentityView):
+    """The identity view once the node adds an invite to it."""
+
+    invite: str = ""
+
+
+def test_my_address_screen_shows_an_invite_when_the_node_gives_one() -> None:
+    invite = "anonsip:invite?v=1&a=" + ME + "&h=abcdefgh"
+    state = dataclasses.replace(
+        connected(), identity=InvitingIdentity(nick="me", address=ME, invite=invite)
+    )
+    shown = text(render_identity(state, 74))
+    assert "holds this invite" in shown
+    assert ME in shown.split("\n")
+    assert qr_rows(invite) != qr_rows(ME)
+    assert qr_rows(invite)[3] in shown
