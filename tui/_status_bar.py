@@ -12,7 +12,7 @@ from __future__ import annotations
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 
 from anonsip.control import NodePhase
-from tui._model import ViewState
+from tui._model import Notice, ViewState, restart_hint
 from tui._scroll import Rows, printable, wrap
 
 __all__ = ["BAR_CELLS", "HINT", "notice_rows", "progress_bar", "render_status_bar"]
@@ -71,6 +71,9 @@ def render_status_bar(state: ViewState, width: int) -> StyleAndTextTuples:
 
 def notice_rows(state: ViewState, width: int) -> Rows:
     notice = state.notice
+    if notice is None and not state.connected and state.status is not None:
+        # The node went away: how to start it again stays in view.
+        notice = Notice(text=f"Node stopped. Start it again with: {restart_hint(state)}")
     if notice is None:
         return [[("class:notice.hint", HINT[:width])]]
     style = "class:notice.error" if notice.error else "class:notice"

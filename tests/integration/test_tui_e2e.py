@@ -14,7 +14,12 @@ import trio
 from anonsip.demo import PEER_NICK, befriend
 from anonsip.nodeproc import init_home, run_node
 from onion.testnet import TestnetInfo
-from tests.integration._tmux import TmuxScreen, in_contacts, open_first_conversation
+from tests.integration._tmux import (
+    TmuxScreen,
+    in_contacts,
+    in_conversation,
+    open_first_conversation,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +58,7 @@ async def test_tui_chats_with_an_echoing_peer_over_tor(
             )
             await open_first_conversation(screen, PEER_NICK, SCREEN_TIMEOUT)
             await screen.wait_for(
-                lambda s: "Write anything and I will echo it back" in s,
+                lambda s: in_conversation(s, "Write anything and I will echo it back"),
                 SCREEN_TIMEOUT,
                 "the peer's greeting in the open conversation",
             )

@@ -633,6 +633,17 @@ async def test_node_going_away_says_how_to_restart_it(tmp_path: Path) -> None:
         assert len(node.ops) == calls
 
 
+async def test_the_restart_hint_stays_after_its_notice_cleared(tmp_path: Path) -> None:
+    node = two_contacts()
+    async with running_ui(tmp_path, node, notice_seconds=0.2) as ui:
+        await ui.watch.shows("● alice")
+        ui.stop_node()
+        await ui.watch.shows("The node stopped. Start it again with:")
+        shot = await ui.watch.shows("Node stopped. Start it again with:")
+        assert "The node stopped" not in shot.text  # the notice cleared; the hint stays
+        assert RESTART in unwrapped(shot.text)
+
+
 async def test_escape_sequences_in_peer_text_are_shown_not_obeyed(tmp_path: Path) -> None:
     node = two_contacts()
     async with running_ui(tmp_path, node) as ui:
