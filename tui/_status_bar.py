@@ -59,7 +59,8 @@ def render_status_bar(state: ViewState, width: int) -> StyleAndTextTuples:
     optional.append([sep, ("class:status.good" if good else "class:status.busy", registration)])
     if state.requests:
         optional.append([sep, ("class:status.alert", f"{len(state.requests)} request(s) F3")])
-    optional.append([sep, ("class:status", f"DHT {status.dht.routing_table} peers")])
+    peers = status.dht.routing_table
+    optional.append([sep, ("class:status", f"DHT {peers} peer{'' if peers == 1 else 's'}")])
     if status.outbox:
         optional.append([sep, ("class:status", f"outbox {status.outbox}")])
     optional.append([sep, ("class:status", f"me: {status.presence.status.value}")])

@@ -158,6 +158,11 @@ def test_status_bar_before_the_node_answers() -> None:
     assert "asking the node" in text(render_status_bar(connected(), 80))
 
 
+def test_status_bar_counts_one_peer_in_the_singular() -> None:
+    one = dataclasses.replace(status(), dht=DhtView(routing_table=1))
+    assert "DHT 1 peer │" in text(render_status_bar(res(connected(), "status", one), 200))
+
+
 def test_status_bar_wide_shows_everything() -> None:
     state = res(connected(), "status", status())
     bar = text(render_status_bar(state, 200))
