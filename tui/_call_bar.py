@@ -1,16 +1,27 @@
-"""The call bar (peer, timer, mute, live quality) and the incoming-call prompt.
+"""The call bar (peer, timer, mute, live quality) and the prompts a call raises.
 
-Quality is what the media loop measures: the jitter buffer's playout delay,
-frames concealed by Opus PLC, and an estimated MOS.
+Quality is what the media loop measures (``CallStatsView``): the jitter
+buffer's playout delay, frames concealed by Opus PLC, and an estimated MOS.
+The prompts: an incoming call to answer or decline, and a peer asking us
+to call someone else (a transfer needs our consent).
 """
 
 from __future__ import annotations
 
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 
-from tui._model import Call, CallPhase, ViewState, incoming_call, peer_label, shown_call
+from anonsip.control import CallState, CallView
+from tui._model import (
+    ViewState,
+    call_duration,
+    incoming_call,
+    peer_label,
+    shown_call,
+    transfer_request,
+)
+from tui._scroll import printable
 
-__all__ = ["format_duration", "render_call_bar", "render_incoming_call"]
+__all__ = ["format_duration", "render_call_bar", "render_call_prompt"]
 
 
 def format_duration(seconds: float) -> str:
@@ -20,14 +31,17 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
-def _quality(call: Call) -> str:
+def _quality(call: CallView) -> str:
+    stats = call.stats
+    if stats is None:
+        return ""
     parts = []
-    if call.quality.playout_delay_ms is not None:
-        parts.append(f"delay {call.quality.playout_delay_ms:.0f} ms")
-    if call.quality.concealed_frames is not None:
-        parts.append(f"concealed {call.quality.concealed_frames}")
-    if call.quality.mos is not None:
-        parts.append(f"MOS {call.quality.mos:.1f}")
+    if stats.playout_delay_ms is not None:
+        parts.append(f"delay {stats.playout_delay_ms:.0f} ms")
+    if stats.played_frames or stats.concealed_frames:
+        parts.append(f"concealed {stats.concealed_frames}")
+    if stats.mos is not None:
+        parts.append(f"MOS {stats.mos:.1f}")
     return " · ".join(parts)
 
 
@@ -36,13 +50,17 @@ def render_call_bar(state: ViewState, now: float, width: int = 80) -> StyleAndTe
     call = shown_call(state)
     if call is None:
         return []
-    who = peer_label(state, call.peer)
+    who = printable(peer_label(state, call.peer))
     hint = ("class:call.hint", " F8 hang up")
-    if call.phase is CallPhase.RINGING:
+    if call.state is CallState.CALLING:
         return [("class:call", f" Calling {who}… "), hint]
+    if call.state is CallState.RINGING:
+        return [("class:call", f" Ringing {who}… "), hint]
+    if call.state is CallState.ENDING:
+        return [("class:call", f" Ending the call with {who}… ")]
     fragments: StyleAndTextTuples = [
         ("class:call", f" In call: {who} "),
-        ("class:call.timer", f" {format_duration(call.duration(now))} "),
+        ("class:call.timer", f" {format_duration(call_duration(call, now))} "),
     ]
     if call.held:
         fragments.append(("class:call.held", " on hold "))
@@ -54,11 +72,20 @@ def render_call_bar(state: ViewState, now: float, width: int = 80) -> StyleAndTe
     return fragments
 
 
-def render_incoming_call(state: ViewState) -> StyleAndTextTuples:
+def render_call_prompt(state: ViewState) -> StyleAndTextTuples:
+    """The prompt over every screen: an incoming call first, else a transfer to allow."""
     call = incoming_call(state)
-    if call is None:
-        return []
-    return [
-        ("class:incoming", f" Incoming call from {peer_label(state, call.peer)} \n"),
-        ("class:incoming.keys", " ctrl-a answer    ctrl-d decline "),
-    ]
+    if call is not None:
+        return [
+            ("class:incoming", f" Incoming call from {printable(peer_label(state, call.peer))} \n"),
+            ("class:incoming.keys", " ctrl-a answer    ctrl-d decline "),
+        ]
+    call = transfer_request(state)
+    if call is not None:
+        who = printable(peer_label(state, call.peer))
+        target = printable(peer_label(state, call.transfer_to))
+        return [
+            ("class:incoming", f" {who} asks you to call {target} \n"),
+            ("class:incoming.keys", " ctrl-a allow    ctrl-d refuse "),
+        ]
+    return []

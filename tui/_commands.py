@@ -40,18 +40,28 @@ class Command:
 
 COMMANDS: Mapping[str, CommandSpec] = {
     "add": CommandSpec(
-        usage="/add ADDRESS [NICK]",
-        summary="add a contact by address",
+        usage="/add ADDRESS [NAME]",
+        summary="add a contact by the address they gave you (an existing one is renamed)",
         required=1,
         optional=1,
         rest=True,
     ),
+    "rename": CommandSpec(
+        usage="/rename PEER NAME",
+        summary="give a contact another name",
+        required=2,
+        rest=True,
+    ),
     "open": CommandSpec(usage="/open PEER", summary="open a conversation", required=1),
-    "remove": CommandSpec(usage="/remove PEER", summary="remove a contact", required=1),
-    "requests": CommandSpec(usage="/requests", summary="show contact requests"),
+    "remove": CommandSpec(
+        usage="/remove PEER",
+        summary="remove a contact (asks first; cancels messages still queued for them)",
+        required=1,
+    ),
+    "requests": CommandSpec(usage="/requests", summary="show contact requests (F3)"),
     "accept": CommandSpec(
-        usage="/accept ADDRESS [NICK]",
-        summary="accept a contact request",
+        usage="/accept ADDRESS [NAME]",
+        summary="accept a contact request and name them",
         required=1,
         optional=1,
         rest=True,
@@ -62,27 +72,36 @@ COMMANDS: Mapping[str, CommandSpec] = {
         optional=1,
     ),
     "block": CommandSpec(usage="/block ADDRESS", summary="block an address", required=1),
-    "call": CommandSpec(usage="/call [PEER]", summary="call a contact", optional=1),
-    "answer": CommandSpec(usage="/answer", summary="answer the incoming call"),
-    "hangup": CommandSpec(usage="/hangup", summary="end the call"),
-    "mute": CommandSpec(usage="/mute", summary="mute or unmute the microphone"),
+    "unblock": CommandSpec(usage="/unblock ADDRESS", summary="unblock an address", required=1),
+    "call": CommandSpec(usage="/call [PEER]", summary="call a contact (F6)", optional=1),
+    "answer": CommandSpec(usage="/answer", summary="answer the incoming call (ctrl-a)"),
+    "hangup": CommandSpec(usage="/hangup", summary="end the call (F8)"),
+    "mute": CommandSpec(usage="/mute", summary="mute or unmute the microphone (F7)"),
     "hold": CommandSpec(usage="/hold", summary="hold or resume the call"),
-    "verify": CommandSpec(
-        usage="/verify [PEER]", summary="compare safety numbers with a contact", optional=1
+    "devices": CommandSpec(usage="/devices", summary="list sound devices and choose (F9)"),
+    "device": CommandSpec(
+        usage="/device input|output NAME|default",
+        summary="choose the microphone or speaker calls use, by name",
+        required=2,
+        rest=True,
     ),
-    "me": CommandSpec(usage="/me", summary="show my address and fingerprint"),
+    "verify": CommandSpec(
+        usage="/verify [PEER]", summary="compare safety numbers with a contact (F5)", optional=1
+    ),
+    "me": CommandSpec(usage="/me", summary="show my address and its QR code (F4)"),
     "presence": CommandSpec(
         usage="/presence available|away|busy [NOTE]",
-        summary="set my presence",
+        summary="set my presence, with an optional note",
         required=1,
         optional=1,
         rest=True,
     ),
-    "help": CommandSpec(usage="/help", summary="show keys and commands"),
+    "help": CommandSpec(usage="/help", summary="show keys and commands (F1)"),
     "quit": CommandSpec(usage="/quit", summary="leave the terminal UI (the node keeps running)"),
 }
 
 PRESENCE_STATES = ("available", "away", "busy")
+DEVICE_KINDS = ("input", "output")
 
 
 def parse_command(line: str) -> Command | None:
@@ -111,5 +130,7 @@ def parse_command(line: str) -> Command | None:
     if not spec.required <= len(args) <= most:
         raise UsageError(f"usage: {spec.usage}")
     if name == "presence" and args[0].lower() not in PRESENCE_STATES:
+        raise UsageError(f"usage: {spec.usage}")
+    if name == "device" and args[0].lower() not in DEVICE_KINDS:
         raise UsageError(f"usage: {spec.usage}")
     return Command(name=name, args=tuple(args))

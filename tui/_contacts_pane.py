@@ -1,6 +1,8 @@
 """The contacts pane: one line per contact with presence, unread count and a verified mark.
 
 Each line carries a mouse handler, so a click opens that conversation.
+Presence is what the node's ``presence`` events said; with no node it is
+unknown, never a stale "available".
 """
 
 from __future__ import annotations
@@ -9,27 +11,38 @@ from collections.abc import Callable
 
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 from prompt_toolkit.mouse_events import MouseEvent, MouseEventType
+from prompt_toolkit.utils import get_cwidth
 
-from tui._model import Contact, ViewState, display_name
+from anonsip.control import ContactState, ContactView, PresenceStatus
+from tui._model import ViewState, contact_presence, display_name
+from tui._scroll import printable
 
 __all__ = ["PRESENCE_GLYPHS", "VERIFIED_MARK", "presence_glyph", "render_contacts"]
 
 PRESENCE_GLYPHS = {
-    "available": "●",
-    "online": "●",
-    "away": "◐",
-    "busy": "⊘",
-    "offline": "○",
+    PresenceStatus.AVAILABLE: "●",
+    PresenceStatus.AWAY: "◐",
+    PresenceStatus.BUSY: "⊘",
+    PresenceStatus.OFFLINE: "○",
+    PresenceStatus.UNKNOWN: "·",
 }
 VERIFIED_MARK = "✓"
 
 
-def presence_glyph(contact: Contact) -> str:
-    if contact.state == "blocked":
+def presence_glyph(state: ViewState, contact: ContactView) -> str:
+    if contact.state is ContactState.BLOCKED:
         return "✗"
-    if contact.state == "requested":
+    if contact.state is ContactState.REQUESTED:
         return "?"
-    return PRESENCE_GLYPHS.get(contact.presence, "○")
+    return PRESENCE_GLYPHS[contact_presence(state, contact).status]
+
+
+def _fit(name: str, room: int) -> str:
+    if get_cwidth(name) <= room:
+        return name
+    while name and get_cwidth(name) > room - 1:
+        name = name[:-1]
+    return name + "…"
 
 
 def render_contacts(
@@ -41,24 +54,23 @@ def render_contacts(
     open_peer = state.conversation.peer if state.conversation else None
     for contact in state.contacts:
         handler = _clicker(contact.address, on_click)
-        glyph = presence_glyph(contact)
+        glyph = presence_glyph(state, contact)
         unread = f" ({contact.unread})" if contact.unread else ""
         mark = f" {VERIFIED_MARK}" if contact.verified else ""
         room = max(1, width - 3 - len(unread) - len(mark))
-        name = display_name(contact)
-        if len(name) > room:
-            name = name[: room - 1] + "…"
+        name = _fit(printable(display_name(contact)), room)
         style = "class:contact"
         if contact.address == state.selected:
             style += " class:contact.selected"
         if contact.address == open_peer:
             style += " class:contact.open"
+        status = contact_presence(state, contact).status.value
         fragments += [
-            (f"{style} class:presence.{contact.presence}", f" {glyph} ", handler),
+            (f"{style} class:presence.{status}", f" {glyph} ", handler),
             (style, name, handler),
             (f"{style} class:verified", mark, handler),
             (f"{style} class:unread", unread, handler),
-            (style, " " * max(0, room - len(name)), handler),
+            (style, " " * max(0, room - get_cwidth(name)), handler),
             ("", "\n"),
         ]
     fragments.pop()  # no newline after the last line

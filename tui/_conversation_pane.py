@@ -1,5 +1,12 @@
-"""The conversation pane: the open contact's messages, each out-going one with its
-delivery state (queued → sent → delivered, as the node reports them)."""
+"""The conversation pane: the open peer's messages and calls, wrapped at word boundaries.
+
+Each out-going message carries its delivery state as the node reports it,
+and only what it reports: queued (nothing left this machine), sent (the
+peer's node has it), in mailbox, delivered (the peer's node stored it),
+failed. A first message to someone who has not accepted us yet is a
+request, and looks like one, not like a delivered chat message. Ended
+calls leave a line ("call, 2:31", "missed call").
+"""
 
 from __future__ import annotations
 
@@ -7,21 +14,32 @@ import time
 
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 
-from tui._model import MessageState, ViewState, display_name, find_contact, peer_label
+from anonsip.control import ContactState, MessageDirection, MessageState, MessageView
+from tui._model import CallNote, ViewState, contact_presence, display_name, find_contact, peer_label
+from tui._scroll import NO_BREAK, Rows, printable, wrap
 
-__all__ = ["DELIVERY_MARKS", "render_conversation", "render_conversation_title"]
+__all__ = [
+    "DELIVERY_MARKS",
+    "TIME_WIDTH",
+    "conversation_rows",
+    "render_conversation_title",
+]
 
 DELIVERY_MARKS = {
     MessageState.QUEUED: "… queued",
+    MessageState.REQUEST: "? request, not accepted yet",
     MessageState.SENT: "✓ sent",
+    MessageState.IN_MAILBOX: "✓ in mailbox",
     MessageState.DELIVERED: "✓✓ delivered",
     MessageState.FAILED: "✗ failed",
     MessageState.RECEIVED: "",
 }
 
+TIME_WIDTH = 6  # "12:01 ": continuation rows are indented under the text
 
-def _clock(seconds: float | None) -> str:
-    if seconds is None:
+
+def _clock(seconds: float) -> str:
+    if not seconds:
         return "--:--"
     return time.strftime("%H:%M", time.localtime(seconds))
 
@@ -31,46 +49,67 @@ def render_conversation_title(state: ViewState) -> StyleAndTextTuples:
         return [("class:title", " no conversation open")]
     contact = find_contact(state, state.conversation.peer)
     if contact is None:
-        return [("class:title", f" {peer_label(state, state.conversation.peer)}")]
-    verified = (
-        [("class:verified", " ✓ verified")]
-        if contact.verified
-        else [("class:unverified", " not verified (F5)")]
-    )
-    note = f" — {contact.note}" if contact.note else ""
+        label = peer_label(state, state.conversation.peer)
+        return [("class:title", f" {label}"), ("class:hint", "  not a contact")]
+    if contact.state is ContactState.REQUESTED:
+        trust = [("class:unverified", " · has not accepted you yet")]
+    elif contact.verified:
+        trust = [("class:verified", " · ✓ verified")]
+    else:
+        trust = [("class:unverified", " · not verified (F5)")]
+    presence = contact_presence(state, contact)
+    note = f" — {printable(presence.note)}" if presence.note else ""
     return [
-        ("class:title", f" {display_name(contact)}"),
-        ("class:title.presence", f"  {contact.presence}{note}"),
-        *verified,
+        ("class:title", f" {printable(display_name(contact))}"),
+        ("class:title.presence", f"  {presence.status.value}{note}"),
+        *trust,
     ]
 
 
-def render_conversation(state: ViewState) -> StyleAndTextTuples:
+def _message(state: ViewState, message: MessageView, them: str) -> StyleAndTextTuples:
+    outgoing = message.direction is MessageDirection.OUT
+    if outgoing and message.state is MessageState.REQUEST:
+        who, style = "me", "class:message.request"
+    elif outgoing:
+        who, style = "me", "class:message.out"
+    else:
+        who, style = them, "class:message.in"
+    fragments: StyleAndTextTuples = [
+        ("class:message.time", f"{_clock(message.time)} "),
+        (f"{style} class:message.who", f"{who}: "),
+        (style, printable(message.text)),
+    ]
+    mark = DELIVERY_MARKS[message.state] if outgoing else ""
+    if mark:
+        style = f"class:delivery.{message.state.value} {NO_BREAK}"
+        fragments.append((style, f"  {mark}"))
+    return fragments
+
+
+def _call(note: CallNote) -> StyleAndTextTuples:
+    style = "class:call.note.missed" if note.missed else "class:call.note"
+    return [("class:message.time", f"{_clock(note.time)} "), (style, f"· {note.text}")]
+
+
+def conversation_rows(state: ViewState, width: int) -> Rows:
+    """The open conversation as screen rows of at most ``width`` cells, oldest first."""
     conversation = state.conversation
     if conversation is None:
-        return [
-            (
-                "class:hint",
-                "Pick a contact: click it, ctrl-n/ctrl-p,\n"
-                "or Tab, up/down and Enter.\n"
-                "Add one: F2 or /add ADDRESS NICK.   Help: F1",
-            )
-        ]
-    if not conversation.messages:
+        hint = (
+            "Pick a contact: click it, ctrl-n/ctrl-p, or Tab, up/down and Enter. "
+            "Add one: F2 or /add ADDRESS NAME.   Help: F1"
+        )
+        return wrap([("class:hint", hint)], width)
+    notes = [n for n in state.call_notes if n.peer == conversation.peer]
+    if not conversation.messages and not notes:
         text = "no messages yet" if conversation.loaded else "loading…"
-        return [("class:hint", text)]
-    them = peer_label(state, conversation.peer)
-    fragments: StyleAndTextTuples = []
+        return wrap([("class:hint", text)], width)
+    them = printable(peer_label(state, conversation.peer))
+    rows: Rows = []
     for message in conversation.messages:
-        who, style = ("me", "class:message.out") if message.outgoing else (them, "class:message.in")
-        fragments += [
-            ("class:message.time", f"{_clock(message.time)} "),
-            (f"{style} class:message.who", f"{who}: "),
-            (style, message.text),
-        ]
-        mark = DELIVERY_MARKS[message.state]
-        if mark:
-            fragments.append((f"class:delivery.{message.state.value}", f"  {mark}"))
-        fragments.append(("", "\n"))
-    fragments.pop()
-    return fragments
+        while notes and notes[0].time <= message.time:
+            rows += wrap(_call(notes.pop(0)), width, indent=TIME_WIDTH)
+        rows += wrap(_message(state, message, them), width, indent=TIME_WIDTH)
+    for note in notes:
+        rows += wrap(_call(note), width, indent=TIME_WIDTH)
+    return rows

@@ -7,6 +7,7 @@ import time
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 
 from tui._model import ViewState
+from tui._scroll import printable
 
 __all__ = ["render_requests"]
 
@@ -20,10 +21,13 @@ def render_requests(state: ViewState, selected: int) -> StyleAndTextTuples:
         style = "class:request.selected" if index == selected else "class:request"
         when = time.strftime("%d %b %H:%M", time.localtime(request.time)) if request.time else ""
         fragments += [
-            (style, f" {request.address}  {when}\n"),
-            ("class:request.text", f"    “{request.text}”\n" if request.text else "\n"),
+            (style, f"{request.address}\n"),
+            ("class:request.text", f"   {when}  “{printable(request.text)}”\n"),
         ]
     fragments.append(
-        ("class:hint", "\nup/down choose   a accept   d decline   b block   Esc close")
+        (
+            "class:hint",
+            "\nup/down choose   a accept and name   d decline   b block   Esc close",
+        )
     )
     return fragments

@@ -10,6 +10,7 @@ from __future__ import annotations
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 
 from tui._model import ViewState, display_name, find_contact
+from tui._scroll import printable
 
 __all__ = ["group_digits", "render_verify"]
 
@@ -27,30 +28,22 @@ def render_verify(state: ViewState, peer: str | None) -> StyleAndTextTuples:
     contact = find_contact(state, peer) if peer else None
     if contact is None:
         return [("class:hint", "Open a contact's conversation first, then F5 or /verify.")]
-    name = display_name(contact)
+    name = printable(display_name(contact))
     number = state.safety_numbers.get(contact.address)
-    fragments: StyleAndTextTuples = [
+    return [
         ("class:screen.heading", f"Verify {name}\n\n"),
-        ("class:screen.key", " Address "),
+        ("class:screen.key", "Their address:\n"),
         ("", f"{contact.address}\n\n"),
-        ("class:screen.key", " Safety number with "),
-        ("class:screen.key", f"{name}:\n"),
+        ("class:screen.key", f"Safety number of you and {name}:\n"),
         (
             "class:screen.value",
             f"{group_digits(number)}\n\n" if number else "   asking the node…\n\n",
         ),
-    ]
-    if state.identity is not None:
-        fragments += [
-            ("class:screen.key", " My fingerprint: "),
-            ("", f"{state.identity.fingerprint}\n\n"),
-        ]
-    fragments += [
-        ("class:screen.key", " Status: "),
+        ("class:screen.key", "Status: "),
         ("class:verified", "verified ✓\n\n")
         if contact.verified
         else ("class:unverified", "not verified\n\n"),
-        ("class:hint", f"Compare the number with {name} over another channel.\n"),
+        ("class:hint", f"Compare the number with {name} over another channel;\n"),
+        ("class:hint", "they see the same number on their side.\n"),
         ("class:hint", "v: they match, mark verified   u: unmark   Esc: close"),
     ]
-    return fragments

@@ -156,3 +156,9 @@ def in_contacts(text: str, nick: str) -> bool:
     """``nick`` in the anonsip UI's contacts pane (left of the rule, under the status bar)."""
     lines = text.splitlines()
     return any("│" in line and nick in line.partition("│")[0] for line in lines[1:])
+
+
+def in_conversation(text: str, phrase: str) -> bool:
+    """``phrase`` in the anonsip UI's conversation pane, however the UI wrapped it."""
+    rows = [line.partition("│")[2].strip() for line in text.splitlines()[3:] if "│" in line]
+    return phrase in " ".join(rows)

@@ -11,7 +11,12 @@ import pytest
 import trio
 
 from anonsip.demo import PEER_NICK
-from tests.integration._tmux import TmuxScreen, in_contacts, open_first_conversation
+from tests.integration._tmux import (
+    TmuxScreen,
+    in_contacts,
+    in_conversation,
+    open_first_conversation,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +70,7 @@ async def test_demo_chats_then_leaves_nothing_running(tmp_path: Path) -> None:
 
         await open_first_conversation(screen, PEER_NICK, ECHO_TIMEOUT)
         await screen.wait_for(
-            lambda s: "Write anything and I will echo it back" in s,
+            lambda s: in_conversation(s, "Write anything and I will echo it back"),
             ECHO_TIMEOUT,
             "the demo peer's greeting",
         )

@@ -14,11 +14,17 @@ import trio
 from anonsip.demo import PEER_NICK, befriend
 from anonsip.nodeproc import init_home, run_node
 from onion.testnet import TestnetInfo
-from tests.integration._tmux import TmuxScreen, in_contacts, open_first_conversation
+from tests.integration._tmux import (
+    TmuxScreen,
+    in_contacts,
+    in_conversation,
+    open_first_conversation,
+)
 
 pytestmark = pytest.mark.integration
 
 SCREEN_TIMEOUT = 60.0  # from Enter to the echo: two onion deliveries and a DHT lookup
+RETRY_TIMEOUT = 240.0  # a message queued for a node that was down: its next attempt
 
 
 @pytest.mark.timeout(300)
@@ -52,7 +58,7 @@ async def test_tui_chats_with_an_echoing_peer_over_tor(
             )
             await open_first_conversation(screen, PEER_NICK, SCREEN_TIMEOUT)
             await screen.wait_for(
-                lambda s: "Write anything and I will echo it back" in s,
+                lambda s: in_conversation(s, "Write anything and I will echo it back"),
                 SCREEN_TIMEOUT,
                 "the peer's greeting in the open conversation",
             )
@@ -145,3 +151,152 @@ async def _tui_starts_and_leaves_a_node(
     await again.send_keys("C-q")
     assert await again.wait_exit(10.0) == 0
     assert _live_pids_mentioning(f"{home}\0run") == nodes
+
+
+class ScreenLog:
+    """The screens of a run, as text, in a file under the test's directory (and on stdout)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.path.write_text("")
+
+    def add(self, who: str, step: str, screen: str) -> None:
+        entry = f"=== {who}: {step} ===\n{screen.rstrip()}\n\n"
+        with self.path.open("a") as f:
+            f.write(entry)
+        print(entry, flush=True)
+
+
+def _words(screen: str) -> str:
+    """A screen's text with rows joined, for a sentence the UI wrapped."""
+    return " ".join(line.strip() for line in screen.splitlines())
+
+
+def _conversation_title(screen: str) -> str:
+    lines = screen.splitlines()
+    return lines[1].partition("│")[2].strip() if len(lines) > 1 else ""
+
+
+async def _open(screen: TmuxScreen, nick: str) -> str:
+    await screen.type_text(f"/open {nick}")
+    await screen.send_keys("Enter")
+    return await screen.wait_for(
+        lambda s: _conversation_title(s).startswith(nick), SCREEN_TIMEOUT, f"{nick}'s conversation"
+    )
+
+
+async def _say(screen: TmuxScreen, text: str) -> None:
+    await screen.type_text(text)
+    await screen.send_keys("Enter")
+
+
+async def _never_sent(screen: TmuxScreen, text: str, seconds: float) -> str:
+    """The screen after ``seconds`` in which ``text`` never stopped being queued."""
+    queued = f"me: {text}  … queued"
+    await screen.wait_for(lambda s: queued in s, SCREEN_TIMEOUT, f"{text!r} queued")
+    with trio.move_on_after(seconds):
+        while True:
+            shown = await screen.screen()
+            assert queued in shown, shown
+            await trio.sleep(1.0)
+    return screen.last
+
+
+@pytest.mark.timeout(900)
+async def test_two_tuis_at_80x24_while_one_node_stops(testnet: TestnetInfo, tmp_path: Path) -> None:
+    """Alice and Bob chat in two real ``anonsip tui`` at 80x24; Bob's node stops
+    mid-conversation: his UI says how to start it again, Alice's message to him
+    stays queued (never "sent"), and it is delivered once his node is back."""
+    alice_home, bob_home = tmp_path / "alice", tmp_path / "bob"
+    network = Path(testnet.directory)
+    log = ScreenLog(tmp_path / "screens.txt")
+    alice_ui, bob_ui = TmuxScreen("alice"), TmuxScreen("bob")
+    size = {"width": 80, "height": 24}
+    async with (
+        run_node("bob", bob_home, testnet=network, output=tmp_path / "bob.log", pow_bits=16) as bob,
+        run_node(
+            "alice", alice_home, testnet=network, output=tmp_path / "alice.log", pow_bits=16
+        ) as alice,
+    ):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(bob.wait_ready)
+            nursery.start_soon(alice.wait_ready)
+        assert await befriend(
+            alice, bob, me_nick="alice", peer_nick="bob", greeting="hi alice, it's bob"
+        ), "bob's greeting was never delivered"
+        try:
+            await alice_ui.start(_anonsip(alice_home, "tui"), **size)
+            await bob_ui.start(_anonsip(bob_home, "tui"), **size)
+            await alice_ui.wait_for(lambda s: in_contacts(s, "bob"), SCREEN_TIMEOUT, "bob")
+            await bob_ui.wait_for(lambda s: in_contacts(s, "alice"), SCREEN_TIMEOUT, "alice")
+
+            shown = await _open(alice_ui, "bob")
+            shown = await alice_ui.wait_for(
+                lambda s: "bob: hi alice, it's bob" in s, SCREEN_TIMEOUT, "bob's greeting"
+            )
+            log.add("alice", "opened bob's conversation", shown)
+            shown = await _open(bob_ui, "alice")
+            log.add("bob", "opened alice's conversation", shown)
+
+            await _say(alice_ui, "hello bob, are you there?")
+            shown = await alice_ui.wait_for(
+                lambda s: "me: hello bob, are you there?  ✓✓ delivered" in s,
+                SCREEN_TIMEOUT,
+                "alice's message delivered",
+            )
+            log.add("alice", "wrote to bob: delivered", shown)
+            shown = await bob_ui.wait_for(
+                lambda s: "alice: hello bob, are you there?" in s, SCREEN_TIMEOUT, "it at bob's"
+            )
+            log.add("bob", "alice's message arrived", shown)
+
+            await _say(bob_ui, "yes, here")
+            shown = await alice_ui.wait_for(
+                lambda s: "bob: yes, here" in s, SCREEN_TIMEOUT, "bob's answer"
+            )
+            log.add("alice", "bob answered", shown)
+
+            # Bob's node stops mid-conversation.
+            assert await bob.shutdown() == 0
+            shown = await bob_ui.wait_for(
+                lambda s: "Node: not connected" in s and "Start it again with:" in s,
+                SCREEN_TIMEOUT,
+                "the node gone, and how to start it",
+            )
+            log.add("bob", "his node stopped", shown)
+            # The node's own restart command (run_node started it with `run`), wrapped.
+            restart = f"anonsip --home {bob_home} run --testnet {network}"
+            assert restart.replace(" ", "") in _words(shown).replace(" ", ""), shown
+            assert "● alice" not in shown  # nothing stale says "available"
+
+            await _say(alice_ui, "still there?")
+            shown = await _never_sent(alice_ui, "still there?", 20.0)
+            log.add("alice", "wrote while bob's node is down: still queued", shown)
+
+            # Bob starts his node again, as his screen said, and a new UI on it.
+            await bob_ui.send_keys("C-q")
+            assert await bob_ui.wait_exit(10.0) == 0
+            await bob_ui.close()
+            bob.start()
+            await bob.wait_ready()
+            bob_ui = TmuxScreen("bob-again")
+            await bob_ui.start(_anonsip(bob_home, "tui"), **size)
+            await bob_ui.wait_for(lambda s: in_contacts(s, "alice"), SCREEN_TIMEOUT, "alice")
+            shown = await alice_ui.wait_for(
+                lambda s: "me: still there?  ✓✓ delivered" in s,
+                RETRY_TIMEOUT,
+                "the queued message delivered once bob's node is back",
+            )
+            log.add("alice", "bob's node is back: delivered", shown)
+            await _open(bob_ui, "alice")
+            shown = await bob_ui.wait_for(
+                lambda s: "alice: still there?" in s, SCREEN_TIMEOUT, "it at bob's"
+            )
+            log.add("bob", "his node is back, with the message", shown)
+
+            for ui in (alice_ui, bob_ui):
+                await ui.send_keys("C-q")
+                assert await ui.wait_exit(10.0) == 0
+        finally:
+            await alice_ui.close()
+            await bob_ui.close()

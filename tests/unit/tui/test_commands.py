@@ -31,6 +31,12 @@ def test_plain_text_is_not_a_command() -> None:
         ("/presence away at lunch", Command(name="presence", args=("away", "at lunch"))),
         ("/quit", Command(name="quit", args=())),
         ("/me", Command(name="me", args=())),
+        ("/rename Bob Robert Smith", Command(name="rename", args=("Bob", "Robert Smith"))),
+        (
+            "/device input USB Headset Mic",
+            Command(name="device", args=("input", "USB Headset Mic")),
+        ),
+        ("/unblock asip1xyz", Command(name="unblock", args=("asip1xyz",))),
     ],
 )
 def test_commands_parse(line: str, expected: Command) -> None:
@@ -41,7 +47,9 @@ def test_commands_parse(line: str, expected: Command) -> None:
     ("line", "says"),
     [
         ("/frobnicate", "unknown command /frobnicate"),
-        ("/add", "usage: /add ADDRESS [NICK]"),
+        ("/add", "usage: /add ADDRESS [NAME]"),
+        ("/rename bob", "usage: /rename PEER NAME"),
+        ("/device speaker x", "usage: /device"),
         ("/block a b", "usage: /block ADDRESS"),
         ("/quit now", "usage: /quit"),
         ("/presence sleeping", "usage: /presence"),
