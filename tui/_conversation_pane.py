@@ -14,8 +14,16 @@ import time
 
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 
-from anonsip.control import ContactState, MessageDirection, MessageState, MessageView
-from tui._model import CallNote, ViewState, contact_presence, display_name, find_contact, peer_label
+from anonsip.control import ContactState, MessageDirection, MessageKind, MessageState, MessageView
+from tui._model import (
+    CallNote,
+    ViewState,
+    contact_presence,
+    display_name,
+    find_contact,
+    history_call_note,
+    peer_label,
+)
 from tui._scroll import NO_BREAK, Rows, printable, wrap
 
 __all__ = [
@@ -100,7 +108,8 @@ def conversation_rows(state: ViewState, width: int) -> Rows:
             "Add one: F2 or /add ADDRESS NAME.   Help: F1"
         )
         return wrap([("class:hint", hint)], width)
-    notes = [n for n in state.call_notes if n.peer == conversation.peer]
+    kept = {m.message_id for m in conversation.messages if m.kind is MessageKind.CALL}
+    notes = [n for n in state.call_notes if n.peer == conversation.peer and n.call_id not in kept]
     if not conversation.messages and not notes:
         text = "no messages yet" if conversation.loaded else "loading…"
         return wrap([("class:hint", text)], width)
@@ -109,6 +118,9 @@ def conversation_rows(state: ViewState, width: int) -> Rows:
     for message in conversation.messages:
         while notes and notes[0].time <= message.time:
             rows += wrap(_call(notes.pop(0)), width, indent=TIME_WIDTH)
+        if message.kind is MessageKind.CALL:
+            rows += wrap(_call(history_call_note(message)), width, indent=TIME_WIDTH)
+            continue
         rows += wrap(_message(state, message, them), width, indent=TIME_WIDTH)
     for note in notes:
         rows += wrap(_call(note), width, indent=TIME_WIDTH)

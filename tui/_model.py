@@ -70,6 +70,7 @@ __all__ = [
     "apply_result",
     "call_duration",
     "call_note_text",
+    "history_call_note",
     "clear_notice",
     "close_conversation",
     "contact_presence",
@@ -116,6 +117,7 @@ class CallNote:
     time: float  # wall-clock seconds it ended
     text: str
     missed: bool = False
+    call_id: str = ""
 
 
 def _merged(old: MessageView, new: MessageView) -> MessageView:
@@ -332,6 +334,24 @@ def call_note_text(call: CallView, duration: float | None) -> tuple[str, bool]:
     return _OUTGOING_ENDS.get(call.reason, failed), False
 
 
+def history_call_note(message: MessageView) -> CallNote:
+    """The line for a call kept in the node's history (``kind`` ``call``)."""
+    answered = message.duration_s > 0
+    incoming = message.direction is MessageDirection.IN
+    if answered:
+        whole = int(message.duration_s)
+        text, missed = f"call, {whole // 60}:{whole % 60:02d}", False
+    elif incoming:
+        declined = message.text in ("declined", "busy")
+        text, missed = ("declined call", False) if declined else ("missed call", True)
+    else:
+        text = _OUTGOING_ENDS.get(message.text, f"call failed ({message.text or 'no reason'})")
+        missed = False
+    return CallNote(
+        peer=message.peer, time=message.time, text=text, missed=missed, call_id=message.message_id
+    )
+
+
 def _note_call(state: ViewState, call: CallView, old: CallView | None, now: float) -> ViewState:
     started = call.started if call.started is not None else (old.started if old else None)
     duration: float | None = None
@@ -340,7 +360,9 @@ def _note_call(state: ViewState, call: CallView, old: CallView | None, now: floa
         measured = stats.duration_s if stats is not None else None
         duration = measured if measured is not None else max(0.0, now - started)
     text, missed = call_note_text(call, duration)
-    note = CallNote(peer=address_form(call.peer), time=now, text=text, missed=missed)
+    note = CallNote(
+        peer=address_form(call.peer), time=now, text=text, missed=missed, call_id=call.call_id
+    )
     return dataclasses.replace(state, call_notes=(*state.call_notes, note)[-MAX_CALL_NOTES:])
 
 

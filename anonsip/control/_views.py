@@ -36,6 +36,7 @@ __all__ = [
     "LookupView",
     "MailboxView",
     "MessageDirection",
+    "MessageKind",
     "MessageState",
     "MessageView",
     "NodePhase",
@@ -59,6 +60,11 @@ class SchemaError(RemoteProtocolError):
 class MessageDirection(enum.StrEnum):
     IN = "in"
     OUT = "out"
+
+
+class MessageKind(enum.StrEnum):
+    TEXT = "text"
+    CALL = "call"  # a finished call: ``text`` says how it ended, ``duration_s`` how long
 
 
 class MessageState(enum.StrEnum):
@@ -259,6 +265,8 @@ class MessageView(View):
     text: str = ""
     time: float = 0.0
     state: MessageState = MessageState.QUEUED
+    kind: MessageKind = MessageKind.TEXT
+    duration_s: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -38,7 +38,10 @@ def build_node(
     presence = PresenceService(context)
     contacts = ContactsService(context, presence=presence)
     messaging = MessagingService(
-        context, pow_difficulty=config.pow_difficulty, on_received=[presence.heard_from]
+        context,
+        pow_difficulty=config.pow_difficulty,
+        on_received=[presence.heard_from],
+        on_queue_change=contacts.publish,
     )
     calls = CallService(
         context,

@@ -408,8 +408,31 @@ class CallService(NodeService):
             leg.ended.set()
             view = leg.view(with_stats=True)
             self.recent.append(view)
+            self._keep_in_history(leg, view)
             self._ctx.publish("call", view)
             log.info("a call ended: %s %s", leg.end_reason, leg.detail)
+
+    def _keep_in_history(self, leg: CallLeg, view: CallView) -> None:
+        """The conversation keeps the call: who called, how it ended, how long it lasted."""
+        answered = leg.started is not None
+        ended = leg.end_reason if answered or leg.outgoing else "missed"
+        if not leg.outgoing and leg.end_reason in ("declined", "busy"):
+            ended = leg.end_reason
+        duration = 0.0
+        if answered:
+            measured = view.stats.duration_s if view.stats is not None else None
+            duration = measured or max(0.0, self._wall_clock() - (leg.started or 0.0))
+        try:
+            self._ctx.store.record_call(
+                leg.peer,
+                leg.call_id,
+                outgoing=leg.outgoing,
+                ended=ended,
+                duration_s=duration,
+                time=leg.started or self._wall_clock(),
+            )
+        except AnonsipError as exc:
+            log.info("could not keep the call in the history: %s", exc)
 
     def _end_unsignalled(self, leg: CallLeg, reason: str, detail: str) -> None:
         leg.reason, leg.detail = reason, detail

@@ -31,6 +31,7 @@ from anonsip.admission import GateLimits, RequestGate, Verdict, prove
 from anonsip.control import (
     HistoryArgs,
     MessageDirection,
+    MessageKind,
     MessageView,
     PeerArgs,
     SendArgs,
@@ -66,6 +67,8 @@ def message_view(message: Message) -> MessageView:
         text=message.text,
         time=message.time,
         state=ViewMessageState(message.state.value),
+        kind=MessageKind(message.kind),
+        duration_s=message.duration_s,
     )
 
 
@@ -82,6 +85,7 @@ class MessagingService(NodeService):
         pow_difficulty: int,
         request_timeout: float = 60.0,
         on_received: Sequence[Heard] = (),
+        on_queue_change: Callable[[str], object] = lambda _peer: None,
     ) -> None:
         self._ctx = context
         self._store = context.store
@@ -95,6 +99,7 @@ class MessagingService(NodeService):
         self._active: set[str] = set()
         self._nursery: trio.Nursery | None = None
         self._on_received = list(on_received)
+        self._on_queue_change = on_queue_change  # a contact's "queued" count changed
 
     def hear(self, listener: Heard) -> None:
         """Call ``listener(peer, text)`` for each new incoming message (the echo bot)."""
@@ -113,9 +118,8 @@ class MessagingService(NodeService):
             raise LocalError("you blocked that address; unblock it before writing to it")
         if self._store.contact(address) is None:
             # Writing to an address makes it a contact we asked for.
-            self._store.add_contact(
-                address, address[:16], self._ctx.clock(), state=ContactState.REQUESTED
-            )
+            # No nick: the UI shows the address's short form until the user names them.
+            self._store.add_contact(address, "", self._ctx.clock(), state=ContactState.REQUESTED)
             self._ctx.contacts_changed()
         message = await self.send(address, args.text)
         return message_view(message)
@@ -139,6 +143,7 @@ class MessagingService(NodeService):
         except StoreLimitError as exc:
             raise LocalError(str(exc)) from exc
         self._ctx.publish("message", message_view(message))
+        self._on_queue_change(peer)
         self._wake.set()
         return message
 
@@ -283,6 +288,8 @@ class MessagingService(NodeService):
         message = self._store.outgoing(message_id)
         if message is not None:
             self._ctx.publish("message", message_view(message))
+            if message.state is not MessageState.SENT:  # it left the outbox
+                self._on_queue_change(message.peer)
 
     # -- receiving -----------------------------------------------------------
 

@@ -58,6 +58,8 @@ class Message:
     text: str
     time: float
     state: MessageState
+    kind: str = "text"  # "text", or "call": then text is how it ended and duration_s is set
+    duration_s: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -101,4 +101,9 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX dht_seeds_source ON dht_seeds (source, last_seen)
     """,
+    # 4: a conversation keeps its calls too (kind 'call': who called, how it
+    # ended, how long), shown in order with the messages.
+    """
+    ALTER TABLE messages ADD COLUMN kind TEXT NOT NULL DEFAULT 'text'
+    """,
 )

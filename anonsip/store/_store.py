@@ -319,12 +319,12 @@ class MessageStore:
         """Add a contact, or update the nick, state and note of an existing one."""
         _check_size("nick", nick, MAX_NICK_BYTES)
         _check_size("note", note, MAX_NOTE_BYTES)
-        if not nick:
-            raise StoreError("a contact needs a nick")
+        if not nick and state is not ContactState.REQUESTED:
+            raise StoreError("a contact needs a nick")  # only someone we wrote to may have none
         c = self._cipher
         with self._transaction() as db:
             others = self._all_contacts(db)
-            if any(o.nick == nick and o.address != address for o in others):
+            if nick and any(o.nick == nick and o.address != address for o in others):
                 raise StoreError(f"another contact is already called {nick!r}; pick another nick")
             if len(others) >= MAX_CONTACTS and all(o.address != address for o in others):
                 raise StoreLimitError(f"you already have {MAX_CONTACTS} contacts")
@@ -595,9 +595,64 @@ class MessageStore:
             )
             return True
 
+    def record_call(
+        self,
+        address: str,
+        call_id: str,
+        *,
+        outgoing: bool,
+        ended: str,
+        duration_s: float,
+        time: float,
+    ) -> bool:
+        """Keep a finished call in the conversation (once per call); False if already kept."""
+        if not call_id or len(call_id) > 128:
+            raise StoreError("a call id must be 1 to 128 characters")
+        direction = Direction.OUT if outgoing else Direction.IN
+        summary = f"{ended[:64]}|{max(0.0, duration_s):.1f}"
+        with self._transaction() as db:
+            peer = self._peer(db, address, create=True)
+            assert peer is not None
+            seen = db.execute(
+                "SELECT 1 FROM messages WHERE peer = ? AND direction = ? AND message_id = ?",
+                (peer, direction.value, call_id),
+            ).fetchone()
+            if seen is not None:
+                return False
+            seq = self._next_seq(db, peer)
+            sealed = self._seal_message(peer, direction, call_id, summary)
+            db.execute(
+                "INSERT INTO messages (peer, direction, message_id, seq, text_sealed, time, state, "
+                "kind) VALUES (?, ?, ?, ?, ?, ?, ?, 'call')",
+                (
+                    peer,
+                    direction.value,
+                    call_id,
+                    seq,
+                    sealed,
+                    time,
+                    "delivered" if outgoing else "received",
+                ),
+            )
+            return True
+
     def _message(self, address: str, row: Any) -> Message:
-        peer, direction, message_id, seq, sealed, time, state = row
+        peer, direction, message_id, seq, sealed, time, state, kind = row
         direction = Direction(direction)
+        if kind == "call":
+            text = self._open_message(peer, direction, message_id, sealed)
+            ended, _, duration = text.partition("|")
+            return Message(
+                message_id=message_id,
+                peer=address,
+                direction=direction,
+                seq=seq,
+                text=ended,
+                time=time,
+                state=MessageState(state),
+                kind="call",
+                duration_s=float(duration or 0),
+            )
         return Message(
             message_id=message_id,
             peer=address,
@@ -609,7 +664,7 @@ class MessageStore:
         )
 
     _SELECT_MESSAGES = (
-        "SELECT peer, direction, message_id, seq, text_sealed, time, state, address_sealed "
+        "SELECT peer, direction, message_id, seq, text_sealed, time, state, kind, address_sealed "
         "FROM messages JOIN conversations USING (peer)"
     )
 
@@ -627,7 +682,8 @@ class MessageStore:
         """One of our messages by id, whatever its state."""
         with self._transaction() as db:
             row = db.execute(
-                self._SELECT_MESSAGES + " WHERE direction = 'out' AND message_id = ?",
+                self._SELECT_MESSAGES
+                + " WHERE direction = 'out' AND kind = 'text' AND message_id = ?",
                 (message_id,),
             ).fetchone()
             if row is None:
@@ -917,7 +973,8 @@ class MessageStore:
         with self._transaction() as db:
             (count,) = db.execute(
                 "SELECT count(*) FROM messages m JOIN conversations v USING (peer) "
-                "WHERE m.peer = ? AND m.direction = 'in' AND m.seq > v.last_read_seq",
+                "WHERE m.peer = ? AND m.direction = 'in' AND m.kind = 'text' "
+                "AND m.seq > v.last_read_seq",
                 (self._cipher.peer_hash(address),),
             ).fetchone()
             return int(count)
@@ -928,6 +985,7 @@ class MessageStore:
             rows = db.execute(
                 "SELECT v.peer, v.address_sealed, count(*) FROM messages m "
                 "JOIN conversations v USING (peer) "
-                "WHERE m.direction = 'in' AND m.seq > v.last_read_seq GROUP BY v.peer"
+                "WHERE m.direction = 'in' AND m.kind = 'text' AND m.seq > v.last_read_seq "
+                "GROUP BY v.peer"
             ).fetchall()
             return {self._address(peer, address): int(n) for peer, address, n in rows}

@@ -423,3 +423,30 @@ async def test_a_call_whose_session_ends_ends_at_once_saying_why(
         ended_a = await a.recorder.wait_call("ended", timeout=5)
         ended_b = await b.recorder.wait_call("ended", timeout=5)
         assert ended_a["reason"] == ended_b["reason"] == "connection-lost"
+
+
+async def test_the_conversation_keeps_each_call(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    async with call_pair(tmp=tmp_path) as (a, b):
+        await _ring(a, b, tmp_path, seconds=30)
+        await b.op("answer", record=str(tmp_path / "r.wav"))
+        await a.recorder.wait_call("active")
+        await trio.sleep(5)
+        await a.op("hangup")
+        await b.recorder.wait_call("ended")
+        second = await a.op("call", peer=b.address, play=str(tmp_path / "tone.wav"))
+        await b.recorder.wait_call("ringing", second["call_id"])
+        await a.op("hangup")  # gives up while it rings: a missed call for bob
+        await b.recorder.wait_call("ended", second["call_id"])
+        await trio.sleep(1)
+        mine = [m for m in a.node.store.history(b.address) if m.kind == "call"]
+        theirs = [m for m in b.node.store.history(a.address) if m.kind == "call"]
+        unread = b.node.store.unread(a.address)
+    assert [(m.direction.value, m.text) for m in mine] == [("out", "hung-up"), ("out", "cancelled")]
+    assert 4 <= mine[0].duration_s <= 6
+    assert [(m.direction.value, m.text) for m in theirs] == [
+        ("in", "remote-hung-up"),
+        ("in", "missed"),
+    ]
+    assert unread == 0  # calls are not unread messages

@@ -660,3 +660,25 @@ def test_unknown_event_or_unreadable_data_changes_nothing() -> None:
     assert ev(state, "contact", {"nick": "no address"}) is state
     assert res(state, "contacts.list", "nope") is state
     assert res(state, "status", ["not", "a", "map"]) is state
+
+
+def test_a_call_kept_in_history_reads_as_its_line() -> None:
+    from anonsip.control import MessageDirection, MessageKind, MessageView
+    from tui._model import history_call_note
+
+    def kept(direction: MessageDirection, text: str, duration: float) -> MessageView:
+        return MessageView(
+            peer="asip1peer",
+            message_id="c1",
+            direction=direction,
+            text=text,
+            time=1000.0,
+            kind=MessageKind.CALL,
+            duration_s=duration,
+        )
+
+    assert history_call_note(kept(MessageDirection.OUT, "hung-up", 151.2)).text == "call, 2:31"
+    missed = history_call_note(kept(MessageDirection.IN, "missed", 0.0))
+    assert (missed.text, missed.missed, missed.call_id) == ("missed call", True, "c1")
+    assert history_call_note(kept(MessageDirection.IN, "declined", 0.0)).text == "declined call"
+    assert history_call_note(kept(MessageDirection.OUT, "busy", 0.0)).text == "call: busy"
