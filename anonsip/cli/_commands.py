@@ -9,18 +9,24 @@ a person (``--json``: the node's answer as JSON).
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
+import segno
+
 from anonsip.cli._client import call_node, emit
 from anonsip.control import (
     ContactView,
+    InviteView,
     LookupView,
     MessageDirection,
     MessageView,
     RequestView,
     SafetyNumberView,
+    SeedView,
     StatusView,
 )
 
@@ -110,6 +116,36 @@ def cmd_remove(args: argparse.Namespace) -> int:
     queued = match[0].queued if match else 0
     note = f"; {queued} message(s) still waiting for them were cancelled" if queued else ""
     print(f"removed{note}")
+    return 0
+
+
+def cmd_invite(args: argparse.Namespace) -> int:
+    view = InviteView.decode(call_node(args, "invite", days=args.days))
+    if args.json:
+        print(json.dumps(view.encode()))
+        return 0
+    when = time.strftime("%Y-%m-%d", time.localtime(view.expires))
+    print(
+        f"Give this invite to someone you trust, by a channel you trust (valid until {when}; "
+        f"it carries your address and {view.contacts} DHT contact(s) of your node):"
+    )
+    if args.qr:
+        segno.make(view.invite, error="l", micro=False).terminal(out=sys.stdout, compact=True)
+    print(view.invite)
+    return 0
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    if args.bootstrap_command == "list":
+        seeds = SeedView.decode_list(call_node(args, "bootstrap.list"))
+        if args.json:
+            print(json.dumps([s.encode() for s in seeds]))
+        else:
+            print("\n".join(f"{s.source:<10} {s.contact}" for s in seeds) or "none yet")
+        return 0
+    op = "bootstrap.add" if args.bootstrap_command == "add" else "bootstrap.remove"
+    call_node(args, op, contact=args.contact)
+    print("added" if op == "bootstrap.add" else "removed")
     return 0
 
 
@@ -230,5 +266,23 @@ def add_client_commands(commands: Any) -> None:
     )
     p.add_argument("address", metavar="NICK_OR_ADDRESS")
     p.add_argument("--json", action="store_true")
+
+    p = sub("invite", "print an invite to share (your address and a way into the DHT)", cmd_invite)
+    p.add_argument("--days", type=int, default=7, help="how long it stays valid (default 7)")
+    p.add_argument("--qr", action="store_true", help="also draw it as a QR code")
+    p.add_argument("--json", action="store_true")
+
+    boot = commands.add_parser("bootstrap", help="where this node joins the DHT when it starts")
+    bsub = boot.add_subparsers(dest="bootstrap_command", metavar="ACTION", required=True)
+    for action, text in (
+        ("add", "join the DHT through this contact too (ONION[:PORT] or an invite)"),
+        ("remove", "forget a contact given to join through"),
+    ):
+        p = bsub.add_parser(action, help=text, description=text)
+        p.add_argument("contact", metavar="CONTACT")
+        p.set_defaults(run=cmd_bootstrap)
+    p = bsub.add_parser("list", help="the contacts this node joins through, by source")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_bootstrap)
 
     sub("shutdown", "stop the running node cleanly (it unregisters first)", cmd_shutdown)

@@ -212,7 +212,12 @@ def add_run_commands(commands: Any) -> None:
 
     p = sub("run", "run the node in the foreground as an onion service", cmd_run)
     p.add_argument("--testnet", metavar="DIR", help="use the private Tor network in DIR")
-    p.add_argument("--bootstrap", metavar="DIR", action="append", help="a DHT bootstrap list dir")
+    p.add_argument(
+        "--bootstrap",
+        metavar="FILE_OR_DIR",
+        action="append",
+        help="also join the DHT through these contacts (a bootstrap list, or one per line)",
+    )
     p.add_argument("--pow-bits", type=int, default=20, help=argparse.SUPPRESS)
     p.add_argument("--auto-answer", action="store_true", help="answer calls unattended")
     p.add_argument("--play", metavar="WAV", help="audio to send in auto-answered calls")

@@ -22,11 +22,13 @@ from anonsip.control._views import (
     CallView,
     ContactView,
     IdentityView,
+    InviteView,
     LookupView,
     MessageView,
     PresenceView,
     RequestView,
     SafetyNumberView,
+    SeedView,
     StatusView,
     View,
     _decode_value,
@@ -45,12 +47,14 @@ __all__ = [
     "DeclineCallArgs",
     "HistoryArgs",
     "HoldArgs",
+    "InviteArgs",
     "MuteArgs",
     "NoArgs",
     "Operation",
     "PeerArgs",
     "PresenceSetArgs",
     "Result",
+    "SeedArgs",
     "SendArgs",
     "TransferAnswerArgs",
     "TransferArgs",
@@ -94,7 +98,7 @@ class Args:
         }
 
 
-_NON_EMPTY = frozenset({"peer", "address", "text", "target", "status", "call_id"})
+_NON_EMPTY = frozenset({"peer", "address", "text", "target", "status", "call_id", "contact"})
 _EXPECTED: dict[Any, str] = {
     str: "must be given as text",
     str | None: "must be text if given",
@@ -136,6 +140,16 @@ class AcceptArgs(Args):
 class VerifyArgs(Args):
     peer: str
     verified: bool = True
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class InviteArgs(Args):
+    days: int = 7  # how long the invite lasts
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SeedArgs(Args):
+    contact: str  # ONION[:PORT] or an invite
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -272,6 +286,10 @@ OPERATIONS: Final[Mapping[str, Operation]] = dict(
         _op("calls", NoArgs, Result(view=CallView, many=True), "every call"),
         _op("audio.devices", NoArgs, Result(view=AudioDevicesView), "the sound devices"),
         _op("subscribe", NoArgs, NOTHING, "receive events on this connection"),
+        _op("invite", InviteArgs, Result(view=InviteView), "an invite to share"),
+        _op("bootstrap.add", SeedArgs, NOTHING, "join the DHT through this contact too"),
+        _op("bootstrap.list", NoArgs, Result(view=SeedView, many=True), "where we join the DHT"),
+        _op("bootstrap.remove", SeedArgs, NOTHING, "forget a contact given to join through"),
         _op("shutdown", NoArgs, NOTHING, "unregister and stop the node"),
     ]
 )

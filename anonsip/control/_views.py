@@ -33,6 +33,7 @@ __all__ = [
     "ContactView",
     "DhtView",
     "IdentityView",
+    "InviteView",
     "LookupView",
     "MailboxView",
     "MessageDirection",
@@ -47,6 +48,7 @@ __all__ = [
     "RequestView",
     "SafetyNumberView",
     "SchemaError",
+    "SeedView",
     "StatusView",
     "TorView",
     "View",
@@ -316,6 +318,7 @@ class IdentityView(View):
     address: str = ""
     sip_uri: str = ""
     onion_address: str = ""
+    invite: str = ""  # share this: it brings a new contact into the DHT too
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -356,6 +359,24 @@ class StatusView(View):
     presence: PresenceView = dataclasses.field(default_factory=PresenceView)
     links: int = 0
     restart: str = ""  # the command that starts this node again, for a UI's hint
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class InviteView(View):
+    """An invite to share (``invite``): the address, a few DHT contacts, an expiry."""
+
+    invite: str
+    address: str = ""
+    contacts: int = 0  # how many DHT contacts it carries
+    expires: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SeedView(View):
+    """A DHT node this node joins through at start (``bootstrap.list``)."""
+
+    contact: str  # ONION:PORT
+    source: str = ""  # saved / invite / configured / network
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -29,7 +29,9 @@ from anonsip.control import (
     VerifyArgs,
 )
 from anonsip.control import ContactState as ViewContactState
+from anonsip.dht import Contact as DhtContact
 from anonsip.identity import Address, SafetyNumber
+from anonsip.invite import InvalidInvite, Invite, looks_like_invite
 from anonsip.node._context import NodeContext
 from anonsip.node._service import NodeService, OperationHandler
 from anonsip.store import Contact, ContactState, StoreError
@@ -117,7 +119,20 @@ class ContactsService(NodeService):
         return await self._ctx.db(read)
 
     async def op_add(self, args: ContactAddArgs) -> ContactView:
-        address = self._ctx.peer_address(args.address)
+        """Add (or rename) a contact by address or by invite; an invite's DHT contacts
+        also bring a node that knows nobody into the DHT."""
+        text = args.address
+        if looks_like_invite(text):
+            try:
+                invite = Invite.parse(text)
+            except InvalidInvite as exc:
+                raise LocalError(str(exc)) from exc
+            if invite.expired(self._ctx.clock()):
+                raise LocalError("this invite has expired; ask your contact for a new one")
+            seeds = [DhtContact.from_public_key(s.key, s.port) for s in invite.seeds]
+            await self._ctx.seeds_learned(seeds, "invite")
+            text = invite.address.text
+        address = self._ctx.peer_address(text)
         if address == self._ctx.address:
             raise LocalError("that is your own address")
         existing = self._store.contact(address)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, TypeVar
 
 import trio
 
 from anonsip._errors import AnonsipError, LocalError
 from anonsip.control import View
+from anonsip.dht import Contact as DhtContact
 from anonsip.identity import Address, Identity, InvalidAddress
 from anonsip.node._link import PeerLink
 from anonsip.registration import Registration
@@ -44,6 +45,7 @@ class LinkSource(Protocol):
 
 
 Resolve = Callable[[bytes], Awaitable[tuple[int, Registration]]]
+SeedsLearned = Callable[[Sequence["DhtContact"], str], Awaitable[None]]
 T = TypeVar("T")
 
 
@@ -67,6 +69,7 @@ class NodeContext:
         self._contacts_changed: Callable[[], None] = lambda: None
         self._status_changed: Callable[[], None] = lambda: None
         self._stop: Callable[[], None] = lambda: None
+        self._seeds_learned: SeedsLearned | None = None
         self._links: LinkSource | None = None
         self._resolve: Resolve | None = None
 
@@ -79,11 +82,13 @@ class NodeContext:
         contacts_changed: Callable[[], None],
         status_changed: Callable[[], None],
         stop: Callable[[], None],
+        seeds_learned: SeedsLearned | None = None,
     ) -> None:
         self._publish = publish
         self._contacts_changed = contacts_changed
         self._status_changed = status_changed
         self._stop = stop
+        self._seeds_learned = seeds_learned
 
     def overlay_up(self, links: LinkSource, resolve: Resolve) -> None:
         self._links, self._resolve = links, resolve
@@ -100,6 +105,11 @@ class NodeContext:
     def contacts_changed(self) -> None:
         """Tell every service the contact list changed."""
         self._contacts_changed()
+
+    async def seeds_learned(self, contacts: Sequence[DhtContact], source: str) -> None:
+        """DHT contacts to join through (from an invite): kept, and used now if alone."""
+        if self._seeds_learned is not None:
+            await self._seeds_learned(contacts, source)
 
     def status_changed(self) -> None:
         """Something ``status`` reports changed: publish it again."""

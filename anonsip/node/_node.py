@@ -18,6 +18,7 @@ parsed by the schema) to the service that serves it.
 from __future__ import annotations
 
 import logging
+import random
 import secrets
 import signal
 import time
@@ -28,7 +29,7 @@ from typing import Any, Protocol
 
 import trio
 
-from anonsip._errors import AnonsipError
+from anonsip._errors import AnonsipError, LocalError
 from anonsip.admission import DEFAULT_DIFFICULTY
 from anonsip.control import (
     EVENTS,
@@ -36,12 +37,16 @@ from anonsip.control import (
     ControlServer,
     DhtView,
     IdentityView,
+    InviteArgs,
+    InviteView,
     LookupView,
     NoArgs,
     NodePhase,
     OnionContactView,
     PresenceView,
     RegistrationView,
+    SeedArgs,
+    SeedView,
     StatusView,
     TorView,
     View,
@@ -49,17 +54,26 @@ from anonsip.control import (
 from anonsip.dht import BootstrapList, DhtConfig, OnionDht, start_onion_dht
 from anonsip.dht import Contact as DhtContact
 from anonsip.identity import TOR_TIME_PERIODS, Address, TimePeriods
-from anonsip.node._context import NodeContext
+from anonsip.invite import DhtSeed, Invite
+from anonsip.node._context import NodeContext, NotReady
 from anonsip.node._home import Home, Unlocked
 from anonsip.node._link import PeerLink
 from anonsip.node._links import LinkTable
 from anonsip.node._registrar import Registrar, RegistrationState
 from anonsip.node._resolver import NotRegistered, Resolver
+from anonsip.node._seeds import SeedSource, parse_seed, seed_sources
 from anonsip.node._service import NodeService, OperationHandler, ServiceTable
 from anonsip.registration import Contact
 from anonsip.sip import RequestReceived, SipEvent
 from anonsip.store import ContactState
-from onion import BootstrapStatus, OnionKey, Tor, TorDied, launch_tor
+from onion import (
+    BootstrapStatus,
+    OnionKey,
+    Tor,
+    TorDied,
+    launch_tor,
+    onion_address_from_public_key,
+)
 from onion.testnet import TestnetInfo
 
 __all__ = ["SIP_PORT", "Node", "NodeConfig", "PresenceSource"]
@@ -68,6 +82,9 @@ log = logging.getLogger(__name__)
 
 SIP_PORT = 5061
 UNREGISTER_TIMEOUT_S = 3.0
+SAVE_CONTACTS_INTERVAL_S = 300.0
+SAVED_CONTACTS = 32
+INVITE_CONTACTS = 4
 RESTART_DELAY_S = 1.0  # tor died: start it again after this, doubling up to the maximum
 RESTART_MAX_DELAY_S = 60.0
 GOODBYE_TIMEOUT_S = 3.0
@@ -112,6 +129,10 @@ class _NodeOps(NodeService):
             "status": self.op_status,
             "identity": self.op_identity,
             "lookup": self.op_lookup,
+            "invite": self.op_invite,
+            "bootstrap.add": self.op_bootstrap_add,
+            "bootstrap.list": self.op_bootstrap_list,
+            "bootstrap.remove": self.op_bootstrap_remove,
             "shutdown": self.op_shutdown,
         }
 
@@ -119,7 +140,36 @@ class _NodeOps(NodeService):
         return self._node.status()
 
     async def op_identity(self, args: NoArgs) -> IdentityView:
-        return self._node.identity_view()
+        return self._node.identity_view(with_invite=True)
+
+    async def op_invite(self, args: InviteArgs) -> InviteView:
+        if not 1 <= args.days <= 365:
+            raise LocalError("an invite lasts 1 to 365 days")
+        if self._node.dht is None:
+            raise NotReady("the node has not joined the DHT yet; try again in a moment")
+        invite = self._node.invite(args.days)
+        return InviteView(
+            invite=invite.text,
+            address=invite.address.text,
+            contacts=len(invite.seeds),
+            expires=float(invite.expires),
+        )
+
+    async def op_bootstrap_add(self, args: SeedArgs) -> None:
+        await self._node.join_through(parse_seed(args.contact), "configured")
+
+    async def op_bootstrap_list(self, args: NoArgs) -> list[SeedView]:
+        return [
+            SeedView(contact=f"{onion_address_from_public_key(key)}.onion:{port}", source=source)
+            for key, port, source in self._node.store.dht_seeds()
+        ]
+
+    async def op_bootstrap_remove(self, args: SeedArgs) -> None:
+        removed = [
+            self._node.store.remove_dht_seed(c.public_key, c.port) for c in parse_seed(args.contact)
+        ]
+        if not any(removed):
+            raise LocalError("this node was not joining through that contact")
 
     async def op_lookup(self, args: AddressArgs) -> LookupView:
         ctx = self._node.context
@@ -183,6 +233,7 @@ class Node:
             contacts_changed=self._contacts_changed,
             status_changed=self._publish_status,
             stop=self.stop,
+            seeds_learned=self.join_through,
         )
 
     # -- events and status --------------------------------------------------------------
@@ -197,27 +248,24 @@ class Node:
     def _publish_status(self) -> None:
         self.publish("status", self.status())
 
-    def identity_view(self) -> IdentityView:
+    def identity_view(self, *, with_invite: bool = False) -> IdentityView:
         ident = self.identity
         return IdentityView(
             nick=ident.nickname,
             address=ident.address.text,
             sip_uri=ident.address.sip_uri,
             onion_address=self.onion_address,
+            invite=self.invite().text if with_invite and self.dht is not None else "",
         )
 
     def status(self) -> StatusView:
         reg = self.registrar.state if self.registrar else RegistrationState(state="unregistered")
-        dht_stats = self.dht.node.statistics() if self.dht else None
         return StatusView(
             phase=self.phase,
             tor=TorView(progress=self.bootstrap.progress, phase=self.bootstrap.summary),
             onion_address=self.onion_address,
             identity=self.identity_view(),
-            dht=DhtView(
-                routing_table=dht_stats.routing_contacts if dht_stats else 0,
-                records=dht_stats.stored_records if dht_stats else 0,
-            ),
+            dht=self._dht_view(),
             registration=RegistrationView(
                 state=reg.state,
                 period=reg.period,
@@ -230,6 +278,36 @@ class Node:
             links=self.links.statistics()["links"] if self.links else 0,
             restart=self.config.restart_command,
         )
+
+    def _dht_view(self) -> DhtView:
+        if self.dht is None:
+            return DhtView()
+        stats = self.dht.node.statistics()
+        alone = stats.routing_contacts == 0
+        hint = (
+            "this node knows no other node of the DHT yet, so nobody can find you and you "
+            "can find nobody: add a contact's invite (anonsip contacts add INVITE --nick NAME)"
+            if alone
+            else ""
+        )
+        return DhtView(
+            routing_table=stats.routing_contacts,
+            records=stats.stored_records,
+            alone=alone,
+            hint=hint,
+        )
+
+    def invite(self, days: int = 7) -> Invite:
+        """An invite: our address and up to four DHT contacts we know, not our own DHT node
+        (unless we know nobody else), so it does not tie the pseudonym to its DHT node."""
+        seeds: list[DhtSeed] = []
+        if self.dht is not None:
+            known = [c for c in self.dht.node.routing.contacts() if c != self.dht.contact]
+            random.SystemRandom().shuffle(known)
+            chosen = known[:INVITE_CONTACTS] or [self.dht.contact]
+            seeds = [DhtSeed(key=c.public_key, port=c.port) for c in chosen]
+        expires = int(self.clock()) + days * 86400
+        return Invite(address=self.identity.address, seeds=tuple(seeds), expires=expires)
 
     def _set_phase(self, phase: NodePhase) -> None:
         self.phase = phase
@@ -343,29 +421,57 @@ class Node:
         self.bootstrap = status
         self._publish_status()
 
-    def _bootstrap_lists(self) -> list[BootstrapList]:
-        dirs = list(self.config.bootstrap_dirs)
-        if self.config.testnet is not None:
-            dirs.append(self.config.testnet)
-        return [BootstrapList(d) for d in dirs]
+    def _seed_sources(self, dht: OnionDht) -> list[SeedSource]:
+        sources = seed_sources(self.store, self.config.bootstrap_dirs, self.config.testnet)
+        return [
+            SeedSource(name=s.name, contacts=tuple(c for c in s.contacts if c != dht.contact))
+            for s in sources
+        ]
 
     async def _join_dht(self, dht: OnionDht) -> None:
-        lists = self._bootstrap_lists()
+        """Join through the first source that works: saved, invites, configured, network."""
 
-        def listed() -> list[DhtContact]:
-            return [c for bl in lists for c in bl.contacts() if c != dht.contact]
+        def everyone() -> list[DhtContact]:
+            # Re-read when the table empties: the network's list keeps growing.
+            return [c for source in self._seed_sources(dht) for c in source.contacts]
 
-        # Others keep adding themselves to the list: read it again when alone.
-        dht.node.bootstrap_source = listed
-        contacts = listed()
-        if contacts:
-            joined = await dht.node.bootstrap(contacts)
-            log.info("joined the DHT through %d of %d contacts", joined, len(contacts))
-        for bl in lists:
+        dht.node.bootstrap_source = everyone
+        for source in self._seed_sources(dht):
+            if not source.contacts:
+                continue
+            joined = await dht.node.bootstrap(list(source.contacts))
+            log.info("joined the DHT through %s contacts: %d nodes known", source.name, joined)
+            if joined:
+                break
+        else:
+            log.warning("this node knows no other DHT node yet: add a contact's invite")
+        if self.config.testnet is not None:
             try:
-                bl.add_self(dht.contact)
+                BootstrapList(self.config.testnet).add_self(dht.contact)
             except OSError as exc:
                 log.warning("could not add ourselves to a bootstrap list: %s", exc.strerror)
+
+    async def join_through(self, contacts: Sequence[DhtContact], source: str) -> None:
+        """New contacts to join through (an invite, ``bootstrap add``): keep them, and use
+        them now if this node is alone."""
+        seeds = [(c.public_key, c.port) for c in contacts]
+        self.store.add_dht_seeds(source, seeds, self.clock())
+        dht = self.dht
+        if dht is not None and len(dht.node.routing) == 0 and contacts:
+            joined = await dht.node.bootstrap(list(contacts))
+            log.info("joined the DHT through new %s contacts: %d nodes known", source, joined)
+            self._publish_status()
+
+    async def _keep_good_contacts(self, dht: OnionDht) -> None:
+        """Every few minutes, the routing table's contacts go to the store for the next start."""
+        while True:
+            await trio.sleep(SAVE_CONTACTS_INTERVAL_S)
+            self._save_contacts(dht)
+
+    def _save_contacts(self, dht: OnionDht) -> None:
+        good = [c for c in dht.node.routing.contacts() if c != dht.contact][:SAVED_CONTACTS]
+        if good:
+            self.store.add_dht_seeds("saved", [(c.public_key, c.port) for c in good], self.clock())
 
     async def _run_services(self, tor: Tor, dht: OnionDht, running: trio.Event) -> None:
         resolver = Resolver(dht.node, clock=self.clock, periods=self.config.periods)
@@ -391,6 +497,7 @@ class Node:
             )
             self.links = links
             services.start_soon(links.sweep_idle)
+            services.start_soon(self._keep_good_contacts, dht)
             links.link_up_listeners.append(self._link_up)
             self._load_contact_cache(links)
             self.registrar = Registrar(
@@ -425,6 +532,8 @@ class Node:
     async def _say_goodbye(self) -> None:
         """Services first (links still up), then unregister; each bounded in time."""
         self._set_phase(NodePhase.STOPPING)
+        if self.dht is not None:
+            self._save_contacts(self.dht)
         with trio.CancelScope(shield=True):
             with trio.move_on_after(GOODBYE_TIMEOUT_S):
                 async with trio.open_nursery() as goodbyes:
