@@ -208,7 +208,8 @@ class LinkTable:
                 elif kind == KIND_SESSION:
                     session = await Session.accept(stream, self._identity, rng=self._rng)
                 else:
-                    log.info("refused a stream that did not say what it carries")
+                    if kind:  # empty: a dialler that raced two paths closed the loser
+                        log.info("refused a stream that did not say what it carries")
                     await trio.aclose_forcefully(stream)
                     return
         except (trio.TooSlowError, SessionBroken, trio.BrokenResourceError):
