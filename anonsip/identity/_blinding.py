@@ -83,16 +83,21 @@ def _reduce(value: bytes) -> bytes:
 
 
 def blinding_param(
-    public_key: bytes, period: int, periods: TimePeriods = TOR_TIME_PERIODS
+    public_key: bytes,
+    period: int,
+    periods: TimePeriods = TOR_TIME_PERIODS,
+    *,
+    purpose: bytes = KEYBLIND_NONCE_PREFIX,
 ) -> bytes:
-    """The unclamped blinding factor ``h`` (tor's ``build_blinded_key_param``, no secret)."""
+    """The unclamped blinding factor ``h`` (tor's ``build_blinded_key_param``, no secret).
+
+    ``purpose`` replaces Tor's ``key-blind`` label for a key blinded for
+    something else (a mailbox): the same identity and period then give a
+    blinded key nobody can link to the registration's without the address.
+    """
     if len(public_key) != 32:
         raise LocalError("an Ed25519 public key is 32 bytes")
-    nonce = (
-        KEYBLIND_NONCE_PREFIX
-        + period.to_bytes(8, "big")
-        + periods.length_minutes.to_bytes(8, "big")
-    )
+    nonce = purpose + period.to_bytes(8, "big") + periods.length_minutes.to_bytes(8, "big")
     return hashlib.sha3_256(BLIND_STRING + public_key + ED25519_BASEPOINT + nonce).digest()
 
 
@@ -105,10 +110,15 @@ def blind_public_key_with_param(public_key: bytes, param: bytes) -> bytes:
 
 
 def blind_public_key(
-    public_key: bytes, period: int, periods: TimePeriods = TOR_TIME_PERIODS
+    public_key: bytes,
+    period: int,
+    periods: TimePeriods = TOR_TIME_PERIODS,
+    *,
+    purpose: bytes = KEYBLIND_NONCE_PREFIX,
 ) -> bytes:
     """The period's blinded public key, computed from the public key alone."""
-    return blind_public_key_with_param(public_key, blinding_param(public_key, period, periods))
+    param = blinding_param(public_key, period, periods, purpose=purpose)
+    return blind_public_key_with_param(public_key, param)
 
 
 def blind_expanded_secret_key(expanded: bytes, param: bytes) -> bytes:
@@ -144,9 +154,14 @@ class BlindedKey:
 
     @classmethod
     def for_identity(
-        cls, identity: Identity, period: int, periods: TimePeriods = TOR_TIME_PERIODS
+        cls,
+        identity: Identity,
+        period: int,
+        periods: TimePeriods = TOR_TIME_PERIODS,
+        *,
+        purpose: bytes = KEYBLIND_NONCE_PREFIX,
     ) -> "BlindedKey":
-        param = blinding_param(identity.public_key, period, periods)
+        param = blinding_param(identity.public_key, period, periods, purpose=purpose)
         return cls(
             period=period,
             public_key=blind_public_key_with_param(identity.public_key, param),

@@ -61,6 +61,8 @@ SANS_IO = (
     "anonsip.admission",
     "anonsip.media",
     "anonsip.store",
+    "anonsip.mailbox",
+    "anonsip.invite",
 )
 
 
