@@ -10,9 +10,10 @@ When the session ends, every pending request fails with ``LinkBroken``.
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -46,6 +47,8 @@ class RequestTimedOut(AnonsipError):
 
 
 IncomingHandler = Callable[["PeerLink", SipEvent], Awaitable[None]]
+ORDERED_METHODS = frozenset({"MESSAGE"})  # handled in arrival order, one at a time
+MAX_IN_ORDER = 256  # requests waiting their turn; more are refused (503)
 ProvisionalHandler = Callable[[Response], None]
 
 
@@ -65,11 +68,16 @@ class PeerLink:
         session: Session,
         endpoint: SipEndpoint,
         on_incoming: IncomingHandler,
+        *,
+        ordered: frozenset[str] = ORDERED_METHODS,
     ) -> None:
         self.session = session
         self.endpoint = endpoint
         self.peer_public_key = session.remote_public_key
         self._on_incoming = on_incoming
+        self._ordered_methods = ordered
+        self._in_order: collections.deque[RequestReceived] = collections.deque()
+        self._in_order_wake = trio.Event()
         self._send_lock = trio.Lock()
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._wake_timer = trio.Event()
@@ -92,6 +100,7 @@ class PeerLink:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._timers)
+                nursery.start_soon(self._in_order_loop)
                 task_status.started()
                 await self._read_loop()
                 nursery.cancel_scope.cancel()
@@ -158,11 +167,35 @@ class PeerLink:
                     else LinkBroken("the session to the peer ended")
                 )
                 pending.done.set()
+        elif (
+            isinstance(event, RequestReceived)
+            and event.request.method in self._ordered_methods
+            and self._nursery is not None
+        ):
+            # Handled one at a time in arrival order: messages keep their order.
+            if len(self._in_order) >= MAX_IN_ORDER:
+                self._nursery.start_soon(self._refuse_busy, event.request)
+            else:
+                self._in_order.append(event)
+                self._in_order_wake.set()
         elif isinstance(event, RequestReceived | AckReceived | InviteCancelled):
             if self._nursery is not None:
                 self._nursery.start_soon(self._dispatch, event)
         elif isinstance(event, MessageRejected):
             log.info("refused a SIP message from the peer: %s", event.reason)
+
+    async def _in_order_loop(self) -> None:
+        while True:
+            await self._in_order_wake.wait()
+            self._in_order_wake = trio.Event()
+            while self._in_order:
+                await self._dispatch(self._in_order.popleft())
+
+    async def _refuse_busy(self, request: Request) -> None:
+        try:
+            await self.respond(request, 503, "Service Unavailable")
+        except (AnonsipError, trio.BrokenResourceError) as exc:
+            log.info("could not refuse a request: %s", exc)
 
     async def _dispatch(self, event: SipEvent) -> None:
         try:
@@ -231,6 +264,44 @@ class PeerLink:
             raise pending.error
         assert pending.response is not None
         return pending.response
+
+    async def request_many(
+        self,
+        requests: Sequence[Request],
+        *,
+        on_provisional: Callable[[int, Response], None] | None = None,
+    ) -> list[Response | AnonsipError]:
+        """Send ``requests`` in order without waiting between them (pipelined), then
+        wait for all; each result is its final response or the error it met."""
+        if not self.is_open:
+            raise LinkBroken("the session to the peer is closed")
+        slots: list[tuple[tuple[str, str], _Pending]] = []
+        for index, request in enumerate(requests):
+            key = (request.top_via.branch or "", request.method)
+
+            def provisional(response: Response, index: int = index) -> None:
+                if on_provisional is not None:
+                    on_provisional(index, response)
+
+            pending = _Pending(on_provisional=provisional)
+            self._pending[key] = pending
+            slots.append((key, pending))
+            self.endpoint.send_request(request, trio.current_time())
+        try:
+            await self._flush()
+            for _key, pending in slots:
+                await pending.done.wait()
+        finally:
+            for key, _pending in slots:
+                self._pending.pop(key, None)
+        results: list[Response | AnonsipError] = []
+        for _key, pending in slots:
+            if pending.error is not None:
+                results.append(pending.error)
+            else:
+                assert pending.response is not None
+                results.append(pending.response)
+        return results
 
     async def send_only(self, request: Request) -> None:
         """Start a client transaction without waiting (CANCEL's INVITE, BYE races)."""

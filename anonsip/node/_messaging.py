@@ -43,7 +43,7 @@ from anonsip.node._context import NodeContext
 from anonsip.node._link import PeerLink
 from anonsip.node._service import NodeService, OperationHandler
 from anonsip.sip import Request, RequestReceived, SipEvent, SipParseError, message_text
-from anonsip.store import ContactState, Message, MessageState, StoreLimitError
+from anonsip.store import ContactState, Message, MessageState, OutboxItem, StoreLimitError
 
 __all__ = ["PROOF_HEADER", "MessagingService", "message_view"]
 
@@ -53,6 +53,7 @@ PROOF_HEADER = "Anonsip-Proof"
 TEXT_PLAIN = "text/plain;charset=utf-8"
 REFUSED = (403, "Forbidden")  # one answer for every refusal: blocked, bad proof
 BUSY = (486, "Busy Here")  # try later: too many requests right now
+WINDOW = 32  # a contact's messages in flight at once on one link
 MAX_MESSAGE_ID = 64  # a message's id is its Call-ID; the store keeps at most this
 GIVE_UP = frozenset({403, 404, 413, 415, 603})
 
@@ -197,6 +198,12 @@ class MessagingService(NodeService):
                 items = await self._ctx.db(self._store.due_for, peer, horizon)
                 if not items:
                     return
+                contact = self._store.contact(peer)
+                if contact is not None and contact.state is ContactState.ACCEPTED:
+                    # A contact's messages go pipelined, a window at a time, in order.
+                    if not await self._deliver_window(peer, items[:WINDOW]):
+                        return
+                    continue
                 item = items[0]
                 if not await self._deliver_one(peer, item.message_id, item.text):
                     return
@@ -247,6 +254,51 @@ class MessagingService(NodeService):
             return True
         log.info("the peer answered %d; retrying later", code)
         return False
+
+    async def _deliver_window(self, peer: str, items: list[OutboxItem]) -> bool:
+        """Up to ``WINDOW`` of a contact's messages on one link without waiting between
+        them; True if all were settled (delivered or refused for good)."""
+        peer_key = Address.parse(peer).public_key
+        ids = [item.message_id for item in items]
+        await self._ctx.db(self._store.note_attempts, ids, self._ctx.clock())
+        try:
+            with trio.fail_after(self._request_timeout):
+                link = await self._ctx.links.link_to(peer_key)
+                requests = [
+                    link.endpoint.create_request(
+                        "MESSAGE",
+                        headers=(("Content-Type", TEXT_PLAIN),),
+                        body=item.text.encode("utf-8"),
+                    ).with_replaced("Call-ID", item.message_id)
+                    for item in items
+                ]
+
+                def trying(index: int, _response: object) -> None:
+                    if self._store.set_outgoing_state(ids[index], MessageState.SENT):
+                        self._publish_state(ids[index])
+
+                results = await link.request_many(requests, on_provisional=trying)
+        except (AnonsipError, trio.TooSlowError) as exc:
+            log.info("messages were not delivered yet (%s); they stay in the outbox", exc)
+            return False
+        delivered: list[str] = []
+        failed: list[str] = []
+        settled = True
+        for message_id, result in zip(ids, results, strict=True):
+            if isinstance(result, AnonsipError) or not settled:
+                settled = False  # an error, or after one: retried later, in order
+                continue
+            if result.status_code == 200:
+                delivered.append(message_id)
+            elif result.status_code in GIVE_UP:
+                failed.append(message_id)
+            else:
+                settled = False
+        # One commit for the window: a receipt is as safe in a batch as alone.
+        await self._ctx.db(self._store.finish_many, delivered, failed)
+        for message_id in (*delivered, *failed):
+            self._publish_state(message_id)
+        return settled
 
     def _accepted_by(self, peer: str) -> None:
         """``peer`` answered as a contact: it accepted our request."""

@@ -831,6 +831,36 @@ class MessageStore:
             )
             return True
 
+    def note_attempts(self, message_ids: list[str], now: float) -> None:
+        """``note_attempt`` for several messages in one transaction."""
+        with self._transaction() as db:
+            for message_id in message_ids:
+                row = db.execute(
+                    "SELECT attempts FROM outbox WHERE message_id = ?", (message_id,)
+                ).fetchone()
+                if row is None:
+                    continue
+                attempts = int(row[0]) + 1
+                db.execute(
+                    "UPDATE outbox SET attempts = ?, next_attempt = ? WHERE message_id = ?",
+                    (attempts, now + retry_delay(attempts), message_id),
+                )
+
+    def finish_many(self, delivered: list[str], failed: list[str]) -> None:
+        """Take settled messages out of the outbox in one transaction."""
+        if not delivered and not failed:
+            return
+        with self._transaction() as db:
+            for ids, state in ((delivered, "delivered"), (failed, "failed")):
+                for message_id in ids:
+                    cur = db.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,))
+                    if cur.rowcount:
+                        db.execute(
+                            "UPDATE messages SET state = ? WHERE direction = 'out' "
+                            "AND message_id = ?",
+                            (state, message_id),
+                        )
+
     def set_outgoing_state(self, message_id: str, state: MessageState) -> bool:
         """Move a message still in the outbox forward to ``state`` (sent, request, mailbox).
 
