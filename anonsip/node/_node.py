@@ -183,7 +183,7 @@ class Node:
             async with start_onion_dht(tor, self.keys.dht_seed, config=self.config.dht) as dht:
                 self.dht = dht
                 await self._join_dht(dht)
-                self.resolver = Resolver(dht.node, clock=self.clock, periods=self.config.periods)
+                self.resolver = Resolver(dht.client, clock=self.clock, periods=self.config.periods)
                 await self._run_services(tor, dht, nursery)
 
     def _on_bootstrap(self, status: BootstrapStatus) -> None:
@@ -250,11 +250,12 @@ class Node:
             self.messenger.on_accepted = lambda: self.contacts_changed()
             self.registrar = Registrar(
                 self.identity,
-                dht.node,
+                dht.client,
                 rng=secrets.token_bytes,
                 clock=self.clock,
                 periods=self.config.periods,
                 on_change=lambda _state: self._publish_status(),
+                shared_random_changed=dht.shared_random.wait_changed,
             )
             key = OnionKey.from_seed(self.keys.onion_seed)
             async with tor.publish_service(links.serve, virtual_port=SIP_PORT, key=key) as svc:
