@@ -388,7 +388,8 @@ class DhtNode:
         if len(self.routing) == 0:
             return 0
         await self._run_lookup(self.contact.node_id)
-        await self._refresh(force=True)
+        with trio.move_on_after(self.config.operation_timeout):
+            await self._refresh(force=True)  # a head start; maintenance goes on with it
         return len(self.routing)
 
     async def find_node(self, node_id: NodeId) -> list[Contact]:

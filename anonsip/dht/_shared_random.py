@@ -27,6 +27,8 @@ __all__ = ["TorSharedRandom"]
 
 log = logging.getLogger(__name__)
 
+_READ_TIMEOUT = 10.0
+
 
 class TorSharedRandom:
     """A ``SharedRandomSource`` kept current from tor; run ``run`` in a nursery."""
@@ -60,10 +62,15 @@ class TorSharedRandom:
 
     async def refresh(self) -> None:
         """Read the values from tor now."""
-        try:
-            current, previous = await self._tor.shared_random_values()
-        except OnionError as exc:
-            log.warning("could not read the shared random values from tor: %s", exc)
+        current = previous = ""
+        with trio.move_on_after(_READ_TIMEOUT) as scope:
+            try:
+                current, previous = await self._tor.shared_random_values()
+            except OnionError as exc:
+                log.warning("could not read the shared random values from tor: %s", exc)
+                return
+        if scope.cancelled_caught:
+            log.warning("tor did not say its shared random values in time")
             return
         values = parse_tor_shared_random(current), parse_tor_shared_random(previous)
         if values != (self._current, self._previous):

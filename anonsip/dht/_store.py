@@ -10,15 +10,18 @@ who sent it. A record is kept only if every check passes, cheapest first:
    cannot be parked at an arbitrary point of the key space;
 4. ``seq`` strictly above the stored copy's (an identical copy is a
    refresh; an older or conflicting one is refused: no rollback, no replay);
-5. rate limits with no sender identity: a token bucket per record key
-   (updates of one record) and one for new records (fills of the whole
-   store), neither of which a fresh node id or connection resets;
-6. the record's signature, then the payload as its kind (``_kinds``);
+5. the record's signature, then the payload as its kind (``_kinds``);
+6. a rate limit with no sender identity: a token bucket per record key,
+   spent only by validly signed records, so only the key's holder can use
+   up its own updates (no fresh node id or connection resets it, and no
+   one else can drain it);
 7. the bounds: at most ``max_records`` records and ``max_bytes`` of
    payload. When full, a record whose location is closer to this node than
    the farthest stored one evicts it: a node keeps what it is responsible
-   for, and an attacker must grind keys whose positions land near it
-   (about N/k keys per record in a network of N nodes) to push anything out.
+   for, and an attacker must grind keys whose positions land nearer to it
+   than the records it holds (about N/k keys per record in a network of N
+   nodes) to push anything out. A global bucket for new records would be
+   a lever for refusing honest records, so there is none.
 
 The protocol layer adds the check that needs the routing table (is this
 node among those that should hold the location). ``sweep`` drops expired
@@ -99,14 +102,12 @@ class RecordStore:
     def __init__(
         self,
         *,
-        max_records: int = 65536,
-        max_bytes: int = 48 * 1024 * 1024,
+        max_records: int = 32768,
+        max_bytes: int = 24 * 1024 * 1024,
         max_ttl: float = 24 * 3600.0,
         replicas: int = DEFAULT_REPLICAS,
         key_rate: float = 1 / 30,
         key_burst: float = 16.0,
-        new_rate: float = 50.0,
-        new_burst: float = 2000.0,
         max_tracked_keys: int = 8192,
     ) -> None:
         if max_records < 1 or max_bytes < 1:
@@ -121,8 +122,6 @@ class RecordStore:
         self._records: dict[bytes, _Stored] = {}
         self._bytes = 0
         self._key_buckets: OrderedDict[bytes, TokenBucket] = OrderedDict()
-        self._new = TokenBucket(rate=new_rate, burst=new_burst, tokens=new_burst, updated=0.0)
-        self._started = False
         # Farthest-first eviction: a max-heap of (-distance to our id, location),
         # stale entries skipped when popped and compacted when it doubles.
         self._own: NodeId | None = None
@@ -166,9 +165,6 @@ class RecordStore:
         own: NodeId | None = None,
     ) -> StoreOutcome:
         """Store ``record`` at ``location`` if policy allows; ``own`` is this node's id."""
-        if not self._started:
-            self._new.updated = now
-            self._started = True
         if max_payload_of(record.kind) == 0:
             return StoreOutcome.UNKNOWN_KIND
         if len(record.payload) > max_payload_of(record.kind):
@@ -188,16 +184,14 @@ class RecordStore:
                 return StoreOutcome.STALE
             if record.seq == old.record.seq:
                 return StoreOutcome.CONFLICT
-        if not self._take_key_token(record.key, now):
-            return StoreOutcome.RATE_LIMITED
-        if old is None and not self._new.take(now):
-            return StoreOutcome.RATE_LIMITED
-        # Verify late: signatures are the expensive step.
+        # The expensive steps come after every cheap refusal.
         if not record.verify_signature():
             return StoreOutcome.BAD_SIGNATURE
         verdict = check_kind(record)
         if verdict is not KindVerdict.OK:
             return _FROM_KIND[verdict]
+        if not self._take_key_token(record.key, now):
+            return StoreOutcome.RATE_LIMITED
         if own != self._own:
             self._own = own
             self._rebuild_heap()

@@ -125,8 +125,10 @@ class Registrar:
         if contacts != self._contacts:
             self._contacts = contacts
             now = self._clock()
-            for period in self._due:
-                self._due[period] = now
+            current = self._periods.number_at(now)
+            for period in self._due:  # the others at times of their own, not together
+                spread = 0.0 if period == current else self._reposition_within
+                self._due[period] = now + self._uniform(0.0, spread)
             self._changed.set()
 
     def _set_state(self, state: RegistrationState) -> None:

@@ -1,4 +1,6 @@
 import dataclasses
+import gc
+import tracemalloc
 
 import pytest
 
@@ -139,15 +141,19 @@ def test_updates_of_one_record_are_rate_limited_without_knowing_the_sender() -> 
     assert put(store, record(0, seq=3), 2.0) is StoreOutcome.STORED
     # An identical copy (a refresh, a replica from another node) costs nothing.
     assert put(store, record(0, seq=3), 2.0) is StoreOutcome.REFRESHED
+    # Nor does a new record of another key: nothing limits new records as a whole,
+    # which would let anyone with free keys crowd honest ones out.
+    assert [put(store, record(n), 2.0) for n in range(2, 8)] == [StoreOutcome.STORED] * 6
 
 
-def test_new_records_are_rate_limited_as_a_whole() -> None:
-    store = RecordStore(new_rate=1.0, new_burst=2)
-    outcomes = [put(store, record(n)) for n in range(3)]
-    assert outcomes == [StoreOutcome.STORED, StoreOutcome.STORED, StoreOutcome.RATE_LIMITED]
-    assert put(store, record(2), 1.0) is StoreOutcome.STORED
-    # Updates of stored records do not draw on the budget for new ones.
-    assert put(store, record(0, seq=2), 1.0) is StoreOutcome.STORED
+def test_nobody_else_can_spend_a_records_update_budget() -> None:
+    store = RecordStore(key_rate=0.5, key_burst=2)
+    victim = record(0, seq=5)
+    for seq in range(6, 20):  # newer-looking, but forged: they cost the victim nothing
+        forged = dataclasses.replace(record(0, seq=seq), signature=bytes(64))
+        assert put(store, forged) is StoreOutcome.BAD_SIGNATURE
+    assert put(store, victim) is StoreOutcome.STORED
+    assert put(store, record(0, seq=6)) is StoreOutcome.STORED
 
 
 def test_bounds_keep_what_this_node_is_responsible_for() -> None:
@@ -237,3 +243,22 @@ def test_positions_are_replicas_under_each_value() -> None:
         (SHARED.current, 2),
     ]
     assert len({p.location for p in where}) == 6
+
+
+def test_a_full_store_fits_in_a_bounded_amount_of_memory() -> None:
+    recs = [record(n, expiry=9000 + n) for n in range(300)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        store = RecordStore()
+        before = tracemalloc.get_traced_memory()[0]
+        for r in recs:
+            assert put(store, r) is StoreOutcome.STORED
+        added = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    # What the store adds per record, plus the record itself (payload, key, signature).
+    per_record = added / len(recs) + len(recs[0].payload) + 400
+    assert per_record < 1600
+    assert store.max_records * per_record < 64 * 1024 * 1024
+    assert store.max_records * MAX_VALUE_BYTES <= store.max_bytes
