@@ -15,7 +15,6 @@ operation's: nothing here can hang a caller.
 
 from __future__ import annotations
 
-import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
@@ -25,11 +24,9 @@ from anonsip._errors import AnonsipError
 from anonsip.dht._identity import Contact, NodeId, NodeIdentity
 from anonsip.dht._lookup import Lookup, LookupResult
 from anonsip.dht._messages import Reply, Request
-from anonsip.dht._rpc import Connection, RpcError, RpcTimeout
+from anonsip.dht._rpc import Connection, RpcTimeout
 
 __all__ = ["Ask", "Dialer", "PeerPool", "drive_lookup"]
-
-log = logging.getLogger(__name__)
 
 Dialer = Callable[[Contact], Awaitable[trio.abc.Stream]]
 # An answer, or None with whether the request timed out (True) or failed (False).
@@ -166,8 +163,3 @@ async def drive_lookup(lookup: Lookup, ask: Ask, *, timeout: float) -> LookupRes
                 pending -= 1
             nursery.cancel_scope.cancel()  # answers we no longer need
     return lookup.result()
-
-
-def quiet(exc: BaseException) -> str:
-    """A short reason for a debug log line (no addresses)."""
-    return type(exc).__name__ if not isinstance(exc, RpcError) else str(exc)

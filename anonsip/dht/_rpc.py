@@ -186,7 +186,7 @@ class Connection:
                 slot.event.set()
         except RemoteProtocolError as exc:
             reason = f"the DHT peer broke the protocol: {exc}"
-            log.info("closing DHT connection to %r: %s", self.contact, exc)
+            log.debug("closing a DHT connection: %s", exc)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             reason = "the stream to this DHT peer broke"
         finally:

@@ -4,7 +4,8 @@ The nodes here are the same ``RoutingTable``, ``Lookup``, ``RecordStore`` and
 ``DhtProtocol`` objects ``DhtNode`` runs; only the transport is replaced by a
 heap of timed events (request arrives after a one-way latency, the reply
 after another; a request to an offline or dropping node resolves at its
-deadline). Lookups run one after another, each on its own virtual clock.
+deadline). Lookups run one after another, each on its own virtual clock,
+and end at ``operation_timeout`` with what they found, as the client's do.
 Records are real registration records (the only kind nodes store), placed
 as ``DhtClient`` places them: ``replicas`` positions under the shared random
 value, each stored on the ``store_spread`` closest nodes a FIND_NODE walk
@@ -47,8 +48,8 @@ FIND_NODE walk meets them) and looked up from random honest nodes:
   back) but, with ``probation`` on, never hand them out;
 * with ``shared_random`` off, positions are known for every future period,
   so the adversary grinds at leisure: ``3k`` nodes per position, each id
-  within ``1 / (4 nodes)`` of the key space of it (nearer than any honest
-  node, three times in four), minted long ago (mature).
+  within ``1 / (16 nodes)`` of the key space of it (nearer than any honest
+  node, fifteen times in sixteen), minted long ago (mature).
 
 Each target is attacked in turn (the adversary's moved nodes go back
 between targets). Success of a FIND_VALUE: the lookup returns the newest
@@ -100,6 +101,7 @@ class SimConfig:
     rtt_median: float = 0.5  # seconds, a warm onion-service stream round trip is 0.06-0.3 s
     rtt_sigma: float = 0.6
     rpc_timeout: float = 5.0
+    operation_timeout: float = 60.0  # a lookup is cut here and keeps what it found (DhtConfig)
     replicas: int = 2
     store_spread: int = 20
     targeted: bool = False
@@ -284,6 +286,9 @@ class Simulation:
                 heapq.heappush(events, (clock + delay, serial, contact, reply))
             if lookup.done or not events:
                 break
+            if events[0][0] > c.operation_timeout:
+                clock = c.operation_timeout  # cut: what it found so far is the answer
+                break
             clock, _, contact, reply = heapq.heappop(events)
             if reply is None:
                 lookup.on_timeout(contact)
@@ -441,7 +446,7 @@ class Simulation:
         else:
             # Positions known for ever: ids ground at leisure next to them, long mature.
             for loc in locations:
-                placed += self._grind_near(loc, 3 * c.k, (1 << ID_BITS) // (4 * c.nodes))
+                placed += self._grind_near(loc, 3 * c.k, (1 << ID_BITS) // (16 * c.nodes))
             since = self.now - 10 * _PROBATION
         retired = self.rng.sample(fleet, min(len(fleet), len(placed)))
         for node in retired:
