@@ -93,7 +93,7 @@ class Registrar:
         ttl: float = 3 * 3600.0,
         refresh_before: float = 600.0,
         next_period_lead: float = 1800.0,
-        reposition_within: float = 600.0,
+        reposition_within: float = 60.0,
         retry_after: float = 5.0,
         max_retry_after: float = 30.0,
         on_change: Callable[[RegistrationState], None] | None = None,
