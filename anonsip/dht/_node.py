@@ -152,6 +152,7 @@ class DhtNode:
         self._dial_backs: set[NodeId] = set()
         self._dialled_back: OrderedDict[NodeId, float] = OrderedDict()
         self._bootstrap: list[Contact] = []
+        self._admitted = trio.Event()  # a bootstrap contact dialled us back
         # Re-read when the table is empty (a bootstrap file other nodes keep
         # adding to); without it the node retries the contacts it was given.
         self.bootstrap_source: Callable[[], Sequence[Contact]] | None = None
@@ -294,6 +295,8 @@ class DhtNode:
                 if budget is not None:
                     budget -= 1
                 if isinstance(request, allowed):
+                    if isinstance(request, Ping) and peer in self._bootstrap:
+                        self._admitted.set()
                     handled = self.protocol.handle(peer, request, self._clock())
                     reply: Reply = handled.reply
                     if handled.dial_back is not None:
@@ -382,12 +385,20 @@ class DhtNode:
         through them again.
         """
         self._bootstrap = [c for c in contacts if c.node_id != self.contact.node_id]
+        self._admitted = trio.Event()
         async with trio.open_nursery() as nursery:
             for contact in self._bootstrap:
                 nursery.start_soon(self._call, contact, Ping())
         if len(self.routing) == 0:
             return 0
         await self._run_lookup(self.contact.node_id)
+        if len(self.routing) <= len(self._bootstrap):
+            # Our contacts knew nobody we could meet yet (they admit callers only
+            # once they dialled them back; others joining with us are still being
+            # checked). Once one of them has dialled us back, ask again.
+            with trio.move_on_after(self.config.rpc_timeout):
+                await self._admitted.wait()
+            await self._run_lookup(self.contact.node_id)
         with trio.move_on_after(self.config.operation_timeout):
             await self._refresh(force=True)  # a head start; maintenance goes on with it
         return len(self.routing)

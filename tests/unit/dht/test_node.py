@@ -106,6 +106,7 @@ class MemoryNet:
         self.nodes: dict[NodeId, DhtNode] = {}
         self.vanished: set[NodeId] = set()
         self.silent: set[NodeId] = set()  # accept streams and never say a word
+        self.dial_delay = 0.0  # how long every dial takes (a cold rendezvous)
         self.dials = 0
         self.seen: list[Seen] = []
         self.isolations: list[str] = []
@@ -114,6 +115,7 @@ class MemoryNet:
 
     async def dial(self, contact: Contact) -> trio.abc.Stream:
         self.dials += 1
+        await trio.sleep(self.dial_delay)
         if contact.node_id in self.vanished:
             await trio.sleep_forever()  # like tor waiting on a dead onion's descriptor
         if contact.node_id in self.silent:
@@ -503,3 +505,27 @@ async def test_replication_takes_turns_and_restores_lost_copies(
         # Each round copied the next record, and after a full turn all of them are back.
         assert [len(r) for r in rounds] == list(range(1, len(wheres) + 1))
         assert rounds[-1] == wheres
+
+
+async def test_nodes_joining_together_through_one_contact_meet(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The contact lets a caller in only after dialling it back (a cold dial takes a while),
+    so at first it knows nobody to hand out; a joiner asks again once it was dialled back."""
+    async with trio.open_nursery() as nursery:
+        net = MemoryNet(nursery)
+        net.dial_delay = 2.0
+        first = await net.start(0)
+        joiners = [await net.start(n) for n in range(1, 9)]
+        sizes: dict[int, int] = {}
+
+        async def join(i: int, node: DhtNode) -> None:
+            sizes[i] = await node.bootstrap([first.contact])
+
+        async with trio.open_nursery() as joining:
+            for i, node in enumerate(joiners):
+                joining.start_soon(join, i, node)
+        assert len(first.routing) == len(joiners)
+        assert all(size >= 2 for size in sizes.values()), sizes
+        assert max(sizes.values()) >= 4, sizes
+        nursery.cancel_scope.cancel()
