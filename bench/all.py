@@ -23,6 +23,11 @@ BENCHMARKS: list[tuple[str, list[str], bool]] = [
         ["--nodes", "10000", "--adversarial", "0.2", "--churn", "0.3", "--compare"],
         False,
     ),
+    (
+        "bench.dht",
+        ["--nodes", "10000", "--adversarial", "0.2", "--targeted", "--compare"],
+        False,
+    ),
     ("bench.dht", ["--tor"], True),
     ("bench.im", [], True),
     ("bench.call", [], True),

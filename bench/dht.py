@@ -2,62 +2,83 @@
 
     .venv/bin/python -m bench.dht --nodes 10000 --adversarial 0.2 --churn 0.3
     .venv/bin/python -m bench.dht --nodes 10000 --adversarial 0.2 --churn 0.3 --compare
+    .venv/bin/python -m bench.dht --nodes 10000 --adversarial 0.2 --targeted --compare
 
 Prints a table and, as its last line, one JSON object. ``--compare`` also
 runs plain single-path Kademlia (alpha=3) twice on the same network: stopping
 at the first value (classic FIND_VALUE) and walking to convergence keeping
 the newest version (what plain Kademlia must do to resist stale records).
 
+``--targeted`` runs the targeted eclipse (``anonsip.dht.sim``): the
+adversary knows the address behind each of ``--targets`` records and moves
+its nodes to the ids nearest that record's storage positions that it can
+afford: ``--grind`` times its fleet in ids minted once it learns the
+period's shared random value, young (on probation) in honest tables. Every
+lookup asks for the targeted record. With ``--compare`` the same attack
+also runs against positions known in advance (no shared random value: the
+adversary grinds at leisure) and without probation.
+
 The Tor half (FIND_VALUE latency over real onion services) plugs in through
-``measure_find_value_latency``: give it running ``DhtNode``s, whatever their
+``measure_find_value_latency``: give it ``DhtClient``s, whatever their
 transport, and keys that were put. ``--tor`` runs it on a private Tor network
 (``--testnet DIR`` reuses a running one, else one is started and stopped):
 
     .venv/bin/python -m bench.dht --tor [--testnet DIR] [--tor-nodes 12]
 
 ``--tor-nodes`` onion DHT nodes on two client tors join through one contact
-and put ``--tor-keys`` records. Cold: the first ``get`` of each of
-``--tor-readers`` freshly published nodes that know only one contact (every
-hop opens a new rendezvous circuit; the client tor may already hold the
-peers' descriptors). Warm: every node gets every key again over its pooled
-streams. Both are divided by ``measure_baseline`` (bench/onion_baseline.py)
-taken in the same run: cold by a raw cold connect, warm by a 64-byte echo
-round trip.
+and their anonymous clients put ``--tor-keys`` records. Cold: the first
+``get`` of each of ``--tor-readers`` freshly published nodes that know only
+one contact. Repeat: every node's client gets every key again. Every get is
+an anonymous operation with its own isolation token, so each hop opens a
+new rendezvous circuit (the client tor may already hold the peers'
+descriptors); nothing is pooled between operations. Both are divided by
+``measure_baseline`` (bench/onion_baseline.py) taken in the same run: by a
+raw cold connect, and the repeat also by a 64-byte echo round trip.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
 import time
 from collections.abc import Sequence
+from typing import Any
 
-import nacl.signing
 import trio
 
-from anonsip.dht import DhtConfig, DhtNode, DhtRecord, OnionDht, sign_record, start_onion_dht
+from anonsip.dht import (
+    DhtClient,
+    DhtConfig,
+    DhtRecord,
+    OnionDht,
+    registration_record,
+    start_onion_dht,
+)
 from anonsip.dht.sim import SimConfig, Simulation, summarize
+from anonsip.identity import TOR_TIME_PERIODS, Identity
+from anonsip.registration import Contact, Presence, Registration, onion_address
 from bench._common import client_tors, private_network, report
 from bench.onion_baseline import measure_baseline
 from onion import Tor
 
 
 async def measure_find_value_latency(
-    nodes: Sequence[DhtNode], keys: Sequence[bytes], *, rounds: int = 1
+    clients: Sequence[DhtClient], keys: Sequence[bytes], *, rounds: int = 1
 ) -> list[float]:
-    """Seconds each ``get`` took, asking every key from every node ``rounds`` times.
+    """Seconds each ``get`` took, asking every key from every client ``rounds`` times.
 
     Entry point for the onion-service benchmark: the caller builds the nodes
-    on the onion transport (tor dialer, onion listener calling serve_stream).
+    and their clients on the onion transport (``start_onion_dht``).
     """
     latencies = []
     for _ in range(rounds):
-        for node in nodes:
+        for client in clients:
             for key in keys:
                 start = trio.current_time()
-                await node.get(key)
+                await client.get(key)
                 latencies.append(trio.current_time() - start)
     return latencies
 
@@ -90,20 +111,29 @@ async def _start_onion_nodes(
 
 
 def _bench_record(n: int) -> DhtRecord:
-    key = nacl.signing.SigningKey.generate()
-
-    def sign(message: bytes) -> bytes:
-        return bytes(key.sign(message).signature)
-
-    payload = f"bench record {n}".encode()
-    expiry = int(time.time()) + 3600
-    return sign_record(
-        sign, public_key=bytes(key.verify_key), seq=1, expiry=expiry, payload=payload
+    """A fresh pseudonym's registration record for this period (what nodes store)."""
+    identity = Identity(seed=os.urandom(32))
+    now = time.time()
+    registration = Registration(
+        contacts=(Contact(onion=onion_address(os.urandom(32)), port=5061),),
+        presence=Presence.AVAILABLE,
+        expires=int(now) + 3600,
+        sequence=n + 1,
+    )
+    return registration_record(
+        identity, TOR_TIME_PERIODS.number_at(now), registration, rng=os.urandom
     )
 
 
 async def _tor_figures(args: argparse.Namespace) -> tuple[dict[str, object], list[str]]:
-    config = DhtConfig(k=args.k, alpha=args.alpha, paths=args.paths, rpc_timeout=args.rpc_timeout)
+    config = DhtConfig(
+        k=args.k,
+        alpha=args.alpha,
+        paths=args.paths,
+        rpc_timeout=args.rpc_timeout,
+        difficulty=args.difficulty,
+        store_spread=args.k,
+    )
     notes: list[str] = []
     now = trio.current_time
     with private_network(args.testnet) as info:
@@ -126,7 +156,7 @@ async def _tor_figures(args: argparse.Namespace) -> tuple[dict[str, object], lis
                 records = [_bench_record(n) for n in range(args.tor_keys)]
                 stored = []
                 for n, record in enumerate(records):
-                    stored.append(await nodes[n % len(nodes)].node.put(record))
+                    stored.append(await nodes[n % len(nodes)].client.put(record))
                 keys = [record.key for record in records]
                 expected = {record.key: record for record in records}
 
@@ -140,22 +170,22 @@ async def _tor_figures(args: argparse.Namespace) -> tuple[dict[str, object], lis
                     reader.node.routing.seen(nodes[i % len(nodes)].contact)
                     key = keys[i % len(keys)]
                     start = now()
-                    got = await reader.node.get(key)
+                    got = await reader.client.get(key)
                     cold.append(now() - start)
                     cold_found += got == expected[key]
 
-                # Warm: one untimed round opens the pooled streams, then measure.
-                members = [dht.node for dht in nodes]
+                # Repeat: one untimed round (descriptors cached by now), then measure.
+                members = [dht.client for dht in nodes]
                 await measure_find_value_latency(members, keys)
-                warm = await measure_find_value_latency(members, keys, rounds=args.tor_rounds)
-                warm_found = 0
+                repeat = await measure_find_value_latency(members, keys, rounds=args.tor_rounds)
+                repeat_found = 0
                 for member in members:
                     for key in keys:
-                        warm_found += await member.get(key) == expected[key]
+                        repeat_found += await member.get(key) == expected[key]
                 nursery.cancel_scope.cancel()
 
     cold_median = statistics.median(cold)
-    warm_median = statistics.median(warm)
+    repeat_median = statistics.median(repeat)
     figures: dict[str, object] = {
         "transport": "tor",
         "nodes": args.tor_nodes,
@@ -168,14 +198,15 @@ async def _tor_figures(args: argparse.Namespace) -> tuple[dict[str, object], lis
         "cold_found_rate": round(cold_found / len(cold), 3),
         "cold_find_value_median_s": round(cold_median, 3),
         "cold_find_value_max_s": round(max(cold), 3),
-        "warm_samples": len(warm),
-        "warm_found_rate": round(warm_found / (len(members) * len(keys)), 3),
-        "warm_find_value_median_ms": round(1000 * warm_median, 1),
-        "warm_find_value_p90_ms": round(1000 * sorted(warm)[int(0.9 * (len(warm) - 1))], 1),
+        "repeat_samples": len(repeat),
+        "repeat_found_rate": round(repeat_found / (len(members) * len(keys)), 3),
+        "repeat_find_value_median_ms": round(1000 * repeat_median, 1),
+        "repeat_find_value_p90_ms": round(1000 * sorted(repeat)[int(0.9 * (len(repeat) - 1))], 1),
         "baseline_cold_connect_s": baseline["cold_connect_s"],
         "baseline_echo_rtt_median_ms": baseline["echo_rtt_median_ms"],
         "cold_ratio_to_cold_connect": round(cold_median / baseline["cold_connect_s"], 2),
-        "warm_ratio_to_echo_rtt": round(1000 * warm_median / baseline["echo_rtt_median_ms"], 2),
+        "repeat_ratio_to_echo_rtt": round(1000 * repeat_median / baseline["echo_rtt_median_ms"], 2),
+        "repeat_ratio_to_cold_connect": round(repeat_median / baseline["cold_connect_s"], 2),
     }
     return figures, notes
 
@@ -199,12 +230,13 @@ async def _run_tor(args: argparse.Namespace) -> None:
         ("  raw cold connect (baseline)", f"{f['baseline_cold_connect_s']:.3f} s"),
         ("  ratio cold lookup / cold connect", f"{f['cold_ratio_to_cold_connect']:.2f}x"),
         (
-            "warm FIND_VALUE median (p90)",
-            f"{f['warm_find_value_median_ms']:.1f} ms ({f['warm_find_value_p90_ms']:.1f} ms)",
+            "repeat FIND_VALUE median (p90)",
+            f"{f['repeat_find_value_median_ms']:.1f} ms ({f['repeat_find_value_p90_ms']:.1f} ms)",
         ),
-        ("  found / samples", f"{f['warm_found_rate']:.0%} of {f['warm_samples']}"),
+        ("  found / samples", f"{f['repeat_found_rate']:.0%} of {f['repeat_samples']}"),
         ("  64-byte echo RTT (baseline)", f"{f['baseline_echo_rtt_median_ms']:.2f} ms"),
-        ("  ratio warm lookup / echo RTT", f"{f['warm_ratio_to_echo_rtt']:.2f}x"),
+        ("  ratio repeat lookup / echo RTT", f"{f['repeat_ratio_to_echo_rtt']:.2f}x"),
+        ("  ratio repeat lookup / cold connect", f"{f['repeat_ratio_to_cold_connect']:.2f}x"),
         ("phases", ", ".join(notes)),
         ("wall clock", f"{f['wall_seconds']:.1f} s"),
     ]
@@ -213,7 +245,7 @@ async def _run_tor(args: argparse.Namespace) -> None:
 
 def _row(name: str, figures: dict[str, float]) -> str:
     return (
-        f"{name:<34} {figures['success_rate'] * 100:7.2f}% {figures['median_hops']:5.0f} "
+        f"{name:<44} {figures['success_rate'] * 100:7.2f}% {figures['median_hops']:5.0f} "
         f"{figures['p95_hops']:5.0f} {figures['median_messages']:6.0f} "
         f"{figures['p95_messages']:6.0f} {figures['mean_messages']:7.1f} "
         f"{figures['median_latency_s']:7.2f} {figures['p95_latency_s']:7.2f}"
@@ -234,18 +266,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--drop", type=float, default=0.3, help="adversary drop probability")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--compare", action="store_true")
+    eclipse = parser.add_argument_group("targeted eclipse (--targeted)")
+    eclipse.add_argument("--targeted", action="store_true", help="attack chosen records")
+    eclipse.add_argument("--targets", type=int, default=10, help="records attacked in turn")
+    eclipse.add_argument(
+        "--grind", type=float, default=100.0, help="ids the adversary mints per period, in fleets"
+    )
     tor = parser.add_argument_group("onion services (--tor)")
     tor.add_argument("--tor", action="store_true", help="measure on a private Tor network")
     tor.add_argument("--testnet", metavar="DIR", help="reuse a running private network")
     tor.add_argument("--tor-nodes", type=int, default=12)
     tor.add_argument("--tor-keys", type=int, default=4)
     tor.add_argument("--tor-readers", type=int, default=8, help="fresh nodes, one cold get each")
-    tor.add_argument("--tor-rounds", type=int, default=2, help="warm rounds over all nodes")
+    tor.add_argument("--tor-rounds", type=int, default=2, help="repeat rounds over all nodes")
     tor.add_argument("--rpc-timeout", type=float, default=10.0)
+    tor.add_argument("--difficulty", type=int, default=8, help="node id puzzle (bench nodes)")
     tor.add_argument("--echoes", type=int, default=100, help="baseline echo round trips")
     args = parser.parse_args(argv)
     if args.tor:
         trio.run(_run_tor, args)
+        return
+    if args.targeted:
+        _run_targeted(args)
         return
 
     config = SimConfig(
@@ -286,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f" per variant, {args.records} records (2 versions each)"
     )
     print(
-        f"{'variant':<34} {'success':>8} {'hops':>5} {'p95':>5} {'msgs':>6} {'p95':>6} "
+        f"{'variant':<44} {'success':>8} {'hops':>5} {'p95':>5} {'msgs':>6} {'p95':>6} "
         f"{'mean':>7} {'lat(s)':>7} {'p95':>7}"
     )
     for name, _, figures in runs:
@@ -307,6 +349,75 @@ def main(argv: Sequence[str] | None = None) -> None:
         result["comparison"] = [
             {"variant": name, **{key: round(value, 4) for key, value in figures.items()}}
             for name, _, figures in runs
+        ]
+    print(json.dumps(result))
+
+
+def _run_targeted(args: argparse.Namespace) -> None:
+    g = args.grind
+    variants: list[tuple[str, dict[str, Any]]] = []
+    if args.compare:
+        variants += [
+            ("positions known ahead (3 targets)", {"shared_random": False, "targets": 3}),
+            ("shared random, grind 1x, no probation", {"grind": 1.0, "probation": False}),
+            (f"shared random, grind {g:g}x, no probation", {"probation": False}),
+        ]
+    variants.append((f"anonsip: shared random + probation, {g:g}x", {}))
+    started = time.perf_counter()
+    runs: list[tuple[str, dict[str, float]]] = []
+    base = SimConfig(
+        nodes=args.nodes,
+        adversarial=args.adversarial,
+        churn=args.churn,
+        k=args.k,
+        paths=args.paths,
+        alpha=args.alpha,
+        drop=args.drop,
+        seed=args.seed,
+        targeted=True,
+        targets=args.targets,
+        grind=g,
+    )
+    for name, options in variants:
+        sim = Simulation(dataclasses.replace(base, **options))
+        stats = sim.run(args.lookups, paths=args.paths, alpha=args.alpha, value_quorum=args.quorum)
+        runs.append((name, summarize(stats)))
+    elapsed = time.perf_counter() - started
+    print(
+        f"DHT targeted eclipse: {args.nodes} nodes, {args.adversarial:.0%} adversarial, "
+        f"{args.churn:.0%} offline (churn), k={args.k}, disjoint d={args.paths} a={args.alpha} "
+        f"q={args.quorum}, {args.lookups} FIND_VALUE lookups of {args.targets} targeted records"
+        f" per variant; the adversary mints {g:g}x its fleet in ids per period"
+    )
+    print(
+        f"{'variant':<44} {'success':>8} {'hops':>5} {'p95':>5} {'msgs':>6} {'p95':>6} "
+        f"{'mean':>7} {'lat(s)':>7} {'p95':>7}"
+    )
+    for name, figures in runs:
+        print(_row(name, figures))
+    print(f"(total {elapsed:.1f} s wall clock)")
+    main_figures = runs[-1][1]
+    print(
+        f"targeted record found in {main_figures['success_rate']:.2%} of lookups"
+        f" with {args.adversarial:.0%} adversarial nodes"
+    )
+    result: dict[str, object] = {
+        "mode": "targeted-eclipse",
+        "nodes": args.nodes,
+        "adversarial": args.adversarial,
+        "churn": args.churn,
+        "grind": g,
+        "targets": args.targets,
+        "paths": args.paths,
+        "alpha": args.alpha,
+        "quorum": args.quorum,
+        **{key: round(value, 4) for key, value in main_figures.items()},
+        "wall_seconds": round(elapsed, 1),
+    }
+    if args.compare:
+        result["comparison"] = [
+            {"variant": name, **{key: round(value, 4) for key, value in figures.items()}}
+            for name, figures in runs
         ]
     print(json.dumps(result))
 

@@ -144,6 +144,12 @@ class Tor:
                 f" Check the network (or the private network's state). Last log lines:\n  {tail}"
             )
 
+    async def shared_random_values(self) -> tuple[str, str]:
+        """The consensus's shared random values, current and previous, as tor prints them
+        (control-spec GETINFO ``sr/current``, ``sr/previous``): base64, empty when absent."""
+        info = await self.control.get_info("sr/current", "sr/previous")
+        return info.get("sr/current", ""), info.get("sr/previous", "")
+
     # --- streams and services --------------------------------------------------------
 
     async def open_stream(

@@ -5,13 +5,15 @@ Body:    [type, request_id, fields...] with
 
     1 PING          []                        5 PONG          []
     2 FIND_NODE     [target: bin32]           6 NODES         [contacts]
-    3 FIND_VALUE    [key: bin32]              7 VALUE         [record, contacts]
-    4 STORE         [record]                  8 STORE_RESULT  [outcome: str]
+    3 FIND_VALUE    [location: bin32]         7 VALUE         [record, contacts]
+    4 STORE         [location: bin32, record] 8 STORE_RESULT  [outcome: str]
     9 ERROR         [code: str, reason: str]
    10 CHALLENGE     [nonce: bin32]           11 PROOF         [public_key: bin32, port, sig: bin64]
+   12 ANONYMOUS     []
 
     contact = [public_key: bin32, port: uint16]   (id and onion address are derived)
-    record  = [public_key: bin32, seq: u64, expiry: u64, payload: bin<=4096, signature: bin64]
+    record  = [kind: u8, public_key: bin32, seq: u64, expiry: u64, payload: bin<=1024,
+               signature: bin64]
 
 Decoding is strict (exact types, lengths, list bounds, no extra elements):
 any malformed input raises ``RemoteProtocolError`` and nothing else.
@@ -26,6 +28,7 @@ import msgpack
 from anonsip._errors import RemoteProtocolError
 from anonsip.dht._identity import Contact, NodeId
 from anonsip.dht._messages import (
+    Anonymous,
     Challenge,
     Envelope,
     Error,
@@ -59,7 +62,7 @@ _U64 = 1 << 64
 
 _PING, _FIND_NODE, _FIND_VALUE, _STORE = 1, 2, 3, 4
 _PONG, _NODES, _VALUE, _STORE_RESULT, _ERROR = 5, 6, 7, 8, 9
-_CHALLENGE, _PROOF = 10, 11
+_CHALLENGE, _PROOF, _ANONYMOUS = 10, 11, 12
 
 
 def _contact(c: Contact) -> list[Any]:
@@ -67,7 +70,7 @@ def _contact(c: Contact) -> list[Any]:
 
 
 def _record(r: DhtRecord) -> list[Any]:
-    return [r.public_key, r.seq, r.expiry, r.payload, r.signature]
+    return [r.kind, r.public_key, r.seq, r.expiry, r.payload, r.signature]
 
 
 def encode_message(envelope: Envelope) -> bytes:
@@ -82,8 +85,8 @@ def encode_message(envelope: Envelope) -> bytes:
             code, fields = _FIND_NODE, [target.to_bytes()]
         case FindValue(key=key):
             code, fields = _FIND_VALUE, [key]
-        case Store(record=record):
-            code, fields = _STORE, [_record(record)]
+        case Store(location=location, record=record):
+            code, fields = _STORE, [location, _record(record)]
         case Pong():
             code, fields = _PONG, []
         case Nodes(contacts=contacts):
@@ -98,6 +101,8 @@ def encode_message(envelope: Envelope) -> bytes:
             code, fields = _CHALLENGE, [nonce]
         case Proof(public_key=public_key, port=port, signature=signature):
             code, fields = _PROOF, [public_key, port, signature]
+        case Anonymous():
+            code, fields = _ANONYMOUS, []
         case _:
             raise TypeError(f"not a DHT message: {m!r}")
     body: bytes = msgpack.packb([code, *head, *fields], use_bin_type=True)
@@ -166,8 +171,9 @@ def _decode_contacts(value: object) -> tuple[Contact, ...]:
 
 
 def _decode_record(value: object) -> DhtRecord:
-    public_key, seq, expiry, payload, signature = _list(value, "record", exact=5)
+    kind, public_key, seq, expiry, payload, signature = _list(value, "record", exact=6)
     return DhtRecord(
+        kind=_uint(kind, "record kind", 256),
         public_key=_bin(public_key, "record key", exact=32),
         seq=_uint(seq, "record seq", _U64),
         expiry=_uint(expiry, "record expiry", _U64),
@@ -180,7 +186,7 @@ _ARITY = {
     _PING: 0,
     _FIND_NODE: 1,
     _FIND_VALUE: 1,
-    _STORE: 1,
+    _STORE: 2,
     _PONG: 0,
     _NODES: 1,
     _VALUE: 2,
@@ -188,6 +194,7 @@ _ARITY = {
     _ERROR: 2,
     _CHALLENGE: 1,
     _PROOF: 3,
+    _ANONYMOUS: 0,
 }
 
 
@@ -199,7 +206,7 @@ def _decode_fields(code: int, f: list[Any]) -> Message:
     if code == _FIND_VALUE:
         return FindValue(key=_bin(f[0], "key", exact=32))
     if code == _STORE:
-        return Store(record=_decode_record(f[0]))
+        return Store(location=_bin(f[0], "location", exact=32), record=_decode_record(f[1]))
     if code == _PONG:
         return Pong()
     if code == _NODES:
@@ -212,6 +219,8 @@ def _decode_fields(code: int, f: list[Any]) -> Message:
         return Error(code=_text(f[0], "error code"), reason=_text(f[1], "error reason"))
     if code == _CHALLENGE:
         return Challenge(nonce=_bin(f[0], "nonce", exact=32))
+    if code == _ANONYMOUS:
+        return Anonymous()
     port = _uint(f[1], "port", 65536)
     if port == 0:
         raise _fail("port must not be 0")

@@ -4,9 +4,13 @@ A node is an onion service. Its ``NodeId`` is SHA3-256 of the service's
 Ed25519 public key, and its onion address is derived from the same key
 (rend-spec-v3), so a node can neither pick its position in the key space
 nor claim an address it cannot answer on. S/Kademlia's static crypto puzzle
-is optional: with difficulty ``c`` a key is only accepted if
+is on by default (``DhtConfig.difficulty``): a key is only accepted if
 SHA3-256(SHA3-256(pubkey)) starts with ``c`` zero bits, which makes minting
 many identities (a Sybil attack) cost ``2**c`` key generations each.
+``puzzle_seed`` turns any stored seed into one that meets the puzzle,
+deterministically, so a node keeps its id across restarts without storing
+anything new (and homes made before the puzzle existed migrate by
+themselves).
 
 Proof of identity on a new connection: the dialled node (callee) sends a
 fresh nonce; the caller signs ``label | callee public key | nonce | caller
@@ -24,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from random import Random
 
+import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 
@@ -38,12 +43,14 @@ __all__ = [
     "NodeIdentity",
     "identity_proof_message",
     "puzzle_bits",
+    "puzzle_seed",
     "satisfies_puzzle",
     "verify_identity_proof",
 ]
 
 ID_BITS = 256
 IDENTITY_PROOF_LABEL = b"anonsip-dht-identity-proof-v1\x00"
+PUZZLE_SEED_LABEL = b"anonsip-dht-puzzle-seed-v1\x00"
 
 Signer = Callable[[bytes], bytes]
 
@@ -100,6 +107,24 @@ def puzzle_bits(public_key: bytes) -> int:
 
 def satisfies_puzzle(public_key: bytes, difficulty: int) -> bool:
     return difficulty <= 0 or puzzle_bits(public_key) >= difficulty
+
+
+def puzzle_seed(seed: bytes, difficulty: int) -> bytes:
+    """``seed`` if its key solves the puzzle, else the first ``SHA3-256(label | seed | INT_8(i))``
+    that does: about ``2**difficulty`` key generations, the same answer every time."""
+    if len(seed) != 32:
+        raise ValueError("a node seed is 32 bytes")
+    candidate = seed
+    counter = 0
+    while not satisfies_puzzle(_public_key_of(candidate), difficulty):
+        candidate = hashlib.sha3_256(PUZZLE_SEED_LABEL + seed + counter.to_bytes(8, "big")).digest()
+        counter += 1
+    return candidate
+
+
+def _public_key_of(seed: bytes) -> bytes:
+    public_key, _ = nacl.bindings.crypto_sign_seed_keypair(seed)
+    return bytes(public_key)
 
 
 @dataclass(frozen=True, slots=True)

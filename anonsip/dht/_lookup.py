@@ -13,6 +13,10 @@ alpha-parallel walk, and a node belongs to the first path that hears of it,
 so no node is ever queried by two paths. An adversary has to capture every
 path to hide a value; one honest path is enough.
 
+FIND_VALUE asks for a storage location (``_placement``); a value counts only
+if it is a valid record of ``record_key`` (signature, not expired), so a
+node cannot answer with some other record parked at that location.
+
 The driver (simulator or trio adapter) asks ``next_requests()``, sends each
 request, and reports ``on_response``, ``on_failure`` or ``on_timeout`` (the
 driver owns deadlines). It stops when ``done`` and reads ``result()``.
@@ -92,9 +96,10 @@ class Lookup:
         *,
         kind: LookupKind,
         target: NodeId,
-        own_id: NodeId,
+        own_id: NodeId | None,
         seeds: list[Contact],
         now: float,
+        record_key: bytes | None = None,
         k: int = 20,
         alpha: int = 3,
         paths: int = 1,
@@ -105,6 +110,8 @@ class Lookup:
     ) -> None:
         if alpha < 1 or paths < 1 or k < 1:
             raise LocalError("a lookup needs k, alpha and paths of at least 1")
+        if kind is LookupKind.FIND_VALUE and record_key is None:
+            raise LocalError("a FIND_VALUE lookup needs the key of the record it looks for")
         self.kind = kind
         self.target = target
         self.own_id = own_id
@@ -116,7 +123,8 @@ class Lookup:
         # FIND_VALUE is done once this many paths hold a value (default: every path ends).
         self.value_quorum = paths if value_quorum is None else max(1, min(value_quorum, paths))
         self._now = now
-        self._key = target.to_bytes()
+        self._location = target.to_bytes()
+        self._record_key = record_key
         self._owner: dict[NodeId, int] = {}
         self._paths = [_Path() for _ in range(paths)]
         self.messages = 0
@@ -190,7 +198,7 @@ class Lookup:
     def _request(self) -> Request:
         if self.kind is LookupKind.FIND_NODE:
             return FindNode(target=self.target)
-        return FindValue(key=self._key)
+        return FindValue(key=self._location)
 
     def next_requests(self) -> list[tuple[Contact, Request]]:
         """Requests to send now: up to ``alpha`` in flight per unfinished path."""
@@ -230,8 +238,10 @@ class Lookup:
             self._fail(path, candidate)
             return
         if isinstance(reply, Value):
-            if self.kind is not LookupKind.FIND_VALUE or not reply.record.is_valid_for(
-                self._key, self._now
+            if (
+                self.kind is not LookupKind.FIND_VALUE
+                or self._record_key is None
+                or not reply.record.is_valid_for(self._record_key, self._now)
             ):
                 self._fail(path, candidate)  # a forged or stale-beyond-expiry value
                 return

@@ -1,9 +1,12 @@
 """The DHT's messages as frozen, keyword-only dataclasses (no wire format here; see ``_codec``).
 
 Requests (Kademlia 2.3): PING, FIND_NODE, FIND_VALUE, STORE. Replies carry
-the request id the RPC layer assigned. The identity handshake (``Challenge``
-from the callee, ``Proof`` from the caller) opens every connection; an
-``Error`` reply refuses a request or the handshake.
+the request id the RPC layer assigned. Every connection opens with the
+callee's ``Challenge``; the caller answers either ``Proof`` (a DHT node
+proving its key) or ``Anonymous`` (a client that proves nothing and is
+served FIND_NODE, FIND_VALUE and STORE only). An ``Error`` reply refuses a
+request or the handshake. FIND_VALUE and STORE name a storage *location*
+(``anonsip.dht._placement``), not the record's key.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from anonsip.dht._identity import Contact, NodeId
 from anonsip.dht._record import DhtRecord
 
 __all__ = [
+    "Anonymous",
     "Challenge",
     "Envelope",
     "Error",
@@ -50,11 +54,12 @@ class FindNode(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FindValue(Message):
-    key: bytes
+    key: bytes  # the storage location asked for
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Store(Message):
+    location: bytes
     record: DhtRecord
 
 
@@ -95,6 +100,11 @@ class Proof(Message):
     public_key: bytes
     port: int
     signature: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Anonymous(Message):
+    """The caller is an anonymous client: it proves nothing and enters no routing table."""
 
 
 Request = Ping | FindNode | FindValue | Store

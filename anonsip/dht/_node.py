@@ -1,13 +1,19 @@
-"""``DhtNode``: the trio adapter that runs the sans-IO DHT cores on real streams.
+"""``DhtNode``: the long-term DHT node, the trio adapter that runs the sans-IO cores.
 
 It serves incoming streams handed to ``serve_stream`` (the onion listener
 calls it for every connection) and reaches other nodes through an injected
 ``dial(contact) -> trio.abc.Stream``, so the same code runs over Tor onion
 streams and over in-memory streams in tests. Outbound RPCs share one
-persistent stream per peer (a bounded pool, least-recently-used and idle
-streams closed first); every request, including the dial and handshake it
-may need, has its own deadline. Background work (bucket refresh, republish
-of our own records, replication of stored ones, expiry sweep, idle close,
+persistent stream per peer (``PeerPool``); every request, including the
+dial and handshake it may need, has its own deadline and every lookup an
+overall one.
+
+The node stores, serves and replicates other people's records and keeps
+its routing table; it never publishes or looks up its own user's records
+(that is ``DhtClient``'s job, anonymously). Callers that prove their node
+key are dialled back on their own onion service before they may enter the
+routing table. Background work (bucket refresh, replication of stored
+records, taking turns through the store, expiry sweep, idle close,
 re-bootstrap when the table empties) runs in the nursery the node owns
 while inside ``async with``.
 """
@@ -20,16 +26,17 @@ import random
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
 import trio
 
-from anonsip._errors import AnonsipError, LocalError, RemoteProtocolError
+from anonsip._errors import LocalError, RemoteProtocolError
 from anonsip.dht._identity import Contact, NodeId, NodeIdentity, verify_identity_proof
 from anonsip.dht._lookup import Lookup, LookupKind, LookupResult
 from anonsip.dht._messages import (
+    Anonymous,
     Challenge,
     Envelope,
     Error,
@@ -42,18 +49,30 @@ from anonsip.dht._messages import (
     Store,
     StoreResult,
 )
+from anonsip.dht._peers import Dialer, PeerPool, drive_lookup
+from anonsip.dht._placement import (
+    DEFAULT_REPLICAS,
+    SharedRandomSource,
+    clock_shared_random,
+)
 from anonsip.dht._protocol import DhtProtocol
 from anonsip.dht._record import DhtRecord
 from anonsip.dht._routing import RoutingTable
-from anonsip.dht._rpc import Connection, MessageStream, refusal
+from anonsip.dht._rpc import MessageStream, RpcTimeout, refusal
 from anonsip.dht._store import RecordStore, StoreOutcome
 
-__all__ = ["DhtConfig", "DhtNode", "DhtStatistics", "Dialer"]
+__all__ = ["DEFAULT_DIFFICULTY", "DhtConfig", "DhtNode", "DhtStatistics", "Dialer"]
 
 log = logging.getLogger(__name__)
 
-Dialer = Callable[[Contact], Awaitable[trio.abc.Stream]]
 _REQUEST_TYPES = (Ping, FindNode, FindValue, Store)
+_ANONYMOUS_TYPES = (FindNode, FindValue, Store)
+# 2**16 key generations per node id: about 1.2 s in Python on one core (it
+# runs in a worker thread when a node starts), the work a Sybil pays per id.
+DEFAULT_DIFFICULTY = 16
+# A caller is dialled back at most once in this many seconds (we remember 4096).
+_DIAL_BACK_AGAIN_AFTER = 600.0
+_DIAL_BACK_MEMORY = 4096
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,28 +80,32 @@ class DhtConfig:
     k: int = 20
     alpha: int = 3
     paths: int = 2
-    difficulty: int = 0
+    difficulty: int = DEFAULT_DIFFICULTY
+    replicas: int = DEFAULT_REPLICAS
+    store_spread: int = 10  # nodes that get a copy at each position
+    probation: float = 48 * 3600.0  # how long a contact is known before it is handed out
     rpc_timeout: float = 10.0
     handshake_timeout: float = 10.0
+    operation_timeout: float = 60.0  # a whole lookup, store or get
     max_connections: int = 64
     max_pending_per_connection: int = 32
     max_inbound: int = 256
+    max_dial_backs: int = 16
+    max_anonymous_requests: int = 64  # per anonymous stream
     idle_timeout: float = 120.0
     maintenance_interval: float = 30.0
     refresh_interval: float = 3600.0
-    republish_interval: float = 1800.0
     replicate_interval: float = 3600.0
     max_replications_per_round: int = 256
-    max_own_records: int = 64
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DhtStatistics:
     routing_contacts: int
     stored_records: int
-    own_records: int
     open_streams: int
     inbound_streams: int
+    dial_backs: int
 
 
 class DhtNode:
@@ -98,19 +121,16 @@ class DhtNode:
         rng: random.Random | None = None,
         store: RecordStore | None = None,
         dial_errors: tuple[type[BaseException], ...] = (),
+        shared_random: SharedRandomSource | None = None,
     ) -> None:
         self.identity = identity
         self.config = config or DhtConfig()
         self._dial = dial
+        self._dial_errors = dial_errors
         self._clock = clock
         # Only picks bucket-refresh targets, never keys or nonces.
         self._rng = rng or random.Random(secrets.randbits(64))  # noqa: S311
-        self._dial_errors: tuple[type[BaseException], ...] = (
-            OSError,
-            AnonsipError,
-            trio.BrokenResourceError,
-            *dial_errors,
-        )
+        self.shared_random = shared_random or clock_shared_random(clock)
         self.contact = identity.contact
         self.routing = RoutingTable(
             self.contact.node_id,
@@ -119,20 +139,27 @@ class DhtNode:
             k=self.config.k,
             refresh_interval=self.config.refresh_interval,
         )
-        self.store = store or RecordStore()
-        self.protocol = DhtProtocol(contact=self.contact, routing=self.routing, store=self.store)
-        self._connections: OrderedDict[NodeId, Connection] = OrderedDict()
-        self._dialing: dict[NodeId, trio.Event] = {}
+        self.store = store or RecordStore(replicas=self.config.replicas)
+        self.protocol = DhtProtocol(
+            contact=self.contact,
+            routing=self.routing,
+            store=self.store,
+            shared_random=self.shared_random,
+            probation=self.config.probation,
+        )
+        self._pool: PeerPool | None = None
         self._inbound: set[trio.abc.Stream] = set()
-        self._own: OrderedDict[bytes, DhtRecord] = OrderedDict()
+        self._dial_backs: set[NodeId] = set()
+        self._dialled_back: OrderedDict[NodeId, float] = OrderedDict()
         self._bootstrap: list[Contact] = []
+        self._admitted = trio.Event()  # a bootstrap contact dialled us back
         # Re-read when the table is empty (a bootstrap file other nodes keep
         # adding to); without it the node retries the contacts it was given.
         self.bootstrap_source: Callable[[], Sequence[Contact]] | None = None
         self._nursery: trio.Nursery | None = None
         self._nursery_manager: contextlib.AbstractAsyncContextManager[trio.Nursery] | None = None
-        self._last_republish = clock()
         self._last_replicate = clock()
+        self._replication_cursor = b""
 
     # -- lifetime -------------------------------------------------------------
 
@@ -140,6 +167,16 @@ class DhtNode:
         manager = trio.open_nursery()
         self._nursery = await manager.__aenter__()
         self._nursery_manager = manager
+        self._pool = PeerPool(
+            dial=self._dial,
+            identity=self.identity,
+            nursery=self._nursery,
+            rpc_timeout=self.config.rpc_timeout,
+            handshake_timeout=self.config.handshake_timeout,
+            max_connections=self.config.max_connections,
+            max_pending=self.config.max_pending_per_connection,
+            dial_errors=self._dial_errors,
+        )
         self._nursery.start_soon(self._maintenance)
         return self
 
@@ -159,26 +196,36 @@ class DhtNode:
             with trio.CancelScope(shield=True):
                 for stream in list(self._inbound):
                     await trio.aclose_forcefully(stream)
-                for conn in list(self._connections.values()):
-                    await conn.aclose()
+                if self._pool is not None:
+                    await self._pool.aclose()
         finally:
             self._nursery, self._nursery_manager = None, None
             result: bool | None = await manager.__aexit__(exc_type, exc, tb)
         return result
 
-    def _running(self) -> trio.Nursery:
-        if self._nursery is None:
+    def _running(self) -> tuple[trio.Nursery, PeerPool]:
+        if self._nursery is None or self._pool is None:
             raise LocalError("use the DHT node inside 'async with'")
-        return self._nursery
+        return self._nursery, self._pool
 
     def statistics(self) -> DhtStatistics:
         return DhtStatistics(
             routing_contacts=len(self.routing),
             stored_records=len(self.store),
-            own_records=len(self._own),
-            open_streams=sum(1 for c in self._connections.values() if c.usable),
+            open_streams=self._pool.open_streams if self._pool else 0,
             inbound_streams=len(self._inbound),
+            dial_backs=len(self._dial_backs),
         )
+
+    def seeds(self, target: NodeId, count: int | None = None) -> list[Contact]:
+        """Where an anonymous lookup of ``target`` may start: our mature contacts closest
+        to it, and ourselves (we may be one of the nodes that hold it). Reading our own
+        table tells nobody anything."""
+        now = self._clock()
+        found = self.routing.closest(
+            target, count or self.config.k, mature_at=now - self.config.probation
+        )
+        return [*found, self.contact]
 
     # -- serving ----------------------------------------------------------------
 
@@ -191,8 +238,8 @@ class DhtNode:
         self._inbound.add(stream)
         messages = MessageStream(stream)
         try:
-            peer = await self._verify_caller(messages)
-            if peer is not None:
+            opened, peer = await self._handshake(messages)
+            if opened:
                 await self._serve_requests(peer, messages)
         except RemoteProtocolError as exc:
             log.info("closing an incoming DHT stream: %s", exc)
@@ -207,28 +254,37 @@ class DhtNode:
             self._inbound.discard(stream)
             await trio.aclose_forcefully(stream)
 
-    async def _verify_caller(self, messages: MessageStream) -> Contact | None:
+    async def _handshake(self, messages: MessageStream) -> tuple[bool, Contact | None]:
+        """(True, contact) for a proven node, (True, None) for an anonymous client,
+        (False, None) if the caller left or ran out of time."""
         nonce = secrets.token_bytes(32)
-        await messages.send(Envelope(request_id=0, message=Challenge(nonce=nonce)))
         with trio.move_on_after(self.config.handshake_timeout):
+            await messages.send(Envelope(request_id=0, message=Challenge(nonce=nonce)))
             envelope = await messages.receive()
             if envelope is None:
-                return None
-            proof = envelope.message
-            if not isinstance(proof, Proof):
-                raise RemoteProtocolError("a DHT caller must prove its identity first")
-            return verify_identity_proof(
+                return False, None
+            answer = envelope.message
+            if isinstance(answer, Anonymous):
+                return True, None
+            if not isinstance(answer, Proof):
+                raise RemoteProtocolError(
+                    "a DHT caller must prove its key or declare itself anonymous"
+                )
+            contact = verify_identity_proof(
                 callee_public_key=self.identity.public_key,
                 nonce=nonce,
-                caller_public_key=proof.public_key,
-                caller_port=proof.port,
-                signature=proof.signature,
+                caller_public_key=answer.public_key,
+                caller_port=answer.port,
+                signature=answer.signature,
                 difficulty=self.config.difficulty,
             )
-        return None
+            return True, contact
+        return False, None
 
-    async def _serve_requests(self, peer: Contact, messages: MessageStream) -> None:
-        while True:
+    async def _serve_requests(self, peer: Contact | None, messages: MessageStream) -> None:
+        allowed = _REQUEST_TYPES if peer is not None else _ANONYMOUS_TYPES
+        budget = self.config.max_anonymous_requests if peer is None else None
+        while budget is None or budget > 0:
             with trio.move_on_after(self.config.idle_timeout):
                 envelope = await messages.receive()
                 if envelope is None:
@@ -236,12 +292,44 @@ class DhtNode:
                 request = envelope.message
                 if not isinstance(request, _REQUEST_TYPES):
                     raise RemoteProtocolError("expected a DHT request")
-                handled = self.protocol.handle(peer, request, self._clock())
-                if handled.ping is not None:
-                    self._running().start_soon(self._check_liveness, handled.ping)
-                await messages.send(Envelope(request_id=envelope.request_id, message=handled.reply))
+                if budget is not None:
+                    budget -= 1
+                if isinstance(request, allowed):
+                    if isinstance(request, Ping) and peer in self._bootstrap:
+                        self._admitted.set()
+                    handled = self.protocol.handle(peer, request, self._clock())
+                    reply: Reply = handled.reply
+                    if handled.dial_back is not None:
+                        self._start_dial_back(handled.dial_back)
+                else:
+                    reply = Error(code="refused", reason="not served to anonymous clients")
+                await messages.send(Envelope(request_id=envelope.request_id, message=reply))
                 continue
             return  # idle for too long
+
+    def _start_dial_back(self, contact: Contact) -> None:
+        """Check a caller on its own onion service before it may enter our table (bounded)."""
+        now = self._clock()
+        tried = self._dialled_back.get(contact.node_id)
+        if (
+            contact.node_id in self._dial_backs
+            or len(self._dial_backs) >= self.config.max_dial_backs
+            or (tried is not None and now - tried < _DIAL_BACK_AGAIN_AFTER)
+        ):
+            return
+        self._dial_backs.add(contact.node_id)
+        self._dialled_back[contact.node_id] = now
+        while len(self._dialled_back) > _DIAL_BACK_MEMORY:
+            self._dialled_back.popitem(last=False)
+        nursery, _ = self._running()
+
+        async def dial_back() -> None:
+            try:
+                await self._call(contact, Ping())  # an answer there lets it in
+            finally:
+                self._dial_backs.discard(contact.node_id)
+
+        nursery.start_soon(dial_back)
 
     async def _check_liveness(self, contact: Contact) -> None:
         alive = await self._call(contact, Ping()) is not None
@@ -249,105 +337,44 @@ class DhtNode:
 
     # -- calling out -------------------------------------------------------------
 
-    async def _connection(self, contact: Contact) -> Connection:
-        while True:
-            conn = self._connections.get(contact.node_id)
-            if conn is not None and conn.usable:
-                self._connections.move_to_end(contact.node_id)
-                return conn
-            if conn is not None:
-                del self._connections[contact.node_id]
-            dialing = self._dialing.get(contact.node_id)
-            if dialing is None:
-                break
-            await dialing.wait()  # share a dial already in progress
-        done = self._dialing[contact.node_id] = trio.Event()
-        try:
-            stream = await self._dial(contact)
-            try:
-                conn = await Connection.open(
-                    stream,
-                    identity=self.identity,
-                    contact=contact,
-                    max_pending=self.config.max_pending_per_connection,
-                )
-            except BaseException:
-                await trio.aclose_forcefully(stream)
-                raise
-            await self._make_room()
-            self._connections[contact.node_id] = conn
-            self._running().start_soon(conn.read_loop)
-            return conn
-        finally:
-            del self._dialing[contact.node_id]
-            done.set()
-
-    async def _make_room(self) -> None:
-        while len(self._connections) >= self.config.max_connections:
-            idle = [n for n, c in self._connections.items() if c.pending == 0]
-            victim = idle[0] if idle else next(iter(self._connections))
-            await self._connections.pop(victim).aclose()
-
     async def _call(self, contact: Contact, request: Request) -> Reply | None:
         """One RPC with its deadline; None if the peer did not answer in time or at all."""
-        with trio.move_on_after(self.config.rpc_timeout):
-            try:
-                conn = await self._connection(contact)
-                reply = await conn.request(request)
-            except self._dial_errors as exc:
-                log.debug("DHT request to %r failed: %s", contact, exc)
-                self.routing.failed(contact)
-                return None
-            ping = self.routing.seen(contact)  # it answered on its own onion: verified
-            if ping is not None:
-                self._running().start_soon(self._check_liveness, ping)
-            return reply
-        self.routing.failed(contact)
-        return None
+        reply, _ = await self._ask(contact, request)
+        return reply
 
-    async def _run_lookup(self, kind: LookupKind, target: NodeId) -> LookupResult:
-        seeds = self.routing.closest(target, self.config.k) or list(self._bootstrap)
+    async def _ask(self, contact: Contact, request: Request) -> tuple[Reply | None, bool]:
+        """The reply, or None and whether the deadline passed; keeps the routing table."""
+        nursery, pool = self._running()
+        try:
+            reply = await pool.call(contact, request)
+        except pool.errors as exc:
+            log.debug("DHT request failed: %s", type(exc).__name__)
+            self.routing.failed(contact)
+            return None, isinstance(exc, RpcTimeout)
+        ping = self.routing.seen(contact, self._clock())  # it answered on its own onion
+        if ping is not None:
+            nursery.start_soon(self._check_liveness, ping)
+        return reply, False
+
+    async def _run_lookup(self, target: NodeId) -> LookupResult:
+        now = self._clock()
+        seeds = self.routing.closest(
+            target, self.config.k, mature_at=now - self.config.probation
+        ) or list(self._bootstrap)
         lookup = Lookup(
-            kind=kind,
+            kind=LookupKind.FIND_NODE,
             target=target,
             own_id=self.contact.node_id,
             seeds=seeds,
-            now=self._clock(),
+            now=now,
             k=self.config.k,
             alpha=self.config.alpha,
             paths=self.config.paths,
             difficulty=self.config.difficulty,
         )
-        capacity = self.config.alpha * self.config.paths
-        wake_send, wake_receive = trio.open_memory_channel[None](capacity)
-
-        async def ask(contact: Contact, request: Request) -> None:
-            reply = None
-            timed_out = True
-            with trio.move_on_after(self.config.rpc_timeout):
-                reply = await self._call(contact, request)
-                timed_out = False
-            if reply is not None:
-                lookup.on_response(contact, reply)
-            elif timed_out:
-                lookup.on_timeout(contact)
-            else:
-                lookup.on_failure(contact)
-            await wake_send.send(None)
-
-        async with trio.open_nursery() as nursery:
-            in_flight = 0
-            while not lookup.done:
-                for contact, request in lookup.next_requests():
-                    in_flight += 1
-                    nursery.start_soon(ask, contact, request)
-                if lookup.done or in_flight == 0:
-                    break
-                await wake_receive.receive()
-                in_flight -= 1
-            nursery.cancel_scope.cancel()  # answers we no longer need
+        result = await drive_lookup(lookup, self._ask, timeout=self.config.operation_timeout)
         self.routing.touch(target, self._clock())
-        return lookup.result()
+        return result
 
     # -- public API -----------------------------------------------------------------
 
@@ -358,68 +385,46 @@ class DhtNode:
         through them again.
         """
         self._bootstrap = [c for c in contacts if c.node_id != self.contact.node_id]
+        self._admitted = trio.Event()
         async with trio.open_nursery() as nursery:
             for contact in self._bootstrap:
                 nursery.start_soon(self._call, contact, Ping())
         if len(self.routing) == 0:
             return 0
-        await self._run_lookup(LookupKind.FIND_NODE, self.contact.node_id)
-        await self._refresh(force=True)
+        await self._run_lookup(self.contact.node_id)
+        if len(self.routing) <= len(self._bootstrap):
+            # Our contacts knew nobody we could meet yet (they admit callers only
+            # once they dialled them back; others joining with us are still being
+            # checked). Once one of them has dialled us back, ask again.
+            with trio.move_on_after(self.config.rpc_timeout):
+                await self._admitted.wait()
+            await self._run_lookup(self.contact.node_id)
+        with trio.move_on_after(self.config.operation_timeout):
+            await self._refresh(force=True)  # a head start; maintenance goes on with it
         return len(self.routing)
 
     async def find_node(self, node_id: NodeId) -> list[Contact]:
         """The k live nodes closest to ``node_id`` that answered."""
-        result = await self._run_lookup(LookupKind.FIND_NODE, node_id)
+        result = await self._run_lookup(node_id)
         return list(result.closest)
 
-    async def get(self, key: bytes) -> DhtRecord | None:
-        """The newest valid record under ``key`` (SHA3-256 of its public key), if found."""
-        if len(key) != 32:
-            raise LocalError("a DHT key is 32 bytes")
-        result = await self._run_lookup(LookupKind.FIND_VALUE, NodeId.from_bytes(key))
-        now = self._clock()
-        candidates = [r for r in (result.record, self.store.get(key, now)) if r is not None]
-        valid = [r for r in candidates if r.is_valid_for(key, now)]
-        return max(valid, key=lambda r: r.seq, default=None)
+    # -- replication ---------------------------------------------------------------
 
-    async def put(self, record: DhtRecord) -> int:
-        """Store ``record`` on the k closest nodes; returns how many accepted it.
-
-        The node republishes it until it expires or a newer version is put.
-        """
-        now = self._clock()
-        if not record.is_valid_for(record.key, now):
-            raise LocalError("refusing to publish an expired or badly signed record")
-        self._own[record.key] = record
-        self._own.move_to_end(record.key)
-        while len(self._own) > self.config.max_own_records:
-            self._own.popitem(last=False)
-        return await self._publish(record)
-
-    async def _publish(self, record: DhtRecord) -> int:
-        target = NodeId.from_bytes(record.key)
-        closest = await self.find_node(target)
+    async def _replicate(self, location: bytes, record: DhtRecord) -> int:
+        """Copy a stored record to the nodes that should hold its location (as this node)."""
+        closest = await self.find_node(NodeId.from_bytes(location))
         accepted = 0
-        # We are one of the k closest nodes too when fewer than k are closer:
-        # keep a copy, so a small network (or a lone first node) still serves it.
-        own = self.contact.node_id
-        if len(closest) < self.config.k or own.distance(target) < max(
-            c.node_id.distance(target) for c in closest
-        ):
-            outcome = self.store.put(record, peer=own, now=self._clock())
-            if outcome.value in _ACCEPTED:
-                accepted += 1
 
         async def store_at(contact: Contact) -> None:
             nonlocal accepted
-            reply = await self._call(contact, Store(record=record))
+            reply = await self._call(contact, Store(location=location, record=record))
             if isinstance(reply, StoreResult) and reply.outcome in _ACCEPTED:
                 accepted += 1
             elif isinstance(reply, StoreResult | Error):
-                log.info("DHT node %r did not store a record: %s", contact, reply)
+                log.debug("a DHT node did not take a replica: %s", reply)
 
         async with trio.open_nursery() as nursery:
-            for contact in closest:
+            for contact in closest[: self.config.store_spread]:
                 nursery.start_soon(store_at, contact)
         return accepted
 
@@ -429,7 +434,7 @@ class DhtNode:
         now = self._clock()
         targets = self.routing.refresh_targets(now + (self.config.refresh_interval if force else 0))
         for target in targets:
-            await self._run_lookup(LookupKind.FIND_NODE, target)
+            await self._run_lookup(target)
 
     async def _maintenance(self) -> None:
         while True:
@@ -438,11 +443,10 @@ class DhtNode:
 
     async def maintain(self) -> None:
         """One round of background upkeep (the node runs it every ``maintenance_interval``)."""
+        _, pool = self._running()
         now = self._clock()
-        self.store.sweep(now)
-        for key in [k for k, r in self._own.items() if r.expiry <= now]:
-            del self._own[key]
-        await self._close_idle()
+        self.store.sweep(now, self.shared_random())
+        await pool.close_idle(self.config.idle_timeout)
         if len(self.routing) == 0:
             contacts = list(self.bootstrap_source()) if self.bootstrap_source else []
             contacts = contacts or self._bootstrap
@@ -450,23 +454,21 @@ class DhtNode:
                 log.info("the DHT routing table is empty: joining again through the bootstrap list")
                 await self.bootstrap(contacts)
         await self._refresh()
-        if now - self._last_republish >= self.config.republish_interval:
-            self._last_republish = now
-            for record in list(self._own.values()):
-                await self._publish(record)
         if now - self._last_replicate >= self.config.replicate_interval:
             self._last_replicate = now
-            records = self.store.records(now)[: self.config.max_replications_per_round]
-            for record in records:
-                if record.key not in self._own:
-                    await self._publish(record)
+            await self.replicate_some()
 
-    async def _close_idle(self) -> None:
-        cutoff = trio.current_time() - self.config.idle_timeout
-        for node_id, conn in list(self._connections.items()):
-            if not conn.usable or (conn.pending == 0 and conn.last_used < cutoff):
-                del self._connections[node_id]
-                await conn.aclose()
+    async def replicate_some(self) -> int:
+        """Replicate the next ``max_replications_per_round`` stored records, taking turns:
+        each round starts where the last one stopped, so every record is copied in time."""
+        batch = self.store.after(
+            self._replication_cursor, self.config.max_replications_per_round, self._clock()
+        )
+        for location, record in batch:
+            await self._replicate(location, record)
+        if batch:
+            self._replication_cursor = batch[-1][0]
+        return len(batch)
 
 
 _ACCEPTED = {StoreOutcome.STORED.value, StoreOutcome.REFRESHED.value}

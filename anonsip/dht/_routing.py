@@ -10,9 +10,18 @@ contact to the tail (old, live contacts are preferred: they tend to stay) or
 drops it and promotes the freshest replacement. Contacts that fail
 ``stale_after`` requests in a row are dropped the same way.
 
-Only contacts whose identity was verified (identity proof on an incoming
-connection, or an answer on the onion service we dialled) may be given to
-``seen``; contacts merely mentioned by other nodes go to lookups, not here.
+Only contacts that answered on the onion service we dialled (Tor
+authenticated them) may be given to ``seen``: an incoming identity proof is
+not enough, the node dials the prover back first. Contacts merely mentioned
+by other nodes go to lookups, not here.
+
+Probation. The table remembers when each contact entered it. ``closest``
+with ``mature_at`` prefers contacts that entered before that time, so a
+node answers FIND_NODE (and seeds lookups) with contacts it has known for
+at least the probation period: ids an attacker minted after learning the
+shared random value (``_placement``) are not handed out by honest nodes
+until that value is long gone. While the table holds fewer mature contacts
+than asked for (a young network), the young ones fill in.
 Refresh bookkeeping uses the clock value handed in; nothing here reads time.
 """
 
@@ -32,6 +41,7 @@ __all__ = ["RoutingTable"]
 @dataclass(slots=True)
 class _Bucket:
     contacts: OrderedDict[NodeId, Contact] = field(default_factory=OrderedDict)
+    since: dict[NodeId, float] = field(default_factory=dict)
     replacements: OrderedDict[NodeId, Contact] = field(default_factory=OrderedDict)
     failures: dict[NodeId, int] = field(default_factory=dict)
     pinging: NodeId | None = None
@@ -86,8 +96,8 @@ class RoutingTable:
             bucket = self._buckets[index] = _Bucket(last_lookup=self._created)
         return bucket
 
-    def seen(self, contact: Contact) -> Contact | None:
-        """Record that ``contact`` (verified) just talked to us.
+    def seen(self, contact: Contact, now: float = 0.0) -> Contact | None:
+        """Record that ``contact`` (verified) just answered us, at ``now``.
 
         Returns the least-recently-seen contact of a full bucket that the
         caller must ping and report on with ``ping_result``; ``None`` if no
@@ -104,12 +114,15 @@ class RoutingTable:
             return None
         if len(bucket.contacts) < self.k:
             bucket.contacts[node_id] = contact
+            bucket.since[node_id] = now
             bucket.replacements.pop(node_id, None)
             return None
+        bucket.since.setdefault(node_id, now)  # its probation runs while it waits
         bucket.replacements[node_id] = contact
         bucket.replacements.move_to_end(node_id)
         while len(bucket.replacements) > self.replacement_cache:
-            bucket.replacements.popitem(last=False)
+            gone, _ = bucket.replacements.popitem(last=False)
+            bucket.since.pop(gone, None)
         if bucket.pinging is not None:
             return None  # one liveness check per bucket at a time
         lrs = next(iter(bucket.contacts.values()))
@@ -135,6 +148,7 @@ class RoutingTable:
         bucket = self._bucket(contact.node_id)
         if contact.node_id in bucket.replacements:
             del bucket.replacements[contact.node_id]
+            bucket.since.pop(contact.node_id, None)
             return
         if contact.node_id not in bucket.contacts:
             return
@@ -148,6 +162,7 @@ class RoutingTable:
 
     def _drop(self, bucket: _Bucket, node_id: NodeId) -> None:
         bucket.failures.pop(node_id, None)
+        bucket.since.pop(node_id, None)
         bucket.replacements.pop(node_id, None)
         if bucket.pinging == node_id:
             bucket.pinging = None
@@ -155,17 +170,46 @@ class RoutingTable:
             new_id, new = bucket.replacements.popitem(last=True)
             bucket.contacts[new_id] = new
 
+    def mature(self, mature_at: float) -> list[Contact]:
+        """Contacts that entered the table at or before ``mature_at``."""
+        return [
+            c
+            for b in self._buckets.values()
+            for c in b.contacts.values()
+            if b.since.get(c.node_id, 0.0) <= mature_at
+        ]
+
     def closest(
-        self, target: NodeId, count: int | None = None, exclude: NodeId | None = None
+        self,
+        target: NodeId,
+        count: int | None = None,
+        exclude: NodeId | None = None,
+        *,
+        mature_at: float | None = None,
     ) -> list[Contact]:
-        """Up to ``count`` (default k) known contacts closest to ``target``, closest first."""
+        """Up to ``count`` (default k) known contacts closest to ``target``, closest first.
+
+        With ``mature_at``, only contacts known since then, unless fewer than
+        ``count`` such contacts exist in the whole table.
+        """
         n = self.k if count is None else count
         t = target.value
+        pool = self.contacts()
+        if mature_at is not None:
+            mature = self.mature(mature_at)
+            if len([c for c in mature if c.node_id != exclude]) >= n:
+                pool = mature
         return heapq.nsmallest(
             n,
-            (c for c in self.contacts() if c.node_id != exclude),
+            (c for c in pool if c.node_id != exclude),
             key=lambda c: c.node_id.value ^ t,
         )
+
+    def closer_than_us(self, target: NodeId, *, mature_at: float | None = None) -> int:
+        """How many known (mature) contacts are closer to ``target`` than this node."""
+        ours = self.own_id.value ^ target.value
+        pool = self.contacts() if mature_at is None else self.mature(mature_at)
+        return sum(1 for c in pool if c.node_id.value ^ target.value < ours)
 
     def siblings(self, count: int | None = None) -> list[Contact]:
         """Our own neighbourhood (S/Kademlia's sibling list)."""

@@ -1,12 +1,14 @@
-"""Trio adapter for DHT RPCs on one stream: framing, the identity handshake, request ids.
+"""Trio adapter for DHT RPCs on one stream: framing, the opening handshake, request ids.
 
 An outbound ``Connection`` is a stream we dialled to a contact's onion
 service (Tor has authenticated the callee); it answers the callee's
-``Challenge`` with a ``Proof`` and then carries our requests, many at a time,
-matched to replies by request id. The node's nursery runs its ``read_loop``.
-Deadlines belong to the caller (``trio.move_on_after`` around a request).
-Any failure while sending marks the connection broken (a half-written
-frame cannot be taken back), as h11's trio example does.
+``Challenge`` with a ``Proof`` of our node key, or, for an anonymous client,
+with ``Anonymous`` (nothing that identifies us). It then carries our
+requests, many at a time, matched to replies by request id; a nursery runs
+its ``read_loop``. Nothing here can hang its caller: the handshake has its
+own deadline (``RpcTimeout``) and so does every request. Any failure while
+sending marks the connection broken (a half-written frame cannot be taken
+back), as h11's trio example does.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from anonsip._errors import AnonsipError, RemoteProtocolError
 from anonsip.dht._codec import MAX_REQUEST_ID, FrameDecoder, encode_frame
 from anonsip.dht._identity import Contact, NodeIdentity
 from anonsip.dht._messages import (
+    Anonymous,
     Challenge,
     Envelope,
     Error,
@@ -33,7 +36,7 @@ from anonsip.dht._messages import (
     Value,
 )
 
-__all__ = ["Connection", "MessageStream", "RpcError"]
+__all__ = ["Connection", "MessageStream", "RpcError", "RpcTimeout"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,10 @@ _RECEIVE_CHUNK = 4096
 
 class RpcError(AnonsipError):
     """A DHT request got no usable answer (peer gone, stream broken, refused)."""
+
+
+class RpcTimeout(RpcError):
+    """A DHT peer did not answer the handshake or a request within its deadline."""
 
 
 class MessageStream:
@@ -102,22 +109,32 @@ class Connection:
         cls,
         stream: trio.abc.Stream,
         *,
-        identity: NodeIdentity,
+        identity: NodeIdentity | None,
         contact: Contact,
         max_pending: int,
+        timeout: float,
     ) -> Connection:
-        """Answer the callee's challenge; the caller bounds this with its deadline."""
+        """Answer the callee's challenge as the node ``identity``, or anonymously (None).
+
+        Raises ``RpcTimeout`` if the callee does not challenge us within ``timeout``.
+        """
         messages = MessageStream(stream)
-        first = await messages.receive()
-        if first is None or not isinstance(first.message, Challenge):
-            raise RemoteProtocolError("the DHT peer did not open with an identity challenge")
-        proof = Proof(
-            public_key=identity.public_key,
-            port=identity.port,
-            signature=identity.prove(contact.public_key, first.message.nonce),
-        )
-        await messages.send(Envelope(request_id=0, message=proof))
-        return cls(contact, messages, max_pending)
+        with trio.move_on_after(timeout):
+            first = await messages.receive()
+            if first is None or not isinstance(first.message, Challenge):
+                raise RemoteProtocolError("the DHT peer did not open with an identity challenge")
+            answer: Proof | Anonymous
+            if identity is None:
+                answer = Anonymous()
+            else:
+                answer = Proof(
+                    public_key=identity.public_key,
+                    port=identity.port,
+                    signature=identity.prove(contact.public_key, first.message.nonce),
+                )
+            await messages.send(Envelope(request_id=0, message=answer))
+            return cls(contact, messages, max_pending)
+        raise RpcTimeout("the DHT peer did not complete the handshake in time")
 
     @property
     def pending(self) -> int:
@@ -127,7 +144,8 @@ class Connection:
     def usable(self) -> bool:
         return not self.closed and not self._messages.broken
 
-    async def request(self, message: Request) -> Reply:
+    async def request(self, message: Request, *, timeout: float) -> Reply:
+        """Send ``message`` and wait for its reply; ``RpcTimeout`` after ``timeout`` s."""
         if not self.usable:
             raise RpcError("the connection to this DHT peer is closed")
         if len(self._pending) >= self._max_pending:
@@ -137,13 +155,16 @@ class Connection:
         slot = self._pending[request_id] = _Slot()
         self.last_used = trio.current_time()
         try:
-            try:
-                await self._messages.send(Envelope(request_id=request_id, message=message))
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                raise RpcError("the stream to this DHT peer broke") from exc
-            await slot.event.wait()
+            with trio.move_on_after(timeout) as scope:
+                try:
+                    await self._messages.send(Envelope(request_id=request_id, message=message))
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    raise RpcError("the stream to this DHT peer broke") from exc
+                await slot.event.wait()
         finally:
             del self._pending[request_id]
+        if scope.cancelled_caught:
+            raise RpcTimeout("the DHT peer did not answer in time")
         if slot.reply is None:
             raise RpcError(slot.error)
         self.last_used = trio.current_time()
@@ -165,7 +186,7 @@ class Connection:
                 slot.event.set()
         except RemoteProtocolError as exc:
             reason = f"the DHT peer broke the protocol: {exc}"
-            log.info("closing DHT connection to %r: %s", self.contact, exc)
+            log.debug("closing a DHT connection: %s", exc)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             reason = "the stream to this DHT peer broke"
         finally:

@@ -1,23 +1,47 @@
-"""Bounded storage of signed records with anti-abuse policy (Kademlia STORE, S/Kademlia 4.3).
+"""Bounded storage of signed records, authorised by the records themselves (Kademlia STORE).
 
-Every STORE is checked before it costs memory: payload size, signature,
-expiry in the future but at most ``max_ttl`` ahead, ``seq`` strictly above
-the stored version (an identical copy is accepted as a refresh, an older or
-conflicting one refused: no rollback, no replay), then per-peer rate limits
-(token bucket) and quotas (records attributed to the peer that stored
-them), then a total bound. ``sweep`` drops expired records. Time is always
-handed in.
+A STORE may come from an anonymous client, so nothing here knows or needs
+who sent it. A record is kept only if every check passes, cheapest first:
+
+1. its kind is one this node stores and the payload fits that kind's cap;
+2. expiry in the future, at most ``max_ttl`` ahead;
+3. the location is one of the record's positions under a shared random
+   value this node believes in (``anonsip.dht._placement``), so a record
+   cannot be parked at an arbitrary point of the key space;
+4. ``seq`` strictly above the stored copy's (an identical copy is a
+   refresh; an older or conflicting one is refused: no rollback, no replay);
+5. the record's signature, then the payload as its kind (``_kinds``);
+6. a rate limit with no sender identity: a token bucket per record key,
+   spent only by validly signed records, so only the key's holder can use
+   up its own updates (no fresh node id or connection resets it, and no
+   one else can drain it);
+7. the bounds: at most ``max_records`` records and ``max_bytes`` of
+   payload. When full, a record whose location is closer to this node than
+   the farthest stored one evicts it: a node keeps what it is responsible
+   for, and an attacker must grind keys whose positions land nearer to it
+   than the records it holds (about N/k keys per record in a network of N
+   nodes) to push anything out. A global bucket for new records would be
+   a lever for refusing honest records, so there is none.
+
+The protocol layer adds the check that needs the routing table (is this
+node among those that should hold the location). ``sweep`` drops expired
+records and those placed with a shared random value no longer in use.
+Time is always handed in.
 """
 
 from __future__ import annotations
 
+import bisect
 import enum
+import heapq
 from collections import OrderedDict
 from dataclasses import dataclass
 
 from anonsip._errors import LocalError
 from anonsip.dht._identity import NodeId
-from anonsip.dht._record import MAX_PAYLOAD, DhtRecord
+from anonsip.dht._kinds import KindVerdict, check_kind, max_payload_of
+from anonsip.dht._placement import DEFAULT_REPLICAS, SharedRandom, value_of_location
+from anonsip.dht._record import DhtRecord
 
 __all__ = ["RecordStore", "StoreOutcome", "TokenBucket"]
 
@@ -25,19 +49,29 @@ __all__ = ["RecordStore", "StoreOutcome", "TokenBucket"]
 class StoreOutcome(enum.Enum):
     STORED = "stored"
     REFRESHED = "refreshed"
+    UNKNOWN_KIND = "unknown-kind"
     TOO_LARGE = "too-large"
+    MALFORMED = "malformed"
     BAD_SIGNATURE = "bad-signature"
     EXPIRED = "expired"
     TTL_TOO_LONG = "ttl-too-long"
+    WRONG_LOCATION = "wrong-location"
+    NOT_RESPONSIBLE = "not-responsible"
     STALE = "stale"
     CONFLICT = "conflict"
     RATE_LIMITED = "rate-limited"
-    QUOTA = "quota"
     FULL = "full"
 
     @property
     def accepted(self) -> bool:
         return self in (StoreOutcome.STORED, StoreOutcome.REFRESHED)
+
+
+_FROM_KIND = {
+    KindVerdict.UNKNOWN_KIND: StoreOutcome.UNKNOWN_KIND,
+    KindVerdict.TOO_LARGE: StoreOutcome.TOO_LARGE,
+    KindVerdict.MALFORMED: StoreOutcome.MALFORMED,
+}
 
 
 @dataclass(slots=True)
@@ -61,59 +95,88 @@ class TokenBucket:
 @dataclass(frozen=True, slots=True)
 class _Stored:
     record: DhtRecord
-    peer: NodeId
+    value: bytes  # the shared random value the location derives from
 
 
 class RecordStore:
     def __init__(
         self,
         *,
-        max_records: int = 65536,
-        max_per_peer: int = 512,
+        max_records: int = 32768,
+        max_bytes: int = 24 * 1024 * 1024,
         max_ttl: float = 24 * 3600.0,
-        max_payload: int = MAX_PAYLOAD,
-        rate: float = 1.0,
-        burst: float = 64.0,
-        max_tracked_peers: int = 4096,
+        replicas: int = DEFAULT_REPLICAS,
+        key_rate: float = 1 / 30,
+        key_burst: float = 16.0,
+        max_tracked_keys: int = 8192,
     ) -> None:
-        if max_records < 1 or max_per_peer < 1:
+        if max_records < 1 or max_bytes < 1:
             raise LocalError("a record store must hold at least one record")
         self.max_records = max_records
-        self.max_per_peer = max_per_peer
+        self.max_bytes = max_bytes
         self.max_ttl = max_ttl
-        self.max_payload = max_payload
-        self.rate = rate
-        self.burst = burst
-        self.max_tracked_peers = max_tracked_peers
+        self.replicas = replicas
+        self.key_rate = key_rate
+        self.key_burst = key_burst
+        self.max_tracked_keys = max_tracked_keys
         self._records: dict[bytes, _Stored] = {}
-        self._per_peer: dict[NodeId, int] = {}
-        self._buckets: OrderedDict[NodeId, TokenBucket] = OrderedDict()
+        self._bytes = 0
+        self._key_buckets: OrderedDict[bytes, TokenBucket] = OrderedDict()
+        # Farthest-first eviction: a max-heap of (-distance to our id, location),
+        # stale entries skipped when popped and compacted when it doubles.
+        self._own: NodeId | None = None
+        self._far: list[tuple[int, bytes]] = []
+        self._last_sweep = float("-inf")
 
     def __len__(self) -> int:
         return len(self._records)
 
-    def get(self, key: bytes, now: float) -> DhtRecord | None:
-        stored = self._records.get(key)
+    @property
+    def payload_bytes(self) -> int:
+        return self._bytes
+
+    def get(self, location: bytes, now: float) -> DhtRecord | None:
+        stored = self._records.get(location)
         if stored is None or stored.record.expiry <= now:
             return None
         return stored.record
 
-    def records(self, now: float) -> list[DhtRecord]:
-        return [s.record for s in self._records.values() if s.record.expiry > now]
+    def entries(self, now: float) -> list[tuple[bytes, DhtRecord]]:
+        """Every live (location, record), in location order."""
+        return sorted((loc, s.record) for loc, s in self._records.items() if s.record.expiry > now)
 
-    def records_of(self, peer: NodeId) -> int:
-        return self._per_peer.get(peer, 0)
+    def after(self, cursor: bytes, count: int, now: float) -> list[tuple[bytes, DhtRecord]]:
+        """Up to ``count`` live entries whose location follows ``cursor``, wrapping around.
 
-    def put(self, record: DhtRecord, *, peer: NodeId, now: float) -> StoreOutcome:
-        """Store ``record`` sent by ``peer`` (our own id for our own records) if policy allows."""
-        if len(record.payload) > self.max_payload:
+        Replication walks the store with this, so every record gets its turn.
+        """
+        entries = self.entries(now)
+        start = bisect.bisect_right([loc for loc, _ in entries], cursor)
+        ordered = entries[start:] + entries[:start]
+        return ordered[:count]
+
+    def put(
+        self,
+        location: bytes,
+        record: DhtRecord,
+        *,
+        now: float,
+        shared: SharedRandom,
+        own: NodeId | None = None,
+    ) -> StoreOutcome:
+        """Store ``record`` at ``location`` if policy allows; ``own`` is this node's id."""
+        if max_payload_of(record.kind) == 0:
+            return StoreOutcome.UNKNOWN_KIND
+        if len(record.payload) > max_payload_of(record.kind):
             return StoreOutcome.TOO_LARGE
         if record.expiry <= now:
             return StoreOutcome.EXPIRED
         if record.expiry > now + self.max_ttl:
             return StoreOutcome.TTL_TOO_LONG
-        key = record.key
-        old = self._records.get(key)
+        value = value_of_location(location, record.key, shared, self.replicas)
+        if value is None:
+            return StoreOutcome.WRONG_LOCATION
+        old = self._records.get(location)
         if old is not None and old.record.expiry > now:
             if record == old.record:
                 return StoreOutcome.REFRESHED
@@ -121,46 +184,88 @@ class RecordStore:
                 return StoreOutcome.STALE
             if record.seq == old.record.seq:
                 return StoreOutcome.CONFLICT
-        if not self._take_token(peer, now):
-            return StoreOutcome.RATE_LIMITED
-        # Verify late: the signature check is the expensive step.
+        # The expensive steps come after every cheap refusal.
         if not record.verify_signature():
             return StoreOutcome.BAD_SIGNATURE
-        replacing_own = old is not None and old.peer == peer
-        if not replacing_own and self._per_peer.get(peer, 0) >= self.max_per_peer:
-            return StoreOutcome.QUOTA
-        if old is None and len(self._records) >= self.max_records:
-            self.sweep(now)
-            if len(self._records) >= self.max_records:
-                return StoreOutcome.FULL
+        verdict = check_kind(record)
+        if verdict is not KindVerdict.OK:
+            return _FROM_KIND[verdict]
+        if not self._take_key_token(record.key, now):
+            return StoreOutcome.RATE_LIMITED
+        if own != self._own:
+            self._own = own
+            self._rebuild_heap()
         if old is not None:
-            self._forget(key)
-        self._records[key] = _Stored(record=record, peer=peer)
-        self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
+            self._forget(location)
+        elif not self._make_room(location, len(record.payload), now):
+            return StoreOutcome.FULL
+        self._records[location] = _Stored(record=record, value=value)
+        self._bytes += len(record.payload)
+        self._push(location)
         return StoreOutcome.STORED
 
-    def _take_token(self, peer: NodeId, now: float) -> bool:
-        bucket = self._buckets.get(peer)
+    def _distance(self, location: bytes) -> int:
+        assert self._own is not None
+        return self._own.value ^ int.from_bytes(location, "big")
+
+    def _push(self, location: bytes) -> None:
+        if self._own is None:
+            return
+        heapq.heappush(self._far, (-self._distance(location), location))
+        if len(self._far) > 2 * len(self._records) + 64:
+            self._rebuild_heap()
+
+    def _rebuild_heap(self) -> None:
+        self._far = []
+        if self._own is not None:
+            self._far = [(-self._distance(loc), loc) for loc in self._records]
+            heapq.heapify(self._far)
+
+    def _make_room(self, location: bytes, size: int, now: float) -> bool:
+        def full() -> bool:
+            return len(self._records) >= self.max_records or self._bytes + size > self.max_bytes
+
+        if not full():
+            return True
+        if now - self._last_sweep >= 1.0:  # at most once a second: a sweep reads every record
+            self.sweep(now)
+        if self._own is None:
+            return not full()
+        mine = self._distance(location)
+        while full():
+            while self._far and self._far[0][1] not in self._records:
+                heapq.heappop(self._far)
+            if not self._far or -self._far[0][0] <= mine:
+                return False
+            self._forget(heapq.heappop(self._far)[1])
+        return True
+
+    def _take_key_token(self, key: bytes, now: float) -> bool:
+        bucket = self._key_buckets.get(key)
         if bucket is None:
-            bucket = TokenBucket(rate=self.rate, burst=self.burst, tokens=self.burst, updated=now)
-            self._buckets[peer] = bucket
-            while len(self._buckets) > self.max_tracked_peers:
-                self._buckets.popitem(last=False)
+            bucket = TokenBucket(
+                rate=self.key_rate, burst=self.key_burst, tokens=self.key_burst, updated=now
+            )
+            self._key_buckets[key] = bucket
+            while len(self._key_buckets) > self.max_tracked_keys:
+                self._key_buckets.popitem(last=False)
         else:
-            self._buckets.move_to_end(peer)
+            self._key_buckets.move_to_end(key)
         return bucket.take(now)
 
-    def _forget(self, key: bytes) -> None:
-        stored = self._records.pop(key)
-        left = self._per_peer[stored.peer] - 1
-        if left:
-            self._per_peer[stored.peer] = left
-        else:
-            del self._per_peer[stored.peer]
+    def _forget(self, location: bytes) -> None:
+        stored = self._records.pop(location)
+        self._bytes -= len(stored.record.payload)
 
-    def sweep(self, now: float) -> int:
-        """Drop expired records; returns how many."""
-        expired = [k for k, s in self._records.items() if s.record.expiry <= now]
-        for key in expired:
-            self._forget(key)
-        return len(expired)
+    def sweep(self, now: float, shared: SharedRandom | None = None) -> int:
+        """Drop expired records, and (given ``shared``) those placed with a value out of use."""
+        self._last_sweep = now
+        values = None if shared is None else set(shared.candidates())
+        gone = [
+            loc
+            for loc, s in self._records.items()
+            if s.record.expiry <= now or (values is not None and s.value not in values)
+        ]
+        for location in gone:
+            self._forget(location)
+        return len(gone)

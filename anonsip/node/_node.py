@@ -474,7 +474,7 @@ class Node:
             self.store.add_dht_seeds("saved", [(c.public_key, c.port) for c in good], self.clock())
 
     async def _run_services(self, tor: Tor, dht: OnionDht, running: trio.Event) -> None:
-        resolver = Resolver(dht.node, clock=self.clock, periods=self.config.periods)
+        resolver = Resolver(dht.client, clock=self.clock, periods=self.config.periods)
 
         async def lookup(peer: bytes) -> tuple[Contact, ...]:
             _, registration = await resolver.lookup(peer)
@@ -502,11 +502,12 @@ class Node:
             self._load_contact_cache(links)
             self.registrar = Registrar(
                 self.identity,
-                dht.node,
+                dht.client,
                 rng=secrets.token_bytes,
                 clock=self.clock,
                 periods=self.config.periods,
                 on_change=lambda _state: self._publish_status(),
+                shared_random_changed=dht.shared_random.wait_changed,
             )
             key = OnionKey.from_seed(self.keys.onion_seed)
             async with tor.publish_service(links.serve, virtual_port=SIP_PORT, key=key) as svc:

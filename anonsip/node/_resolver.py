@@ -2,21 +2,30 @@
 
 Only someone who knows the address (the Ed25519 public key) can compute
 the period's blinded key, hence the DHT key, and the record key that
-decrypts the registration. Near a period boundary the clocks of two nodes
-may disagree, so the neighbouring period is tried as well.
+decrypts the registration. Lookups go through the anonymous ``DhtClient``
+(no node identity, a fresh Tor isolation per lookup), so the nodes that
+answer cannot tell who asks. Near a period boundary the clocks of two
+nodes may disagree, so the neighbouring period is tried as well.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 from anonsip._errors import AnonsipError
-from anonsip.dht import DhtNode, record_key
+from anonsip.dht import DhtRecord, RecordKind, record_key
 from anonsip.identity import TOR_TIME_PERIODS, TimePeriods, blind_public_key
 from anonsip.registration import RecordError, Registration, open_record
 
 log = logging.getLogger(__name__)
+
+
+class RecordFetcher(Protocol):
+    """Where records come from: ``anonsip.dht.DhtClient`` (anonymous) in the node."""
+
+    async def get(self, key: bytes) -> DhtRecord | None: ...
 
 
 class NotRegistered(AnonsipError):
@@ -28,7 +37,7 @@ class Resolver:
 
     def __init__(
         self,
-        dht: DhtNode,
+        dht: RecordFetcher,
         *,
         clock: Callable[[], float],
         periods: TimePeriods = TOR_TIME_PERIODS,
@@ -36,7 +45,7 @@ class Resolver:
         self._dht = dht
         self._clock = clock
         self._periods = periods
-        self._last_seq: dict[bytes, int] = {}
+        self._last_seq: dict[tuple[bytes, int], int] = {}
 
     async def lookup(self, public_key: bytes) -> tuple[int, Registration]:
         """The newest valid registration of ``public_key`` and its period."""
@@ -51,13 +60,16 @@ class Resolver:
             if record is None:
                 problems.append(f"period {period}: not found")
                 continue
+            if record.kind != RecordKind.REGISTRATION:
+                problems.append(f"period {period}: not a registration")
+                continue
             try:
                 registration = open_record(
                     public_key,
                     period,
                     record.payload,
                     now,
-                    last_sequence=self._last_seq.get(public_key),
+                    last_sequence=self._last_seq.get((public_key, period)),
                     periods=self._periods,
                 )
             except RecordError as exc:
@@ -65,7 +77,7 @@ class Resolver:
                 continue
             if len(self._last_seq) > 4096:
                 self._last_seq.clear()
-            self._last_seq[public_key] = registration.sequence
+            self._last_seq[(public_key, period)] = registration.sequence
             return period, registration
         raise NotRegistered(
             "this pseudonym is not reachable right now (" + "; ".join(problems) + ")"

@@ -46,9 +46,13 @@ VERSION = 1
 MAX_CONTACTS = 8
 MAX_NOTE_BYTES = 128
 PADDED_SIZE = 512
-MAX_VALUE_BYTES = 1024
 _NONCE_BYTES = 24
 _TAG_BYTES = 16
+# The longest canonical value: array header, version, bin8 key, three u64 at
+# 9 bytes each, bin16 ciphertext, bin8 signature. DHT nodes cap this kind here.
+MAX_VALUE_BYTES = (
+    1 + 1 + (2 + 32) + 3 * 9 + (3 + _NONCE_BYTES + PADDED_SIZE + _TAG_BYTES) + (2 + 64)
+)
 _SIGN_CONTEXT = b"anonsip-registration/1"
 _U64 = 2**64
 

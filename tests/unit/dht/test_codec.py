@@ -8,7 +8,9 @@ from hypothesis import strategies as st
 from anonsip._errors import RemoteProtocolError
 from anonsip.dht import (
     MAX_FRAME,
+    Anonymous,
     Challenge,
+    DhtRecord,
     Envelope,
     Error,
     FindNode,
@@ -27,13 +29,14 @@ from anonsip.dht import (
     encode_message,
 )
 
-from .helpers import contact, record
+from .helpers import contact, location, record
 
 SAMPLES: list[Message] = [
     Ping(),
     FindNode(target=contact(1).node_id),
-    FindValue(key=record(0).key),
-    Store(record=record(0, payload=b"x" * 4096)),
+    FindValue(key=location(record(0))),
+    Store(location=location(record(0)), record=record(0)),
+    Store(location=bytes(32), record=record(0, payload=b"x" * 1024, kind=255)),
     Pong(),
     Nodes(contacts=tuple(contact(n) for n in range(20))),
     Nodes(contacts=()),
@@ -42,6 +45,7 @@ SAMPLES: list[Message] = [
     Error(code="busy", reason="try later"),
     Challenge(nonce=bytes(range(32))),
     Proof(public_key=contact(1).public_key, port=65535, signature=bytes(64)),
+    Anonymous(),
 ]
 
 
@@ -95,9 +99,20 @@ BAD_BODIES = [
     packed([6, 1, [[contact(1).public_key, 70000]]]),
     packed([6, 1, [[contact(1).public_key, 1]] * 33]),
     packed([6, 1, [[b"x" * 31, 1]]]),
-    packed([4, 1, [b"k" * 32, 1, 1, b"p" * 4097, b"s" * 64]]),
-    packed([4, 1, [b"k" * 32, -5, 1, b"", b"s" * 64]]),
-    packed([4, 1, [b"k" * 32, 1, 1, b"", b"s" * 63]]),
+    packed([4, 1, b"l" * 32, [1, b"k" * 32, 1, 1, b"p" * 1025, b"s" * 64]]),
+    packed([4, 1, b"l" * 32, [1, b"k" * 32, -5, 1, b"", b"s" * 64]]),
+    packed([4, 1, b"l" * 32, [1, b"k" * 32, 1, 1, b"", b"s" * 63]]),
+    packed([4, 1, b"l" * 32, [256, b"k" * 32, 1, 1, b"", b"s" * 64]]),  # kind is one byte
+    packed([4, 1, b"l" * 32, [-1, b"k" * 32, 1, 1, b"", b"s" * 64]]),
+    packed([4, 1, b"l" * 32, [True, b"k" * 32, 1, 1, b"", b"s" * 64]]),
+    packed([4, 1, b"k" * 32, 1, 1, b"", b"s" * 64]),  # a record without its kind (v1)
+    packed([4, 1, [1, b"k" * 32, 1, 1, b"", b"s" * 64]]),  # STORE without its location
+    packed([4, 1, b"l" * 31, [1, b"k" * 32, 1, 1, b"", b"s" * 64]]),
+    packed([4, 1, "l" * 32, [1, b"k" * 32, 1, 1, b"", b"s" * 64]]),
+    packed([7, 1, [b"k" * 32, 1, 1, b"", b"s" * 64], []]),  # VALUE with a v1 record
+    packed([12, 0, b""]),  # ANONYMOUS takes no field
+    packed([12, 0, None]),
+    packed([12]),
     packed([8, 1, "x" * 300]),
     packed([11, 0, b"k" * 32, 0, b"s" * 64]),
     packed([1, 1]) + b"\x00",  # trailing data
@@ -146,7 +161,7 @@ _objects = st.recursive(
 
 @settings(max_examples=1000)
 @given(
-    st.integers(min_value=0, max_value=12),
+    st.integers(min_value=0, max_value=13),
     st.integers(min_value=-1, max_value=2**32),
     st.lists(_objects, max_size=4),
 )
@@ -169,3 +184,59 @@ def test_mutated_valid_messages_raise_only_remote_protocol_error(
     cut = data.draw(st.integers(0, len(body)))
     with contextlib.suppress(RemoteProtocolError):
         decode_message(bytes(body[:cut]))
+
+
+def test_anonymous_on_the_wire_is_three_bytes_and_names_nobody() -> None:
+    body = encode_message(Envelope(request_id=0, message=Anonymous()))
+    assert body == packed([12, 0])
+    assert decode_message(body) == Envelope(request_id=0, message=Anonymous())
+    for cut in range(len(body)):
+        with pytest.raises(RemoteProtocolError):
+            decode_message(body[:cut])
+
+
+def test_every_truncation_of_every_sample_is_refused() -> None:
+    for message in SAMPLES:
+        body = encode_message(Envelope(request_id=9, message=message))
+        for cut in range(len(body)):
+            with pytest.raises(RemoteProtocolError):
+                decode_message(body[:cut])
+
+
+_records = st.builds(
+    lambda kind, seq, expiry, payload: record(
+        0, seq=seq, expiry=expiry, payload=payload, kind=kind
+    ),
+    st.integers(0, 255),
+    st.integers(1, 5),
+    st.integers(4000, 7000),
+    st.binary(max_size=64),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.binary(min_size=32, max_size=32),
+    _records,
+    st.sampled_from(["store", "value", "anonymous"]),
+)
+def test_new_messages_round_trip_whole_and_byte_at_a_time(
+    request_id: int, where: bytes, rec: DhtRecord, which: str
+) -> None:
+    message: Message
+    if which == "store":
+        message = Store(location=where, record=rec)
+    elif which == "value":
+        message = Value(record=rec)
+    else:
+        message = Anonymous()
+    envelope = Envelope(request_id=request_id, message=message)
+    assert decode_message(encode_message(envelope)) == envelope
+    decoder = FrameDecoder()
+    got = []
+    for byte in encode_frame(envelope):
+        decoder.feed(bytes([byte]))
+        if (done := decoder.next_message()) is not None:
+            got.append(done)
+    assert got == [envelope]

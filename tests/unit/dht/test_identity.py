@@ -7,12 +7,15 @@ import pytest
 
 from anonsip._errors import RemoteProtocolError
 from anonsip.dht import (
+    DEFAULT_DIFFICULTY,
     Contact,
+    DhtConfig,
     NodeId,
     NodeIdentity,
     onion_address_from_public_key,
     public_key_from_onion_address,
     puzzle_bits,
+    puzzle_seed,
     satisfies_puzzle,
     verify_identity_proof,
 )
@@ -118,3 +121,29 @@ def test_identity_proof_failures(field: str) -> None:
         difficulty = puzzle_bits(caller.public_key) + 1
     with pytest.raises(RemoteProtocolError):
         verify_identity_proof(**args, difficulty=difficulty)
+
+
+def test_puzzle_seed_keeps_a_good_seed_and_derives_the_same_one_every_time() -> None:
+    rng = random.Random(11)
+    good = next(
+        s
+        for s in (rng.randbytes(32) for _ in range(1000))
+        if puzzle_bits(NodeIdentity.from_seed(s, 1).public_key) >= 4
+    )
+    assert puzzle_seed(good, 4) == good
+    weak = next(
+        s
+        for s in (rng.randbytes(32) for _ in range(1000))
+        if puzzle_bits(NodeIdentity.from_seed(s, 1).public_key) == 0
+    )
+    derived = puzzle_seed(weak, 8)
+    assert derived != weak
+    assert derived == puzzle_seed(weak, 8)  # no state: a restart finds the same node
+    assert puzzle_bits(NodeIdentity.from_seed(derived, 1).public_key) >= 8
+    assert puzzle_seed(weak, 0) == weak
+    with pytest.raises(ValueError, match="32 bytes"):
+        puzzle_seed(b"short", 1)
+
+
+def test_the_default_difficulty_is_on_and_costs_work() -> None:
+    assert DhtConfig().difficulty == DEFAULT_DIFFICULTY >= 16

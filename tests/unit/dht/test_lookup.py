@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
+from anonsip._errors import LocalError
 from anonsip.dht import (
     Contact,
     DhtProtocol,
@@ -26,7 +27,7 @@ from anonsip.dht import (
     Value,
 )
 
-from .helpers import contact, record
+from .helpers import SHARED, contact, location, record
 
 K = 8
 Behaviour = Callable[[Contact, Request], Reply | None]
@@ -39,10 +40,12 @@ class Network:
         rng = random.Random(seed)
         for c in self.contacts:
             rt = RoutingTable(c.node_id, now=0.0, rng=rng, k=K)
-            self.nodes[c.node_id] = DhtProtocol(contact=c, routing=rt, store=RecordStore())
+            self.nodes[c.node_id] = DhtProtocol(
+                contact=c, routing=rt, store=RecordStore(), shared_random=lambda: SHARED
+            )
         for proto in self.nodes.values():
             for other in rng.sample(self.contacts, min(size, 60)):
-                ping = proto.routing.seen(other)
+                ping = proto.routing.seen(other, 0.0)
                 if ping is not None:
                     proto.routing.ping_result(ping, alive=True)
         self.dead: set[NodeId] = set()
@@ -75,15 +78,36 @@ class Network:
             assert rounds < 1000
         return lookup.result()
 
-    def lookup(self, kind: LookupKind, target: NodeId, origin: Contact, **kw: int) -> Lookup:
+    def lookup(
+        self,
+        kind: LookupKind,
+        target: NodeId,
+        origin: Contact,
+        record_key: bytes | None = None,
+        **kw: int,
+    ) -> Lookup:
         seeds = self.nodes[origin.node_id].routing.closest(target)
         return Lookup(
-            kind=kind, target=target, own_id=origin.node_id, seeds=seeds, now=0.0, k=K, **kw
+            kind=kind,
+            target=target,
+            own_id=origin.node_id,
+            seeds=seeds,
+            now=0.0,
+            k=K,
+            record_key=record_key,
+            **kw,
         )
 
-    def store_at_closest(self, rec: DhtRecord) -> None:
-        for c in self.closest(NodeId.from_bytes(rec.key)):
-            self.nodes[c.node_id].store.put(rec, peer=self.contacts[0].node_id, now=0.0)
+    def store_at_closest(self, rec: DhtRecord) -> NodeId:
+        """Store ``rec`` at its first position's closest nodes; returns that position."""
+        where = location(rec)
+        for c in self.closest(NodeId.from_bytes(where)):
+            self.nodes[c.node_id].store.put(where, rec, now=0.0, shared=SHARED)
+        return NodeId.from_bytes(where)
+
+    def find_value(self, rec: DhtRecord, origin: Contact, **kw: int) -> Lookup:
+        target = NodeId.from_bytes(location(rec))
+        return self.lookup(LookupKind.FIND_VALUE, target, origin, record_key=rec.key, **kw)
 
 
 @pytest.mark.parametrize(("paths", "alpha"), [(1, 3), (2, 2), (4, 1)])
@@ -117,13 +141,12 @@ def test_paths_are_disjoint_and_nobody_is_asked_twice() -> None:
 def test_find_value_stops_at_the_value() -> None:
     net = Network(150)
     rec = record(1)
-    net.store_at_closest(rec)
-    lookup = net.lookup(LookupKind.FIND_VALUE, NodeId.from_bytes(rec.key), net.contacts[9])
+    target = net.store_at_closest(rec)
+    lookup = net.find_value(rec, net.contacts[9])
     result = net.run(lookup, net.contacts[9])
     assert result.record == rec
     node_lookup = net.run(
-        net.lookup(LookupKind.FIND_NODE, NodeId.from_bytes(rec.key), net.contacts[9]),
-        net.contacts[9],
+        net.lookup(LookupKind.FIND_NODE, target, net.contacts[9]), net.contacts[9]
     )
     assert result.messages <= node_lookup.messages
 
@@ -187,9 +210,7 @@ def test_disjoint_paths_survive_adversaries_that_hide_the_value() -> None:
         origin = next(c for c in net.contacts if c.node_id not in bad)
         for paths in found:
             net.queries.clear()
-            lookup = net.lookup(
-                LookupKind.FIND_VALUE, NodeId.from_bytes(rec.key), origin, paths=paths, alpha=3
-            )
+            lookup = net.find_value(rec, origin, paths=paths, alpha=3)
             result = net.run(lookup, origin)
             found[paths] += result.record == rec
     assert found[4] == trials
@@ -219,8 +240,7 @@ def test_disjoint_paths_survive_an_eclipse_that_captures_a_single_path() -> None
     for seed in range(trials):
         net = Network(200, seed)
         rec = record(seed)
-        net.store_at_closest(rec)
-        target = NodeId.from_bytes(rec.key)
+        target = net.store_at_closest(rec)
         sybils = tuple(sorted(SYBIL_POOL, key=lambda c: c.node_id.distance(target))[:K])
 
         eclipse = answer_always(Nodes(contacts=sybils))
@@ -229,7 +249,7 @@ def test_disjoint_paths_survive_an_eclipse_that_captures_a_single_path() -> None
             net.override[c.node_id] = eclipse
         origin = net.contacts[0]
         for paths in found:
-            lookup = net.lookup(LookupKind.FIND_VALUE, target, origin, paths=paths, alpha=3)
+            lookup = net.find_value(rec, origin, paths=paths, alpha=3)
             found[paths] += net.run(lookup, origin).record == rec
     assert found[4] >= trials - 1
     assert found[1] < found[4]  # deterministic: 15 of 20 with these seeds
@@ -238,16 +258,28 @@ def test_disjoint_paths_survive_an_eclipse_that_captures_a_single_path() -> None
 def test_forged_and_stale_values_lose_to_the_fresh_one() -> None:
     net = Network(150)
     fresh, stale = record(1, seq=5), record(1, seq=4)
-    net.store_at_closest(fresh)
-    target = NodeId.from_bytes(fresh.key)
-    liars = net.closest(target, 2)
+    target = net.store_at_closest(fresh)
+    liars = net.closest(target, 3)
     forged = DhtRecord(
-        public_key=fresh.public_key, seq=99, expiry=fresh.expiry, payload=b"x", signature=bytes(64)
+        kind=fresh.kind,
+        public_key=fresh.public_key,
+        seq=99,
+        expiry=fresh.expiry,
+        payload=b"x",
+        signature=bytes(64),
     )
+    # A good record, but another one: parked at this location it must not count.
+    other = record(2, seq=100)
     net.override[liars[0].node_id] = lambda _p, _r: Value(record=forged)
     net.override[liars[1].node_id] = lambda _p, _r: Value(record=stale)
+    net.override[liars[2].node_id] = lambda _p, _r: Value(record=other)
     origin = net.contacts[20]
-    result = net.run(net.lookup(LookupKind.FIND_VALUE, target, origin, paths=3, alpha=2), origin)
-    assert net.queries[liars[0].node_id] == net.queries[liars[1].node_id] == 1
+    result = net.run(net.find_value(fresh, origin, paths=3, alpha=2), origin)
+    assert all(net.queries[liar.node_id] == 1 for liar in liars)
     assert result.record == fresh
-    assert result.failures >= 1  # the forged value counts against its sender
+    assert result.failures >= 2  # the forged and the foreign values count against their senders
+
+
+def test_a_find_value_needs_the_record_key() -> None:
+    with pytest.raises(LocalError):
+        Lookup(kind=LookupKind.FIND_VALUE, target=NodeId(1), own_id=None, seeds=[], now=0.0)

@@ -122,3 +122,46 @@ def test_refresh_bookkeeping_follows_the_injected_clock() -> None:
         rt.touch(target, 150.0)
     assert rt.refresh_targets(200.0) == []
     assert len(rt.refresh_targets(251.0)) == len(due)
+
+
+def test_contacts_are_handed_out_only_after_their_probation() -> None:
+    own = contact(0)
+    rt = table(own, k=20)
+    old = [contact(n) for n in range(1, 30)]
+    for c in old:
+        rt.seen(c, 0.0)
+    fresh = [contact(n) for n in range(30, 40)]
+    for c in fresh:
+        rt.seen(c, 100.0)
+    in_table = [c for c in fresh if c.node_id in rt]
+    assert in_table
+    for c in in_table:
+        assert c not in rt.closest(c.node_id, 5, mature_at=50.0)
+        assert rt.closest(c.node_id, 1, mature_at=100.0) == [c]
+        assert rt.closest(c.node_id, 1) == [c]
+    # Seeing a contact again keeps the time it entered.
+    rt.seen(in_table[0], 200.0)
+    assert in_table[0] in rt.mature(100.0)
+    # A young table (fewer mature contacts than asked for) hands out what it has.
+    young = table(own, k=20)
+    for c in fresh:
+        young.seen(c, 100.0)
+    assert len(young.closest(fresh[0].node_id, 5, mature_at=50.0)) == 5
+
+
+def test_closer_than_us_counts_mature_contacts_nearer_the_target() -> None:
+    own = contact(0)
+    rt = table(own, k=20)
+    others = [contact(n) for n in range(1, 60)]
+    for c in others[:30]:
+        rt.seen(c, 0.0)
+    for c in others[30:]:
+        rt.seen(c, 100.0)
+    target = contact(500).node_id
+    ours = own.node_id.distance(target)
+    assert rt.closer_than_us(target) == sum(
+        1 for c in rt.contacts() if c.node_id.distance(target) < ours
+    )
+    assert rt.closer_than_us(target, mature_at=50.0) == sum(
+        1 for c in rt.mature(50.0) if c.node_id.distance(target) < ours
+    )

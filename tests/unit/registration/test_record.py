@@ -1,5 +1,6 @@
 """Registration records: round trips, period boundaries, rollback, wrong key, tampering."""
 
+import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -8,6 +9,7 @@ from anonsip import RemoteProtocolError
 from anonsip.dht import record_key as dht_key
 from anonsip.identity import Identity, TimePeriods, blind_public_key
 from anonsip.registration import (
+    MAX_VALUE_BYTES,
     BadSignature,
     Contact,
     MalformedRecord,
@@ -195,3 +197,16 @@ def test_tor_onion_address_vector() -> None:
     address = "25njqamcweflpvkl73j4szahhihoc4xt3ktcgjnpaingr5yhkenl5sid.onion"
     assert onion_address(key) == address
     assert onion_public_key(address) == key
+
+
+def test_the_size_bound_is_the_longest_canonical_value() -> None:
+    value = _seal(_record(sequence=2**64 - 1))
+    # Every integer at its longest (9 bytes): same shape, exactly the bound.
+    longest = value.replace(msgpack.packb(PERIOD), msgpack.packb(2**64 - 1), 1).replace(
+        msgpack.packb(END), msgpack.packb(2**64 - 2), 1
+    )
+    assert len(value) < len(longest) == MAX_VALUE_BYTES == 684
+    with pytest.raises(BadSignature):
+        verify_outer(longest)  # within the bound: parsed, then refused for its signature
+    with pytest.raises(MalformedRecord, match="too large"):
+        verify_outer(longest + b"\x00")
