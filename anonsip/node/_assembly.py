@@ -17,6 +17,7 @@ from anonsip.node._contacts import ContactsService
 from anonsip.node._context import NodeContext
 from anonsip.node._echo import EchoBot
 from anonsip.node._home import Home, Unlocked
+from anonsip.node._mailbox import MailboxService
 from anonsip.node._messaging import MessagingService
 from anonsip.node._node import Node, NodeConfig
 from anonsip.node._presence import PresenceService
@@ -37,11 +38,16 @@ def build_node(
     context = NodeContext(identity=keys.identity, store=store, clock=clock)
     presence = PresenceService(context)
     contacts = ContactsService(context, presence=presence)
+    messaging: MessagingService  # the mailbox's direct receipts go through it
+    mailbox = MailboxService(
+        context, direct_receipts=lambda peer, ids: messaging.send_receipts(peer, ids)
+    )
     messaging = MessagingService(
         context,
         pow_difficulty=config.pow_difficulty,
         on_received=[presence.heard_from],
         on_queue_change=contacts.publish,
+        mailbox=mailbox,
     )
     calls = CallService(
         context,
@@ -49,9 +55,16 @@ def build_node(
             auto_answer=config.auto_answer, play=config.play, record=config.record
         ),
     )
-    services: list[NodeService] = [contacts, messaging, presence, calls]
+    services: list[NodeService] = [contacts, messaging, presence, calls, mailbox]
     if config.echo_bot:
         services.append(EchoBot(messaging))
     return Node(
-        home, keys, config, context=context, services=services, presence=presence, clock=clock
+        home,
+        keys,
+        config,
+        context=context,
+        services=services,
+        presence=presence,
+        mailbox=mailbox,
+        clock=clock,
     )

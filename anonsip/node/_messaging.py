@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 import trio
 
@@ -42,7 +43,16 @@ from anonsip.node._contacts import request_view
 from anonsip.node._context import NodeContext
 from anonsip.node._link import PeerLink
 from anonsip.node._service import NodeService, OperationHandler
-from anonsip.sip import Request, RequestReceived, SipEvent, SipParseError, message_text
+from anonsip.sip import (
+    IMDN_CONTENT_TYPE,
+    Request,
+    RequestReceived,
+    SipEvent,
+    SipParseError,
+    imdn_body,
+    message_text,
+    parse_imdn,
+)
 from anonsip.store import ContactState, Message, MessageState, OutboxItem, StoreLimitError
 
 __all__ = ["PROOF_HEADER", "MessagingService", "message_view"]
@@ -58,6 +68,15 @@ MAX_MESSAGE_ID = 64  # a message's id is its Call-ID; the store keeps at most th
 GIVE_UP = frozenset({403, 404, 413, 415, 603})
 
 Heard = Callable[[str, str], None]
+RECEIPT_TIMEOUT_S = 20.0  # a direct receipt; after that it goes by mail
+
+
+class MailboxSender(Protocol):
+    """What messaging asks of the mailbox service."""
+
+    async def deposit_message(
+        self, peer: str, message_id: str, text: str, time: float, *, request: bool
+    ) -> bool: ...
 
 
 def message_view(message: Message) -> MessageView:
@@ -87,6 +106,7 @@ class MessagingService(NodeService):
         request_timeout: float = 60.0,
         on_received: Sequence[Heard] = (),
         on_queue_change: Callable[[str], object] = lambda _peer: None,
+        mailbox: MailboxSender | None = None,
     ) -> None:
         self._ctx = context
         self._store = context.store
@@ -101,6 +121,7 @@ class MessagingService(NodeService):
         self._nursery: trio.Nursery | None = None
         self._on_received = list(on_received)
         self._on_queue_change = on_queue_change  # a contact's "queued" count changed
+        self._mailbox = mailbox
 
     def hear(self, listener: Heard) -> None:
         """Call ``listener(peer, text)`` for each new incoming message (the echo bot)."""
@@ -235,6 +256,7 @@ class MessagingService(NodeService):
                 response = await link.request(request, on_provisional=sent)
         except (AnonsipError, trio.TooSlowError) as exc:
             log.info("a message was not delivered yet (%s); it stays in the outbox", exc)
+            await self._to_mailbox(peer, [message_id], request=needs_proof)
             return False
         code = response.status_code
         if code == 200:
@@ -280,6 +302,7 @@ class MessagingService(NodeService):
                 results = await link.request_many(requests, on_provisional=trying)
         except (AnonsipError, trio.TooSlowError) as exc:
             log.info("messages were not delivered yet (%s); they stay in the outbox", exc)
+            await self._to_mailbox(peer, ids, request=False)
             return False
         delivered: list[str] = []
         failed: list[str] = []
@@ -299,6 +322,42 @@ class MessagingService(NodeService):
         for message_id in (*delivered, *failed):
             self._publish_state(message_id)
         return settled
+
+    async def _to_mailbox(self, peer: str, message_ids: list[str], *, request: bool) -> None:
+        """Direct delivery failed: the messages also go to the peer's mailbox, once each."""
+        if self._mailbox is None:
+            return
+        for message_id in message_ids:
+            message = self._store.outgoing(message_id)
+            if message is None or (
+                message.state is not MessageState.QUEUED
+                and (message.state is not MessageState.SENT)
+            ):
+                continue  # in a mailbox already, or settled
+            await self._mailbox.deposit_message(
+                peer, message_id, message.text, message.time, request=request
+            )
+
+    async def send_receipts(self, peer: str, message_ids: Sequence[str]) -> bool:
+        """Tell ``peer``'s node we have these messages (RFC 5438 delivery notifications);
+        False if its node could not be reached (then the receipts go by mail)."""
+        try:
+            with trio.fail_after(RECEIPT_TIMEOUT_S):
+                link = await self._ctx.links.link_to(Address.parse(peer).public_key)
+                now = self._ctx.clock()
+                requests = [
+                    link.endpoint.create_request(
+                        "MESSAGE",
+                        headers=(("Content-Type", IMDN_CONTENT_TYPE),),
+                        body=imdn_body(message_id, now),
+                    )
+                    for message_id in message_ids
+                ]
+                results = await link.request_many(requests)
+        except (AnonsipError, trio.TooSlowError) as exc:
+            log.info("receipts could not go directly (%s); they go by mail", exc)
+            return False
+        return all(not isinstance(r, AnonsipError) and r.status_code == 200 for r in results)
 
     def _accepted_by(self, peer: str) -> None:
         """``peer`` answered as a contact: it accepted our request."""
@@ -353,6 +412,10 @@ class MessagingService(NodeService):
         if not 0 < len(request.call_id) <= MAX_MESSAGE_ID:
             await link.respond(request, 400, "Bad Call-ID")
             return
+        ctype = request.content_type
+        if ctype is not None and ctype.essence == IMDN_CONTENT_TYPE:
+            await self._receipt(link, request, peer)
+            return
         try:
             text = message_text(request)
         except SipParseError as exc:
@@ -369,6 +432,23 @@ class MessagingService(NodeService):
             await self._from_contact(link, request, peer, text, now, contact.state)
             return
         await self._contact_request(link, request, peer, text, now)
+
+    async def _receipt(self, link: PeerLink, request: Request, peer: str) -> None:
+        """The peer's node has our message (it came from its mailbox): delivered."""
+        try:
+            message_id = parse_imdn(request.body)
+        except SipParseError as exc:
+            await link.respond(request, exc.status_code or 400)
+            return
+        message = self._store.outgoing(message_id)
+        # Only its addressee may confirm a message.
+        if (
+            message is not None
+            and message.peer == peer
+            and await self._ctx.db(self._store.mark_delivered, message_id)
+        ):
+            self._publish_state(message_id)
+        await link.respond(request, 200)
 
     async def _from_contact(
         self,

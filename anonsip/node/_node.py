@@ -40,6 +40,7 @@ from anonsip.control import (
     InviteArgs,
     InviteView,
     LookupView,
+    MailboxView,
     NoArgs,
     NodePhase,
     OnionContactView,
@@ -59,6 +60,7 @@ from anonsip.node._context import NodeContext, NotReady
 from anonsip.node._home import Home, Unlocked
 from anonsip.node._link import PeerLink
 from anonsip.node._links import LinkTable
+from anonsip.node._mailbox import MailboxDht
 from anonsip.node._registrar import Registrar, RegistrationState
 from anonsip.node._resolver import NotRegistered, Resolver
 from anonsip.node._seeds import SeedSource, parse_seed, seed_sources
@@ -109,6 +111,16 @@ class PresenceSource(Protocol):
     """Where ``status`` reads our own presence (the presence service)."""
 
     def own(self) -> PresenceView: ...
+
+
+class MailboxSource(Protocol):
+    """The mailbox service, as the node sees it: it gets the DHT client, reports in status."""
+
+    last_collected: float
+
+    def attach(self, dht: MailboxDht | None) -> None: ...
+
+    def waiting(self) -> int: ...
 
 
 class _NoPresence:
@@ -205,6 +217,7 @@ class Node:
         context: NodeContext,
         services: Sequence[NodeService],
         presence: PresenceSource | None = None,
+        mailbox: MailboxSource | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.home = home
@@ -216,6 +229,7 @@ class Node:
         self.context = context
         self.store = context.store
         self._presence: PresenceSource = presence or _NoPresence()
+        self._mailbox = mailbox
         self.services = ServiceTable([_NodeOps(self), *services])
         self.tor: Tor | None = None
         self.dht: OnionDht | None = None
@@ -274,6 +288,10 @@ class Node:
                 stored_at=reg.stored_at,
             ),
             outbox=self.store.outbox_size(),
+            mailbox=MailboxView(
+                last_collected=self._mailbox.last_collected if self._mailbox else 0.0,
+                waiting=self._mailbox.waiting() if self._mailbox else 0,
+            ),
             presence=self._presence.own(),
             links=self.links.statistics()["links"] if self.links else 0,
             restart=self.config.restart_command,
@@ -515,6 +533,8 @@ class Node:
                 self._set_phase(NodePhase.PUBLISHING)
                 await svc.wait_published()
                 self.context.overlay_up(links, resolver.lookup)
+                if self._mailbox is not None:
+                    self._mailbox.attach(dht.client)  # type: ignore[arg-type]  # TODO(mailbox-dht)
                 self.registrar.set_contacts((Contact(onion=svc.hostname, port=SIP_PORT),))
                 await services.start(self.registrar.run)
                 for service in self.services.services:
@@ -527,6 +547,8 @@ class Node:
                 await self._say_goodbye()
                 services.cancel_scope.cancel()
             self.context.overlay_down()
+            if self._mailbox is not None:
+                self._mailbox.attach(None)
             with trio.CancelScope(shield=True):
                 await links.aclose()
 

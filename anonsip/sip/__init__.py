@@ -28,6 +28,7 @@ from anonsip.sip._headers import (
     Uri,
     Via,
 )
+from anonsip.sip._imdn import IMDN_CONTENT_TYPE, imdn_body, parse_imdn
 from anonsip.sip._message import (
     COMPACT_FORMS,
     REASON_PHRASES,
@@ -71,6 +72,7 @@ __all__ = [
     "BRANCH_COOKIE",
     "COMPACT_FORMS",
     "DEFAULT_METHODS",
+    "IMDN_CONTENT_TYPE",
     "MAX_MESSAGE_TEXT",
     "MAX_PIDF_SIZE",
     "PIDF_CONTENT_TYPE",
@@ -110,6 +112,7 @@ __all__ = [
     "bye_request",
     "canonical_name",
     "encode_pidf",
+    "imdn_body",
     "invite_request",
     "make_error_response",
     "make_response",
@@ -117,6 +120,7 @@ __all__ = [
     "message_text",
     "notify_request",
     "options_request",
+    "parse_imdn",
     "parse_pidf",
     "refer_request",
     "reinvite_request",

@@ -764,6 +764,16 @@ class MessageStore:
             (count,) = db.execute("SELECT count(*) FROM outbox").fetchone()
             return int(count)
 
+    def count_outgoing(self, state: MessageState) -> int:
+        """How many of our messages still in the outbox are in ``state``."""
+        with self._transaction() as db:
+            (count,) = db.execute(
+                "SELECT count(*) FROM outbox o JOIN messages m ON m.direction = 'out' "
+                "AND m.message_id = o.message_id WHERE m.state = ?",
+                (state.value,),
+            ).fetchone()
+            return int(count)
+
     def queued_for(self, address: str) -> int:
         """How many of our messages to ``address`` wait in the outbox."""
         with self._transaction() as db:

@@ -1,0 +1,307 @@
+"""Mail for people who are never online at the same time: sealed mailboxes in the DHT.
+
+Deposit: when a message cannot be delivered directly within a short time
+(at once when the recipient has no registration), the sender's node also
+seals it to the recipient (``anonsip.mailbox``: only the recipient opens
+it and learns who wrote it), pads it, proves work for it and deposits it in
+the recipient's mailbox of the current period through an anonymous DHT
+request. The message stays in the outbox as ``in_mailbox``: direct
+delivery goes on, and the recipient shows it once whichever way it came
+first (the message id). A first message to someone who has not accepted
+us travels as a contact request, at a higher proof of work.
+
+Collect: right after the node joins the DHT and every few minutes, it
+fetches its mailboxes of the last ``MAX_TTL`` (one per period), opens what
+it can, stores each message once in order per conversation (a stranger's
+request only with the higher work), deletes what it collected with a
+deletion only the mailbox's owner can sign, and sends each sender a
+receipt: directly if the sender's node answers, else into the sender's
+mailbox. A receipt that reaches the sender (either way) makes the message
+``delivered``.
+
+Every DHT operation here is anonymous (``DhtClient``): never under the
+node's long-term DHT identity.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Protocol
+
+import trio
+
+from anonsip._errors import AnonsipError
+from anonsip.control import MessageDirection, MessageView
+from anonsip.control import MessageState as ViewMessageState
+from anonsip.identity import TOR_TIME_PERIODS, Address, TimePeriods
+from anonsip.mailbox import (
+    DEPOSIT_POW_BITS,
+    MAX_DELETE,
+    MAX_TTL,
+    REQUEST_POW_BITS,
+    Deletion,
+    Deposit,
+    Letter,
+    LetterError,
+    LetterKind,
+    dht_key,
+    mailbox_key,
+    mailbox_keypair,
+    open_letter,
+    seal_letter,
+)
+from anonsip.node._contacts import request_view
+from anonsip.node._context import NodeContext
+from anonsip.node._messaging import message_view
+from anonsip.node._service import NodeService
+from anonsip.store import ContactState, MessageState
+
+__all__ = ["COLLECT_INTERVAL_S", "DirectReceipts", "MailboxDht", "MailboxService"]
+
+log = logging.getLogger(__name__)
+
+COLLECT_INTERVAL_S = 300.0
+DEPOSIT_TTL = MAX_TTL
+OPERATION_TIMEOUT_S = 90.0
+MAX_COLLECTED = 512  # letters opened per collection
+
+
+class MailboxDht(Protocol):
+    """What the service needs of the DHT: the anonymous client's mailbox operations."""
+
+    async def deposit(self, deposit: Deposit) -> int: ...
+
+    async def collect(self, key: bytes) -> list[Deposit]: ...
+
+    async def delete(self, deletion: Deletion) -> int: ...
+
+
+class DirectReceipts(Protocol):
+    """Receipts over a session with the peer's node (the messaging service); False if
+    its node did not answer."""
+
+    async def __call__(self, peer: str, message_ids: Sequence[str]) -> bool: ...
+
+
+class MailboxService(NodeService):
+    name = "mailbox"
+
+    def __init__(
+        self,
+        context: NodeContext,
+        *,
+        direct_receipts: DirectReceipts | None = None,
+        periods: TimePeriods = TOR_TIME_PERIODS,
+        deposit_bits: int = DEPOSIT_POW_BITS,
+        request_bits: int = REQUEST_POW_BITS,
+        collect_interval: float = COLLECT_INTERVAL_S,
+    ) -> None:
+        self._ctx = context
+        self._store = context.store
+        self._periods = periods
+        self._deposit_bits = deposit_bits
+        self._request_bits = request_bits
+        self._collect_interval = collect_interval
+        self._direct_receipts = direct_receipts
+        self._dht: MailboxDht | None = None
+        self._collect_now = trio.Event()
+        self._collecting = trio.Lock()  # one collection at a time
+        self.last_collected = 0.0
+
+    def attach(self, dht: MailboxDht | None) -> None:
+        """The node's anonymous DHT client (None while the node is offline)."""
+        self._dht = dht
+
+    def waiting(self) -> int:
+        """Our messages sealed in others' mailboxes, not confirmed yet."""
+        return self._store.count_outgoing(MessageState.IN_MAILBOX)
+
+    # -- depositing ---------------------------------------------------------------------
+
+    async def deposit_message(
+        self, peer: str, message_id: str, text: str, time: float, *, request: bool
+    ) -> bool:
+        """Seal ``text`` to ``peer`` into its mailbox; True once at least one node holds it."""
+        kind = LetterKind.REQUEST if request else LetterKind.MESSAGE
+        letter = Letter(kind=kind, message_id=message_id, time_ms=int(time * 1000), text=text)
+        stored = await self._deposit(peer, letter, self._request_bits if request else None)
+        if stored and self._store.set_outgoing_state(message_id, MessageState.IN_MAILBOX):
+            self._publish_outgoing(message_id)
+        return stored
+
+    def _publish_outgoing(self, message_id: str) -> None:
+        message = self._store.outgoing(message_id)
+        if message is not None:
+            self._ctx.publish("message", message_view(message))
+
+    async def _deposit(self, peer: str, letter: Letter, bits: int | None = None) -> bool:
+        dht = self._dht
+        if dht is None:
+            return False
+        recipient = Address.parse(peer).public_key
+        now = self._ctx.clock()
+        period = self._periods.number_at(now)
+        sealed = seal_letter(self._ctx.identity, recipient, letter)
+        deposit = await self._ctx.compute(
+            lambda: Deposit.make(
+                mailbox=mailbox_key(recipient, period, self._periods),
+                expiry=int(now) + DEPOSIT_TTL,
+                sealed=sealed,
+                difficulty=bits if bits is not None else self._deposit_bits,
+            )
+        )
+        try:
+            with trio.fail_after(OPERATION_TIMEOUT_S):
+                stored = await dht.deposit(deposit)
+        except (AnonsipError, trio.TooSlowError) as exc:
+            log.info("could not deposit in a mailbox: %s", exc)
+            return False
+        return stored > 0
+
+    async def send_receipt(self, peer: str, message_ids: Sequence[str]) -> bool:
+        """Tell ``peer`` we have these messages: directly if its node answers, else by
+        mail. False if neither worked (the letters then stay and are collected again)."""
+        if self._direct_receipts is not None and await self._direct_receipts(peer, message_ids):
+            return True
+        sent = True
+        for message_id in message_ids:
+            letter = Letter(
+                kind=LetterKind.RECEIPT,
+                message_id=message_id,
+                time_ms=int(self._ctx.clock() * 1000),
+            )
+            sent = await self._deposit(peer, letter) and sent
+        return sent
+
+    # -- collecting ---------------------------------------------------------------------
+
+    def link_up(self, peer_key: bytes) -> None:
+        """Someone's node answers: maybe a good moment; collection runs on its own clock."""
+
+    def collect_soon(self) -> None:
+        self._collect_now.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            try:
+                await self.collect()
+            except AnonsipError as exc:
+                log.info("collecting the mailboxes failed: %s", exc)
+            self._collect_now = trio.Event()
+            with trio.move_on_after(self._collect_interval):
+                await self._collect_now.wait()
+
+    async def collect(self) -> int:
+        """Fetch, open, store and delete what waits in our mailboxes; how many letters."""
+        async with self._collecting:
+            return await self._collect()
+
+    async def _collect(self) -> int:
+        dht = self._dht
+        if dht is None:
+            return 0
+        now = self._ctx.clock()
+        current = self._periods.number_at(now)
+        span = math.ceil(MAX_TTL / (self._periods.length_minutes * 60)) + 1
+        letters: list[tuple[Letter, Deposit, int]] = []
+        for period in range(current, current - span, -1):
+            mailbox = mailbox_key(self._ctx.identity.public_key, period, self._periods)
+            try:
+                with trio.fail_after(OPERATION_TIMEOUT_S):
+                    deposits = await dht.collect(dht_key(mailbox))
+            except (AnonsipError, trio.TooSlowError) as exc:
+                log.info("could not collect a mailbox: %s", exc)
+                continue
+            for deposit in deposits[:MAX_COLLECTED]:
+                if deposit.mailbox != mailbox:
+                    continue
+                try:
+                    letter = open_letter(self._ctx.identity, deposit.sealed)
+                except LetterError:
+                    continue  # not for us, or tampered: it stays, and expires
+                letters.append((letter, deposit, period))
+        letters.sort(key=lambda item: item[0].time_ms)  # in order per conversation
+        # A letter's deposit is deleted only once its receipt went out, directly or by
+        # mail: a node stopped in between collects it again (shown once: the message id)
+        # and sends the receipt then.
+        settled: list[tuple[int, bytes]] = []
+        waiting: dict[str, list[tuple[Letter, Deposit, int]]] = {}
+        for letter, deposit, period in letters:
+            peer = await self._take(letter, deposit)
+            if peer is None:
+                settled.append((period, deposit.deposit_id))
+            else:
+                waiting.setdefault(peer, []).append((letter, deposit, period))
+        for peer, taken in waiting.items():
+            if await self.send_receipt(peer, [letter.message_id for letter, _, _ in taken]):
+                settled.extend((period, deposit.deposit_id) for _, deposit, period in taken)
+        by_period: dict[int, list[bytes]] = {}
+        for period, deposit_id in settled:
+            by_period.setdefault(period, []).append(deposit_id)
+        for period, deposit_ids in by_period.items():
+            await self._delete(period, deposit_ids)
+        self.last_collected = now
+        self._ctx.status_changed()
+        return len(letters)
+
+    async def _take(self, letter: Letter, deposit: Deposit) -> str | None:
+        """Store one opened letter; the peer owed a receipt for it, None if none is."""
+        peer = Address(letter.sender).text
+        store = self._store
+        if store.is_blocked(peer):
+            return None
+        contact = store.contact(peer)
+        time = letter.time_ms / 1000
+        if letter.kind is LetterKind.RECEIPT:
+            message = store.outgoing(letter.message_id)
+            # Only the message's recipient can confirm it (the letter's verified author).
+            mine = message is not None and message.peer == peer
+            if mine and store.mark_delivered(letter.message_id):
+                self._publish_outgoing(letter.message_id)
+            return None
+        if contact is None or contact.state is ContactState.BLOCKED:
+            if deposit.work < self._request_bits:
+                return None  # a stranger's letter without a request's work: dropped
+            new = await self._ctx.db(
+                lambda: store.record_request(peer, letter.text, time, message_id=letter.message_id)
+            )
+            if new:
+                self._ctx.publish("request", request_view(peer, letter.text, time))
+            return None  # no receipt: that we read requests is not the stranger's to know
+        fresh = await self._ctx.db(
+            store.record_incoming, peer, letter.message_id, letter.text, time
+        )
+        if contact.state is ContactState.REQUESTED:
+            store.set_state(peer, ContactState.ACCEPTED)
+            self._ctx.contacts_changed()
+        if fresh:
+            self._ctx.publish(
+                "message",
+                MessageView(
+                    peer=peer,
+                    message_id=letter.message_id,
+                    direction=MessageDirection.IN,
+                    text=letter.text,
+                    time=time,
+                    state=ViewMessageState.RECEIVED,
+                ),
+            )
+        return peer
+
+    async def _delete(self, period: int, deposit_ids: list[bytes]) -> None:
+        dht = self._dht
+        if dht is None:
+            return
+        owner = mailbox_keypair(self._ctx.identity, period, self._periods)
+        for start in range(0, len(deposit_ids), MAX_DELETE):
+            deletion = Deletion.make(
+                owner, int(self._ctx.clock()), tuple(deposit_ids[start : start + MAX_DELETE])
+            )
+            try:
+                with trio.fail_after(OPERATION_TIMEOUT_S):
+                    await dht.delete(deletion)
+            except (AnonsipError, trio.TooSlowError) as exc:
+                log.info("could not empty a mailbox: %s", exc)

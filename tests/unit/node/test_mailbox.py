@@ -1,0 +1,241 @@
+"""Mail between nodes that are never online together, on nodes in memory.
+
+Real messaging, contacts and mailbox services on the in-memory mesh; the
+DHT's mailbox storage is a dict that applies the real checks a storing
+node applies (``Deposit.check``, ``Deletion.check``). The DHT's own tests
+cover its storage across nodes; these cover what the node does with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from anonsip.control import MessageView
+from anonsip.identity import TOR_TIME_PERIODS, Identity
+from anonsip.mailbox import Deletion, Deposit, Letter, LetterKind, mailbox_key, seal_letter
+from anonsip.node._contacts import ContactsService
+from anonsip.node._mailbox import MailboxService
+from anonsip.node._messaging import MessagingService
+from anonsip.store import MessageState
+from tests.unit.node.mesh import MemoryNode, Mesh
+
+BITS = 4  # proof of work in these tests: the same code path, cheap
+
+
+class Mailboxes:
+    """The DHT's mailbox storage as storing nodes keep it (one dict for all)."""
+
+    def __init__(self) -> None:
+        self.kept: dict[bytes, dict[bytes, Deposit]] = {}
+        self.deposits = 0
+        self.refusing = False  # every storing node unreachable
+
+    async def deposit(self, deposit: Deposit) -> int:
+        if self.refusing:
+            return 0
+        deposit.check(trio.current_time() + NOW, difficulty=BITS)
+        self.kept.setdefault(deposit.key, {})[deposit.deposit_id] = deposit
+        self.deposits += 1
+        return 3
+
+    async def collect(self, key: bytes) -> list[Deposit]:
+        return list(self.kept.get(key, {}).values())
+
+    async def delete(self, deletion: Deletion) -> int:
+        deletion.check(trio.current_time() + NOW)
+        box = self.kept.get(deletion.key, {})
+        for deposit_id in deletion.deposit_ids:
+            box.pop(deposit_id, None)
+        return 3
+
+
+NOW = 1_900_000_000.0
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[tuple[Mesh, Mailboxes]]:
+    async with trio.open_nursery() as nursery:
+        mesh = Mesh(nursery, tmp_path, clock=lambda: trio.current_time() + NOW)
+        yield mesh, Mailboxes()
+        nursery.cancel_scope.cancel()
+
+
+def _services(node: MemoryNode, boxes: Mailboxes) -> MailboxService:
+    messaging: MessagingService
+    mailbox = MailboxService(
+        node.context,
+        direct_receipts=lambda peer, ids: messaging.send_receipts(peer, ids),
+        deposit_bits=BITS,
+        request_bits=BITS + 2,
+        collect_interval=3600,
+    )
+    messaging = MessagingService(node.context, pow_difficulty=BITS, mailbox=mailbox)
+    node.use([ContactsService(node.context), messaging, mailbox])
+    mailbox.attach(boxes)
+    return mailbox
+
+
+async def _state(node: MemoryNode, message_id: str, state: str, timeout: float = 600) -> None:
+    await node.recorder.wait_for(
+        "message", lambda d: d["message_id"] == message_id and d["state"] == state, timeout
+    )
+
+
+async def test_a_message_waits_in_the_mailbox_and_comes_back_delivered(
+    world: tuple[Mesh, Mailboxes], autojump_clock: trio.testing.MockClock
+) -> None:
+    mesh, boxes = world
+    alice, bob = mesh.add("alice", 1), mesh.add("bob", 2)
+    _services(alice, boxes)
+    bob_mail = _services(bob, boxes)
+    alice.befriend(bob)
+    bob.befriend(alice)
+    await mesh.start(alice)
+    mesh.down.add(bob.key)  # bob is not online
+    sent = MessageView.decode(await alice.op("send", peer="bob", text="while you sleep"))
+    await _state(alice, sent.message_id, "in_mailbox")
+    assert boxes.deposits == 1
+    # Bob comes online later; alice is still there: his receipt goes directly.
+    await mesh.start(bob)
+    await bob_mail.collect()
+    history = await bob.op("history", peer="alice")
+    assert [(m["text"], m["message_id"]) for m in history] == [("while you sleep", sent.message_id)]
+    await _state(alice, sent.message_id, "delivered")
+    assert boxes.kept == {k: {} for k in boxes.kept}  # collected, then deleted by bob
+    # Direct delivery is still under way (it backs off): it shows nothing twice.
+    await trio.sleep(3600)
+    assert len(await bob.op("history", peer="alice")) == 1
+    assert alice.store.outbox_size() == 0
+
+
+async def test_never_online_together_receipts_go_by_mail_too(
+    world: tuple[Mesh, Mailboxes], autojump_clock: trio.testing.MockClock
+) -> None:
+    mesh, boxes = world
+    alice, bob = mesh.add("alice", 1), mesh.add("bob", 2)
+    alice_mail, bob_mail = _services(alice, boxes), _services(bob, boxes)
+    alice.befriend(bob)
+    bob.befriend(alice)
+    await mesh.start(alice)
+    mesh.down.add(bob.key)
+    sent = MessageView.decode(await alice.op("send", peer="bob", text="one"))
+    await _state(alice, sent.message_id, "in_mailbox")
+    await mesh.stop(alice)  # alice goes away before bob comes
+    await mesh.start(bob)
+    await bob_mail.collect()  # alice is gone: the receipt goes to her mailbox
+    assert [m["text"] for m in await bob.op("history", peer="alice")] == ["one"]
+    await mesh.stop(bob)
+    await mesh.start(alice)
+    await alice_mail.collect()
+    assert alice.store.outgoing(sent.message_id).state is MessageState.DELIVERED  # type: ignore[union-attr]
+
+
+async def test_a_strangers_mail_is_a_request_only_with_a_requests_work(
+    world: tuple[Mesh, Mailboxes], autojump_clock: trio.testing.MockClock
+) -> None:
+    mesh, boxes = world
+    alice, bob = mesh.add("alice", 1), mesh.add("bob", 2)
+    _services(alice, boxes)
+    bob_mail = _services(bob, boxes)
+    await mesh.start(alice)
+    mesh.down.add(bob.key)
+    await alice.op("send", peer=bob.address, text="hello, we met at the market")
+    await trio.sleep(120)
+    await mesh.start(bob)
+    await bob_mail.collect()
+    (request,) = await bob.op("requests")
+    assert (request["address"], request["text"]) == (alice.address, "hello, we met at the market")
+    assert await bob.op("history", peer=alice.address) == []  # nothing shown before accepting
+
+
+def _forge(boxes: Mailboxes, author: Identity, to: MemoryNode, letter: Letter, bits: int) -> None:
+    """A letter someone deposits straight into ``to``'s mailbox of the current period."""
+    now = trio.current_time() + NOW
+    period = TOR_TIME_PERIODS.number_at(now)
+    deposit = Deposit.make(
+        mailbox=mailbox_key(to.key, period),
+        expiry=int(now) + 86400,
+        sealed=seal_letter(author, to.key, letter),
+        difficulty=bits,
+    )
+    while deposit.work >= bits + 2:  # luckier than asked for: counts as a request's work
+        deposit = Deposit.make(
+            mailbox=deposit.mailbox, expiry=deposit.expiry, sealed=deposit.sealed, difficulty=bits
+        )
+    boxes.kept.setdefault(deposit.key, {})[deposit.deposit_id] = deposit
+
+
+async def test_a_letter_stays_until_its_receipt_went_out_and_shows_once(
+    world: tuple[Mesh, Mailboxes], autojump_clock: trio.testing.MockClock
+) -> None:
+    mesh, boxes = world
+    alice, bob = mesh.add("alice", 1), mesh.add("bob", 2)
+    _services(alice, boxes)
+    bob_mail = _services(bob, boxes)
+    alice.befriend(bob)
+    bob.befriend(alice)
+    await mesh.start(alice)
+    mesh.down.add(bob.key)
+    sent = MessageView.decode(await alice.op("send", peer="bob", text="are you safe?"))
+    await _state(alice, sent.message_id, "in_mailbox")
+    await mesh.stop(alice)
+    boxes.refusing = True  # bob's receipt can go neither directly nor by mail
+    await mesh.start(bob)
+    await bob_mail.collect()
+    assert sum(len(box) for box in boxes.kept.values()) == 1  # not deleted: no receipt yet
+    await bob_mail.collect()  # collected again: shown once
+    assert [m["text"] for m in await bob.op("history", peer="alice")] == ["are you safe?"]
+    boxes.refusing = False
+    await bob_mail.collect()  # now the receipt goes by mail, and the letter is deleted
+    assert [m["text"] for m in await bob.op("history", peer="alice")] == ["are you safe?"]
+    assert sum(len(box) for box in boxes.kept.values()) == 1  # just the receipt, for alice
+    await mesh.stop(bob)
+    await mesh.start(alice)
+    await _state(alice, sent.message_id, "delivered")
+
+
+async def test_only_the_recipient_can_confirm_a_message(
+    world: tuple[Mesh, Mailboxes], autojump_clock: trio.testing.MockClock
+) -> None:
+    mesh, boxes = world
+    alice, bob, carol = mesh.add("alice", 1), mesh.add("bob", 2), mesh.add("carol", 3)
+    alice_mail = _services(alice, boxes)
+    _services(bob, boxes)
+    alice.befriend(bob)
+    alice.befriend(carol)
+    await mesh.start(alice)
+    mesh.down.add(bob.key)
+    sent = MessageView.decode(await alice.op("send", peer="bob", text="only for bob"))
+    await _state(alice, sent.message_id, "in_mailbox")
+    # Carol (a contact, who somehow learnt the id) confirms it in bob's name: not taken.
+    receipt = Letter(kind=LetterKind.RECEIPT, message_id=sent.message_id, time_ms=1)
+    _forge(boxes, carol.identity, alice, receipt, BITS)
+    await alice_mail.collect()
+    assert alice.store.outgoing(sent.message_id).state is MessageState.IN_MAILBOX  # type: ignore[union-attr]
+    assert sum(len(box) for box in boxes.kept.values()) == 1  # carol's letter deleted; bob's waits
+
+
+async def test_strangers_cheap_letters_and_the_blockeds_letters_are_dropped(
+    world: tuple[Mesh, Mailboxes], autojump_clock: trio.testing.MockClock
+) -> None:
+    mesh, boxes = world
+    alice, mallory, carol = mesh.add("alice", 1), mesh.add("mallory", 4), mesh.add("carol", 3)
+    alice_mail = _services(alice, boxes)
+    alice.befriend(carol)
+    await mesh.start(alice)
+    await alice.op("block", address=carol.address)
+    spam = Letter(kind=LetterKind.MESSAGE, message_id="spam-1", time_ms=1, text="buy now")
+    _forge(boxes, mallory.identity, alice, spam, BITS)  # a stranger, with a message's work
+    hush = Letter(kind=LetterKind.MESSAGE, message_id="carol-1", time_ms=2, text="listen")
+    _forge(boxes, carol.identity, alice, hush, BITS)  # someone alice blocked
+    assert await alice_mail.collect() == 2
+    assert await alice.op("requests") == []
+    assert await alice.op("history", peer=mallory.address) == []
+    assert await alice.op("history", peer=carol.address) == []
+    assert all(not box for box in boxes.kept.values())  # both deleted: nothing to retry
+    assert boxes.deposits == 0  # and neither got a receipt
