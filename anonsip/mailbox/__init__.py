@@ -21,6 +21,7 @@ from anonsip.mailbox._deposit import (
     mailbox_keypair,
 )
 from anonsip.mailbox._letter import (
+    BOX_SECRET,
     BUCKETS,
     MAX_TEXT,
     Letter,
@@ -32,6 +33,7 @@ from anonsip.mailbox._letter import (
 )
 
 __all__ = [
+    "BOX_SECRET",
     "BUCKETS",
     "DEPOSIT_POW_BITS",
     "MAILBOX_PURPOSE",

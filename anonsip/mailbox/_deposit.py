@@ -1,11 +1,15 @@
 """Mailboxes in the DHT: where a pseudonym's mail waits, what a deposit is, who may delete.
 
-A pseudonym's mailbox for a time period lives under a key blinded from its
-Ed25519 key like a registration, but with its own label (``purpose``
-``anonsip-mailbox``): anyone who knows the address can compute it, a
-storing node cannot tell whose it is, nor link it to the same pseudonym's
-registration or to its mailbox in another period. The DHT key is SHA3-256
-of the mailbox key, as for every record.
+A pseudonym has two mailboxes per time period, each under a key blinded
+from its Ed25519 key like a registration but with its own label
+(``purpose``): the *open* one (label ``anonsip-mailbox``), which anyone who
+knows the address can compute and where contact requests arrive, and the
+*contacts'* one (label ``anonsip-mailbox`` followed by a 32-byte secret the
+owner gives only to its contacts), which strangers cannot find, so they
+cannot crowd out a contact's mail. A storing node cannot tell whose either
+is, nor link it to the same pseudonym's registration, its other mailbox or
+its mailboxes in other periods. The DHT key is SHA3-256 of the mailbox key,
+as for every record.
 
 A deposit (what storing nodes keep, many per mailbox)::
 
@@ -40,7 +44,7 @@ from anonsip._errors import LocalError, RemoteProtocolError
 from anonsip.admission import leading_zero_bits, solve
 from anonsip.identity import TOR_TIME_PERIODS, BlindedKey, Identity, TimePeriods, verify_signature
 from anonsip.identity._blinding import blind_public_key
-from anonsip.mailbox._letter import sealed_sizes
+from anonsip.mailbox._letter import BOX_SECRET, sealed_sizes
 
 __all__ = [
     "DEPOSIT_POW_BITS",
@@ -73,16 +77,33 @@ class DepositError(RemoteProtocolError):
     """Bytes that are not a valid deposit or deletion."""
 
 
-def mailbox_key(address_key: bytes, period: int, periods: TimePeriods = TOR_TIME_PERIODS) -> bytes:
-    """The mailbox key of the pseudonym ``address_key`` for ``period`` (anyone can compute it)."""
-    return blind_public_key(address_key, period, periods, purpose=MAILBOX_PURPOSE)
+def _purpose(secret: bytes) -> bytes:
+    if len(secret) not in (0, BOX_SECRET):
+        raise LocalError(f"a mailbox secret is {BOX_SECRET} bytes")
+    return MAILBOX_PURPOSE + secret
+
+
+def mailbox_key(
+    address_key: bytes,
+    period: int,
+    periods: TimePeriods = TOR_TIME_PERIODS,
+    *,
+    secret: bytes = b"",
+) -> bytes:
+    """The mailbox key of the pseudonym ``address_key`` for ``period``: its open mailbox
+    (anyone can compute it), or with the owner's ``secret`` its contacts' mailbox."""
+    return blind_public_key(address_key, period, periods, purpose=_purpose(secret))
 
 
 def mailbox_keypair(
-    identity: Identity, period: int, periods: TimePeriods = TOR_TIME_PERIODS
+    identity: Identity,
+    period: int,
+    periods: TimePeriods = TOR_TIME_PERIODS,
+    *,
+    secret: bytes = b"",
 ) -> BlindedKey:
-    """The owner's mailbox key pair for ``period``: it signs deletions."""
-    return BlindedKey.for_identity(identity, period, periods, purpose=MAILBOX_PURPOSE)
+    """The owner's key pair of a mailbox for ``period``: it signs deletions."""
+    return BlindedKey.for_identity(identity, period, periods, purpose=_purpose(secret))
 
 
 def dht_key(mailbox: bytes) -> bytes:

@@ -6,6 +6,7 @@ Inside (after opening) a letter says who wrote it and proves it::
 
     body = version (u8, 1) | kind (u8) | time, Unix ms (u64) | id length (u8)
            | message id (UTF-8, 1..64) | text length (u32) | text (UTF-8)
+           | reply box length (u8, 0 or 32) | reply box
            | zero padding up to the size bucket
 
 and the signature is the sender's over ``LABEL | recipient's key | body``,
@@ -15,7 +16,10 @@ key, XSalsa20-Poly1305), so a storing node, a depositor or anyone who
 copies it learns nothing of it but its size, and sizes come in a few fixed
 buckets. Kinds: a message, a delivery receipt (the text is empty; the id
 is the delivered message's), a contact request (a first message to
-someone who has not accepted us).
+someone who has not accepted us). The reply box is the sender's contacts'
+mailbox secret (``anonsip.mailbox.mailbox_key``), given only to people the
+sender counts as contacts, so that their mail to the sender lands where
+strangers cannot reach.
 
 Opening treats the bytes as hostile: any failure is ``LetterError`` (a
 ``RemoteProtocolError``), nothing else escapes.
@@ -35,6 +39,7 @@ from anonsip.identity import Identity, verify_signature
 from anonsip.identity._identity import ed25519_to_x25519_public
 
 __all__ = [
+    "BOX_SECRET",
     "BUCKETS",
     "MAX_TEXT",
     "Letter",
@@ -49,6 +54,7 @@ LABEL = b"anonsip-mailbox-letter-v1\x00"
 VERSION = 1
 BUCKETS = (512, 2048, 8448)  # letter sizes after padding: all a storing node can see of one
 MAX_TEXT = 8192  # as a stored message (anonsip.store MAX_TEXT_BYTES); fits the largest bucket
+BOX_SECRET = 32  # a contacts' mailbox secret
 _HEAD = struct.Struct(">BBQB")
 _TEXT_LEN = struct.Struct(">I")
 _SEALED_OVERHEAD = nacl.bindings.crypto_box_SEALBYTES
@@ -71,6 +77,7 @@ class Letter:
     message_id: str
     time_ms: int
     text: str = ""
+    reply_box: bytes = b""  # the sender's contacts' mailbox secret, for contacts only
     sender: bytes = b""  # filled in when opened: the verified author's Ed25519 key
 
     def body(self) -> bytes:
@@ -80,8 +87,11 @@ class Letter:
             raise LocalError("a message id is 1 to 64 bytes")
         if len(text) > MAX_TEXT:
             raise LocalError(f"a letter's text is at most {MAX_TEXT} bytes")
+        if len(self.reply_box) not in (0, BOX_SECRET):
+            raise LocalError(f"a reply box is {BOX_SECRET} bytes")
         raw = _HEAD.pack(VERSION, int(self.kind), self.time_ms, len(mid)) + mid
         raw += _TEXT_LEN.pack(len(text)) + text
+        raw += bytes([len(self.reply_box)]) + self.reply_box
         bucket = next(size for size in BUCKETS if size >= len(raw) + _SIGNED)
         return raw.ljust(bucket - _SIGNED, b"\0")
 
@@ -135,10 +145,16 @@ def _parse_body(body: bytes, sender: bytes) -> Letter:
     at += id_len
     (text_len,) = _TEXT_LEN.unpack_from(body, at)
     at += _TEXT_LEN.size
-    if text_len > MAX_TEXT or len(body) < at + text_len:
+    if text_len > MAX_TEXT or len(body) < at + text_len + 1:
         raise LetterError("a letter whose text runs past its end")
     text = body[at : at + text_len]
-    if any(body[at + text_len :]):
+    at += text_len
+    box_len = body[at]
+    at += 1
+    if box_len not in (0, BOX_SECRET) or len(body) < at + box_len:
+        raise LetterError("a letter with a bad reply box")
+    reply_box = body[at : at + box_len]
+    if any(body[at + box_len :]):
         raise LetterError("a letter whose padding is not zeros")
     try:
         return Letter(
@@ -146,6 +162,7 @@ def _parse_body(body: bytes, sender: bytes) -> Letter:
             message_id=mid.decode(),
             time_ms=time_ms,
             text=text.decode(),
+            reply_box=reply_box,
             sender=sender,
         )
     except UnicodeDecodeError as exc:

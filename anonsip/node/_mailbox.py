@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import logging
 import math
+import secrets
 from collections.abc import Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import trio
 
@@ -37,6 +38,7 @@ from anonsip.control import MessageDirection, MessageView
 from anonsip.control import MessageState as ViewMessageState
 from anonsip.identity import TOR_TIME_PERIODS, Address, TimePeriods
 from anonsip.mailbox import (
+    BOX_SECRET,
     DEPOSIT_POW_BITS,
     MAX_DELETE,
     MAX_TTL,
@@ -65,7 +67,16 @@ log = logging.getLogger(__name__)
 COLLECT_INTERVAL_S = 300.0
 DEPOSIT_TTL = MAX_TTL
 OPERATION_TIMEOUT_S = 90.0
-MAX_COLLECTED = 512  # letters opened per collection
+MAX_COLLECTED = 512  # letters opened per mailbox and collection
+BOX_SETTING = "mailbox.secret"
+PARALLEL_COLLECTS = 4  # mailboxes fetched at once
+
+
+class Box(NamedTuple):
+    """One of our mailboxes: its period, and our secret for the contacts' one (else b"")."""
+
+    period: int
+    secret: bytes
 
 
 class MailboxDht(Protocol):
@@ -108,11 +119,23 @@ class MailboxService(NodeService):
         self._dht: MailboxDht | None = None
         self._collect_now = trio.Event()
         self._collecting = trio.Lock()  # one collection at a time
+        self._secret: bytes | None = None
         self.last_collected = 0.0
 
     def attach(self, dht: MailboxDht | None) -> None:
         """The node's anonymous DHT client (None while the node is offline)."""
         self._dht = dht
+
+    def secret(self) -> bytes:
+        """Our contacts' mailbox secret (made once, kept sealed in the store): told only to
+        contacts, so strangers, who can reach only our open mailbox, cannot crowd it."""
+        if self._secret is None:
+            kept = self._store.setting(BOX_SETTING)
+            if kept is None or len(bytes.fromhex(kept)) != BOX_SECRET:
+                kept = secrets.token_bytes(BOX_SECRET).hex()
+                self._store.set_setting(BOX_SETTING, kept)
+            self._secret = bytes.fromhex(kept)
+        return self._secret
 
     def waiting(self) -> int:
         """Our messages sealed in others' mailboxes, not confirmed yet."""
@@ -125,7 +148,13 @@ class MailboxService(NodeService):
     ) -> bool:
         """Seal ``text`` to ``peer`` into its mailbox; True once at least one node holds it."""
         kind = LetterKind.REQUEST if request else LetterKind.MESSAGE
-        letter = Letter(kind=kind, message_id=message_id, time_ms=int(time * 1000), text=text)
+        letter = Letter(
+            kind=kind,
+            message_id=message_id,
+            time_ms=int(time * 1000),
+            text=text,
+            reply_box=self._reply_box(peer),
+        )
         stored = await self._deposit(peer, letter, self._request_bits if request else None)
         if stored and self._store.set_outgoing_state(message_id, MessageState.IN_MAILBOX):
             self._publish_outgoing(message_id)
@@ -136,6 +165,13 @@ class MailboxService(NodeService):
         if message is not None:
             self._ctx.publish("message", message_view(message))
 
+    def _reply_box(self, peer: str) -> bytes:
+        """Our secret, in letters to those we count as contacts (and no one else)."""
+        contact = self._store.contact(peer)
+        if contact is None or contact.state is ContactState.BLOCKED:
+            return b""
+        return self.secret()
+
     async def _deposit(self, peer: str, letter: Letter, bits: int | None = None) -> bool:
         dht = self._dht
         if dht is None:
@@ -144,9 +180,12 @@ class MailboxService(NodeService):
         now = self._ctx.clock()
         period = self._periods.number_at(now)
         sealed = seal_letter(self._ctx.identity, recipient, letter)
+        # A contact who told us its secret gets our mail where strangers cannot reach;
+        # anyone else in its open mailbox.
+        box = await self._ctx.db(self._store.contact_mailbox, peer) or b""
         deposit = await self._ctx.compute(
             lambda: Deposit.make(
-                mailbox=mailbox_key(recipient, period, self._periods),
+                mailbox=mailbox_key(recipient, period, self._periods, secret=box),
                 expiry=int(now) + DEPOSIT_TTL,
                 sealed=sealed,
                 difficulty=bits if bits is not None else self._deposit_bits,
@@ -171,6 +210,7 @@ class MailboxService(NodeService):
                 kind=LetterKind.RECEIPT,
                 message_id=message_id,
                 time_ms=int(self._ctx.clock() * 1000),
+                reply_box=self._reply_box(peer),
             )
             sent = await self._deposit(peer, letter) and sent
         return sent
@@ -206,46 +246,61 @@ class MailboxService(NodeService):
         now = self._ctx.clock()
         current = self._periods.number_at(now)
         span = math.ceil(MAX_TTL / (self._periods.length_minutes * 60)) + 1
-        letters: list[tuple[Letter, Deposit, int]] = []
-        for period in range(current, current - span, -1):
-            mailbox = mailbox_key(self._ctx.identity.public_key, period, self._periods)
-            try:
-                with trio.fail_after(OPERATION_TIMEOUT_S):
-                    deposits = await dht.collect(dht_key(mailbox))
-            except (AnonsipError, trio.TooSlowError) as exc:
-                log.info("could not collect a mailbox: %s", exc)
-                continue
-            for deposit in deposits[:MAX_COLLECTED]:
-                if deposit.mailbox != mailbox:
-                    continue
-                try:
-                    letter = open_letter(self._ctx.identity, deposit.sealed)
-                except LetterError:
-                    continue  # not for us, or tampered: it stays, and expires
-                letters.append((letter, deposit, period))
+        letters: list[tuple[Letter, Deposit, Box]] = []
+        limiter = trio.CapacityLimiter(PARALLEL_COLLECTS)
+
+        async def collect_box(box: Box) -> None:
+            async with limiter:
+                letters.extend(await self._collect_box(dht, box))
+
+        async with trio.open_nursery() as nursery:
+            for period in range(current, current - span, -1):
+                for secret in (b"", self.secret()):  # the open mailbox, the contacts' one
+                    nursery.start_soon(collect_box, Box(period, secret))
         letters.sort(key=lambda item: item[0].time_ms)  # in order per conversation
         # A letter's deposit is deleted only once its receipt went out, directly or by
         # mail: a node stopped in between collects it again (shown once: the message id)
         # and sends the receipt then.
-        settled: list[tuple[int, bytes]] = []
-        waiting: dict[str, list[tuple[Letter, Deposit, int]]] = {}
-        for letter, deposit, period in letters:
+        settled: list[tuple[Box, bytes]] = []
+        waiting: dict[str, list[tuple[Letter, Deposit, Box]]] = {}
+        for letter, deposit, box in letters:
             peer = await self._take(letter, deposit)
             if peer is None:
-                settled.append((period, deposit.deposit_id))
+                settled.append((box, deposit.deposit_id))
             else:
-                waiting.setdefault(peer, []).append((letter, deposit, period))
+                waiting.setdefault(peer, []).append((letter, deposit, box))
         for peer, taken in waiting.items():
             if await self.send_receipt(peer, [letter.message_id for letter, _, _ in taken]):
-                settled.extend((period, deposit.deposit_id) for _, deposit, period in taken)
-        by_period: dict[int, list[bytes]] = {}
-        for period, deposit_id in settled:
-            by_period.setdefault(period, []).append(deposit_id)
-        for period, deposit_ids in by_period.items():
-            await self._delete(period, deposit_ids)
+                settled.extend((box, deposit.deposit_id) for _, deposit, box in taken)
+        by_box: dict[Box, list[bytes]] = {}
+        for box, deposit_id in settled:
+            by_box.setdefault(box, []).append(deposit_id)
+        for box, deposit_ids in by_box.items():
+            await self._delete(box, deposit_ids)
         self.last_collected = now
         self._ctx.status_changed()
         return len(letters)
+
+    async def _collect_box(self, dht: MailboxDht, box: Box) -> list[tuple[Letter, Deposit, Box]]:
+        mailbox = mailbox_key(
+            self._ctx.identity.public_key, box.period, self._periods, secret=box.secret
+        )
+        try:
+            with trio.fail_after(OPERATION_TIMEOUT_S):
+                deposits = await dht.collect(dht_key(mailbox))
+        except (AnonsipError, trio.TooSlowError) as exc:
+            log.info("could not collect a mailbox: %s", exc)
+            return []
+        letters = []
+        for deposit in deposits[:MAX_COLLECTED]:
+            if deposit.mailbox != mailbox:
+                continue
+            try:
+                letter = open_letter(self._ctx.identity, deposit.sealed)
+            except LetterError:
+                continue  # not for us, or tampered: it stays, and expires
+            letters.append((letter, deposit, box))
+        return letters
 
     async def _take(self, letter: Letter, deposit: Deposit) -> str | None:
         """Store one opened letter; the peer owed a receipt for it, None if none is."""
@@ -271,6 +326,8 @@ class MailboxService(NodeService):
             if new:
                 self._ctx.publish("request", request_view(peer, letter.text, time))
             return None  # no receipt: that we read requests is not the stranger's to know
+        if letter.reply_box and store.contact_mailbox(peer) != letter.reply_box:
+            store.set_contact_mailbox(peer, letter.reply_box)
         fresh = await self._ctx.db(
             store.record_incoming, peer, letter.message_id, letter.text, time
         )
@@ -291,11 +348,11 @@ class MailboxService(NodeService):
             )
         return peer
 
-    async def _delete(self, period: int, deposit_ids: list[bytes]) -> None:
+    async def _delete(self, box: Box, deposit_ids: list[bytes]) -> None:
         dht = self._dht
         if dht is None:
             return
-        owner = mailbox_keypair(self._ctx.identity, period, self._periods)
+        owner = mailbox_keypair(self._ctx.identity, box.period, self._periods, secret=box.secret)
         for start in range(0, len(deposit_ids), MAX_DELETE):
             deletion = Deletion.make(
                 owner, int(self._ctx.clock()), tuple(deposit_ids[start : start + MAX_DELETE])

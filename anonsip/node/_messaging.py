@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
@@ -47,6 +48,7 @@ from anonsip.sip import (
     IMDN_CONTENT_TYPE,
     Request,
     RequestReceived,
+    Response,
     SipEvent,
     SipParseError,
     imdn_body,
@@ -60,12 +62,15 @@ __all__ = ["PROOF_HEADER", "MessagingService", "message_view"]
 log = logging.getLogger(__name__)
 
 PROOF_HEADER = "Anonsip-Proof"
+BOX_HEADER = "Anonsip-Mailbox"  # our contacts' mailbox secret, told to contacts only
 TEXT_PLAIN = "text/plain;charset=utf-8"
 REFUSED = (403, "Forbidden")  # one answer for every refusal: blocked, bad proof
 BUSY = (486, "Busy Here")  # try later: too many requests right now
 WINDOW = 32  # a contact's messages in flight at once on one link
 MAX_MESSAGE_ID = 64  # a message's id is its Call-ID; the store keeps at most this
 GIVE_UP = frozenset({403, 404, 413, 415, 603})
+
+_BOX_VALUE = re.compile(r"[0-9a-f]{64}")
 
 Heard = Callable[[str, str], None]
 RECEIPT_TIMEOUT_S = 20.0  # a direct receipt; after that it goes by mail
@@ -77,6 +82,10 @@ class MailboxSender(Protocol):
     async def deposit_message(
         self, peer: str, message_id: str, text: str, time: float, *, request: bool
     ) -> bool: ...
+
+    def secret(self) -> bytes:
+        """Our contacts' mailbox secret (``anonsip.mailbox``)."""
+        ...
 
 
 def message_view(message: Message) -> MessageView:
@@ -247,6 +256,8 @@ class MessagingService(NodeService):
             with trio.fail_after(self._request_timeout):
                 headers: list[tuple[str, str]] = [("Content-Type", TEXT_PLAIN)]
                 needs_proof = contact is None or contact.state is not ContactState.ACCEPTED
+                if not needs_proof:
+                    headers.extend(self._box_headers())
                 link, proof = await self._dial(peer, peer_key, needs_proof=needs_proof)
                 if proof is not None:
                     headers.append((PROOF_HEADER, proof))
@@ -260,6 +271,7 @@ class MessagingService(NodeService):
             return False
         code = response.status_code
         if code == 200:
+            await self._learn_box(peer, response)
             await self._ctx.db(self._store.mark_delivered, message_id)
             self._publish_state(message_id)
             if contact is not None and contact.state is ContactState.REQUESTED:
@@ -286,13 +298,15 @@ class MessagingService(NodeService):
         try:
             with trio.fail_after(self._request_timeout):
                 link = await self._ctx.links.link_to(peer_key)
+                box = self._box_headers()
                 requests = [
                     link.endpoint.create_request(
                         "MESSAGE",
-                        headers=(("Content-Type", TEXT_PLAIN),),
+                        # Our mailbox secret rides on a window's first message only.
+                        headers=(("Content-Type", TEXT_PLAIN), *(box if index == 0 else ())),
                         body=item.text.encode("utf-8"),
                     ).with_replaced("Call-ID", item.message_id)
-                    for item in items
+                    for index, item in enumerate(items)
                 ]
 
                 def trying(index: int, _response: object) -> None:
@@ -312,6 +326,8 @@ class MessagingService(NodeService):
                 settled = False  # an error, or after one: retried later, in order
                 continue
             if result.status_code == 200:
+                if not delivered:
+                    await self._learn_box(peer, result)
                 delivered.append(message_id)
             elif result.status_code in GIVE_UP:
                 failed.append(message_id)
@@ -358,6 +374,21 @@ class MessagingService(NodeService):
             log.info("receipts could not go directly (%s); they go by mail", exc)
             return False
         return all(not isinstance(r, AnonsipError) and r.status_code == 200 for r in results)
+
+    def _box_headers(self) -> tuple[tuple[str, str], ...]:
+        """Our contacts' mailbox secret, for a message to or an answer to a contact."""
+        if self._mailbox is None:
+            return ()
+        return ((BOX_HEADER, self._mailbox.secret().hex()),)
+
+    async def _learn_box(self, peer: str, message: Request | Response) -> None:
+        """A contact told us its mailbox secret: our mail to it goes there from now on."""
+        value = message.get(BOX_HEADER)
+        if value is None or not _BOX_VALUE.fullmatch(value):
+            return  # none, or not one: the open mailbox still works
+        secret = bytes.fromhex(value)
+        if await self._ctx.db(self._store.contact_mailbox, peer) != secret:
+            await self._ctx.db(self._store.set_contact_mailbox, peer, secret)
 
     def _accepted_by(self, peer: str) -> None:
         """``peer`` answered as a contact: it accepted our request."""
@@ -463,7 +494,8 @@ class MessagingService(NodeService):
         if state is ContactState.REQUESTED:
             # We asked them; a message back means they accepted.
             self._accepted_by(peer)
-        await link.respond(request, 200)
+        await self._learn_box(peer, request)
+        await link.respond(request, 200, headers=self._box_headers())
         if fresh:
             for listener in self._on_received:
                 listener(peer, text)

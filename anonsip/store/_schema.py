@@ -106,4 +106,9 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     ALTER TABLE messages ADD COLUMN kind TEXT NOT NULL DEFAULT 'text'
     """,
+    # 5: a contact's mailbox secret (sealed), which it gave us so that our mail
+    # to it goes where strangers cannot reach.
+    """
+    ALTER TABLE contacts ADD COLUMN mailbox_sealed BLOB
+    """,
 )

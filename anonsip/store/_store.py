@@ -372,6 +372,27 @@ class MessageStore:
             )
             return self._require_contact(db, address)
 
+    def contact_mailbox(self, address: str) -> bytes | None:
+        """The mailbox secret a contact gave us, or None if it gave none (or is none)."""
+        with self._transaction() as db:
+            peer = self._cipher.peer_hash(address)
+            row = db.execute(
+                "SELECT mailbox_sealed FROM contacts WHERE peer = ?", (peer,)
+            ).fetchone()
+            if row is None or row[0] is None:
+                return None
+            return self._cipher.open("contacts.mailbox", peer, row[0])
+
+    def set_contact_mailbox(self, address: str, secret: bytes) -> bool:
+        """Keep the mailbox secret a contact gave us; False if it is not a contact."""
+        with self._transaction() as db:
+            peer = self._cipher.peer_hash(address)
+            sealed = self._cipher.seal("contacts.mailbox", peer, secret)
+            cur = db.execute(
+                "UPDATE contacts SET mailbox_sealed = ? WHERE peer = ?", (sealed, peer)
+            )
+            return cur.rowcount > 0
+
     def set_note(self, address: str, note: str) -> Contact:
         _check_size("note", note, MAX_NOTE_BYTES)
         with self._transaction() as db:

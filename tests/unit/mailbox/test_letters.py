@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from anonsip._errors import LocalError
 from anonsip.identity import Identity
 from anonsip.mailbox import (
     DEPOSIT_POW_BITS,
@@ -102,11 +103,22 @@ def test_any_bytes_are_a_letter_or_a_letter_error(data: bytes) -> None:
     kind=st.sampled_from(list(LetterKind)),
     message_id=st.text(min_size=1, max_size=16).filter(lambda t: 0 < len(t.encode()) <= 64),
     text=st.text(max_size=600),
+    reply_box=st.sampled_from([b"", bytes(range(32))]),
 )
-def test_any_letter_round_trips(kind: LetterKind, message_id: str, text: str) -> None:
-    letter = Letter(kind=kind, message_id=message_id, time_ms=123, text=text)
+def test_any_letter_round_trips(
+    kind: LetterKind, message_id: str, text: str, reply_box: bytes
+) -> None:
+    letter = Letter(kind=kind, message_id=message_id, time_ms=123, text=text, reply_box=reply_box)
     opened = open_letter(BOB, seal_letter(ALICE, BOB.public_key, letter))
     assert (opened.kind, opened.message_id, opened.text) == (kind, message_id, text)
+    assert opened.reply_box == reply_box
+
+
+def test_a_reply_box_is_32_bytes_or_none() -> None:
+    with pytest.raises(LocalError, match="32 bytes"):
+        Letter(kind=LetterKind.MESSAGE, message_id="m", time_ms=1, reply_box=b"short").body()
+    with pytest.raises(LocalError, match="32 bytes"):
+        mailbox_key(BOB.public_key, 100, secret=b"short")
 
 
 def test_mailbox_keys_are_per_period_and_unlinkable_to_registrations() -> None:
@@ -116,6 +128,12 @@ def test_mailbox_keys_are_per_period_and_unlinkable_to_registrations() -> None:
     assert key == mailbox_keypair(BOB, 100).public_key  # anyone computes what the owner holds
     assert key != mailbox_key(BOB.public_key, 101)
     assert key != blind_public_key(BOB.public_key, 100)  # not the registration's key
+    # The contacts' mailbox: only with the owner's secret; unlinkable to the open one.
+    secret = bytes(range(32))
+    contacts = mailbox_key(BOB.public_key, 100, secret=secret)
+    assert contacts == mailbox_keypair(BOB, 100, secret=secret).public_key
+    assert contacts not in (key, mailbox_key(BOB.public_key, 100, secret=bytes(32)))
+    assert contacts != mailbox_key(BOB.public_key, 101, secret=secret)
 
 
 def _deposit(expiry: int = NOW + 3600, difficulty: int = 8) -> Deposit:

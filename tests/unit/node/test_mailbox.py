@@ -17,7 +17,15 @@ import trio.testing
 
 from anonsip.control import MessageView
 from anonsip.identity import TOR_TIME_PERIODS, Identity
-from anonsip.mailbox import Deletion, Deposit, Letter, LetterKind, mailbox_key, seal_letter
+from anonsip.mailbox import (
+    Deletion,
+    Deposit,
+    Letter,
+    LetterKind,
+    dht_key,
+    mailbox_key,
+    seal_letter,
+)
 from anonsip.node._contacts import ContactsService
 from anonsip.node._mailbox import MailboxService
 from anonsip.node._messaging import MessagingService
@@ -34,9 +42,10 @@ class Mailboxes:
         self.kept: dict[bytes, dict[bytes, Deposit]] = {}
         self.deposits = 0
         self.refusing = False  # every storing node unreachable
+        self.cap = 64  # deposits per mailbox, as storing nodes bound them
 
     async def deposit(self, deposit: Deposit) -> int:
-        if self.refusing:
+        if self.refusing or len(self.kept.get(deposit.key, {})) >= self.cap:
             return 0
         deposit.check(trio.current_time() + NOW, difficulty=BITS)
         self.kept.setdefault(deposit.key, {})[deposit.deposit_id] = deposit
@@ -228,6 +237,7 @@ async def test_strangers_cheap_letters_and_the_blockeds_letters_are_dropped(
     alice_mail = _services(alice, boxes)
     alice.befriend(carol)
     await mesh.start(alice)
+    await trio.testing.wait_all_tasks_blocked()  # the collection at start is over
     await alice.op("block", address=carol.address)
     spam = Letter(kind=LetterKind.MESSAGE, message_id="spam-1", time_ms=1, text="buy now")
     _forge(boxes, mallory.identity, alice, spam, BITS)  # a stranger, with a message's work
@@ -239,3 +249,38 @@ async def test_strangers_cheap_letters_and_the_blockeds_letters_are_dropped(
     assert await alice.op("history", peer=carol.address) == []
     assert all(not box for box in boxes.kept.values())  # both deleted: nothing to retry
     assert boxes.deposits == 0  # and neither got a receipt
+
+
+async def test_contacts_mail_goes_where_a_strangers_flood_cannot_reach(
+    world: tuple[Mesh, Mailboxes], autojump_clock: trio.testing.MockClock
+) -> None:
+    mesh, boxes = world
+    alice, bob, mallory = mesh.add("alice", 1), mesh.add("bob", 2), mesh.add("mallory", 4)
+    _services(alice, boxes)
+    bob_mail = _services(bob, boxes)
+    alice.befriend(bob)
+    bob.befriend(alice)
+    await mesh.start(alice)
+    await mesh.start(bob)
+    # One message each way while both are online: each learns the other's secret.
+    hello = MessageView.decode(await alice.op("send", peer="bob", text="hello"))
+    await _state(alice, hello.message_id, "delivered")
+    assert alice.store.contact_mailbox(bob.address) == bob_mail.secret()
+    assert bob.store.contact_mailbox(alice.address) is not None
+    assert mallory.store.contact_mailbox(bob.address) is None
+    await mesh.stop(bob)
+    # Mallory, who knows bob's address, fills his open mailbox to the storing nodes' cap.
+    boxes.cap = 8
+    for n in range(boxes.cap):
+        junk = Letter(kind=LetterKind.REQUEST, message_id=f"junk-{n}", time_ms=n, text="spam")
+        _forge(boxes, mallory.identity, bob, junk, BITS + 2)
+    sent = MessageView.decode(await alice.op("send", peer="bob", text="still there?"))
+    await _state(alice, sent.message_id, "in_mailbox")  # alice's letter found room
+    period = TOR_TIME_PERIODS.number_at(trio.current_time() + NOW)
+    contacts_box = dht_key(mailbox_key(bob.key, period, secret=bob_mail.secret()))
+    assert len(boxes.kept[contacts_box]) == 1
+    await mesh.start(bob)
+    await bob_mail.collect()
+    texts = [m["text"] for m in await bob.op("history", peer="alice")]
+    assert texts == ["hello", "still there?"]
+    await _state(alice, sent.message_id, "delivered")

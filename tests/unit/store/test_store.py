@@ -447,3 +447,21 @@ def test_dht_seeds_are_sealed_bounded_per_source_and_newest_first(tmp_path: Path
     store.close()
     raw = (tmp_path / "s.sqlite").read_bytes()
     assert b"seed-key-marker!" not in raw  # the seeds are sealed at rest
+
+
+def test_a_contacts_mailbox_secret_is_kept_sealed_and_only_for_contacts(tmp_path: Path) -> None:
+    store = MessageStore.open(tmp_path / "s.sqlite", bytes(32))
+    secret = b"mailbox-secret-marker!" + bytes(10)
+    assert not store.set_contact_mailbox(ALICE, secret)  # not a contact: nothing kept
+    store.add_contact(ALICE, "alice", now=1.0)
+    assert store.contact_mailbox(ALICE) is None
+    assert store.set_contact_mailbox(ALICE, secret)
+    assert store.contact_mailbox(ALICE) == secret
+    assert store.contact_mailbox(BOB) is None
+    store.remove_contact(ALICE)
+    assert store.contact_mailbox(ALICE) is None  # forgotten with the contact
+    store.add_contact(ALICE, "alice", now=1.0)
+    assert store.contact_mailbox(ALICE) is None
+    assert store.set_contact_mailbox(ALICE, secret)
+    store.close()
+    assert b"mailbox-secret-marker!" not in (tmp_path / "s.sqlite").read_bytes()
