@@ -58,7 +58,7 @@ from anonsip.node._contacts import request_view
 from anonsip.node._context import NodeContext
 from anonsip.node._messaging import message_view
 from anonsip.node._service import NodeService
-from anonsip.store import ContactState, MessageState
+from anonsip.store import ContactState, MessageState, StoreLimitError
 
 __all__ = ["COLLECT_INTERVAL_S", "DirectReceipts", "MailboxDht", "MailboxService"]
 
@@ -320,9 +320,14 @@ class MailboxService(NodeService):
         if contact is None or contact.state is ContactState.BLOCKED:
             if deposit.work < self._request_bits:
                 return None  # a stranger's letter without a request's work: dropped
-            new = await self._ctx.db(
-                lambda: store.record_request(peer, letter.text, time, message_id=letter.message_id)
-            )
+            try:
+                new = await self._ctx.db(
+                    lambda: store.record_request(
+                        peer, letter.text, time, message_id=letter.message_id
+                    )
+                )
+            except StoreLimitError:
+                return None  # longer than a request may be: dropped like any junk
             if new:
                 self._ctx.publish("request", request_view(peer, letter.text, time))
             return None  # no receipt: that we read requests is not the stranger's to know

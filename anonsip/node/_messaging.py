@@ -66,6 +66,7 @@ BOX_HEADER = "Anonsip-Mailbox"  # our contacts' mailbox secret, told to contacts
 TEXT_PLAIN = "text/plain;charset=utf-8"
 REFUSED = (403, "Forbidden")  # one answer for every refusal: blocked, bad proof
 BUSY = (486, "Busy Here")  # try later: too many requests right now
+TOO_LARGE = (413, "Request Entity Too Large")  # longer than we keep: never retried
 WINDOW = 32  # a contact's messages in flight at once on one link
 MAX_MESSAGE_ID = 64  # a message's id is its Call-ID; the store keeps at most this
 GIVE_UP = frozenset({403, 404, 413, 415, 603})
@@ -490,7 +491,13 @@ class MessagingService(NodeService):
         now: float,
         state: ContactState,
     ) -> None:
-        fresh = await self._ctx.db(self._store.record_incoming, peer, request.call_id, text, now)
+        try:
+            fresh = await self._ctx.db(
+                self._store.record_incoming, peer, request.call_id, text, now
+            )
+        except StoreLimitError:
+            await link.respond(request, *TOO_LARGE)  # the parser takes more than we keep
+            return
         if state is ContactState.REQUESTED:
             # We asked them; a message back means they accepted.
             self._accepted_by(peer)
@@ -531,7 +538,7 @@ class MessagingService(NodeService):
         try:
             new = await self._ctx.db(self._record_request, peer, text, now, request.call_id)
         except StoreLimitError:
-            await link.respond(request, *BUSY)
+            await link.respond(request, *TOO_LARGE)  # a request is short; never retried
             return
         await link.respond(request, 202)
         if new:

@@ -288,3 +288,23 @@ async def test_contacts_mail_goes_where_a_strangers_flood_cannot_reach(
     texts = [m["text"] for m in await bob.op("history", peer="alice")]
     assert texts == ["hello", "still there?"]
     await _state(alice, sent.message_id, "delivered")
+
+
+async def test_a_strangers_oversized_request_letter_does_not_stop_the_collection(
+    world: tuple[Mesh, Mailboxes], autojump_clock: trio.testing.MockClock
+) -> None:
+    mesh, boxes = world
+    alice, bob, mallory = mesh.add("alice", 1), mesh.add("bob", 2), mesh.add("mallory", 4)
+    bob_mail = _services(bob, boxes)
+    bob.befriend(alice)
+    await mesh.start(bob)
+    await trio.testing.wait_all_tasks_blocked()  # the collection at start is over
+    huge = Letter(kind=LetterKind.REQUEST, message_id="huge-1", time_ms=1, text="x" * 2000)
+    _forge(boxes, mallory.identity, bob, huge, BITS + 2)  # more than a request may hold
+    hello = Letter(kind=LetterKind.MESSAGE, message_id="alice-1", time_ms=2, text="hello")
+    _forge(boxes, alice.identity, bob, hello, BITS)
+    assert await bob_mail.collect() == 2
+    assert [m["text"] for m in await bob.op("history", peer=alice.address)] == ["hello"]
+    assert await bob.op("requests") == []
+    period = TOR_TIME_PERIODS.number_at(trio.current_time() + NOW)
+    assert boxes.kept[dht_key(mailbox_key(bob.key, period))] == {}  # dropped like any junk

@@ -207,3 +207,23 @@ async def test_in_order_handling_survives_a_link_that_breaks_mid_window(
             await trio.sleep(5)
     arrived = [m["text"] for m in await b.op("history", peer=a.address, limit=1000)]
     assert arrived == texts  # every one once, in order, whatever was cut
+
+
+async def test_a_message_longer_than_the_store_keeps_is_refused_not_left_unanswered(
+    mesh: Mesh, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Text the parser takes (16 KiB) but the store does not (8 KiB) gets a 413."""
+    a, b = await _pair(mesh, friends=True)
+    link = await a.link_to(b.key)
+    answer = await link.request(message_request(link.endpoint, "x" * 9000))
+    assert answer.status_code == 413
+    assert await b.op("history", peer=a.address) == []
+
+
+async def test_a_first_message_too_long_for_a_request_fails_instead_of_waiting_forever(
+    mesh: Mesh, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b = await _pair(mesh, friends=False)
+    sent = MessageView.decode(await a.op("send", peer=b.address, text="x" * 2000))
+    await _state(a, sent.message_id, "failed")
+    assert await b.op("requests") == []
