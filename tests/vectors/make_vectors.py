@@ -181,7 +181,7 @@ def _periods(inputs: Json) -> TimePeriods:
 ALICE_SEED = label_bytes("alice identity seed")
 BOB_SEED = label_bytes("bob identity seed")
 NOW = 1764000000  # 2025-11-24T16:00:00Z
-PERIODS = {"period_length_minutes": 1440, "period_rotation_offset_minutes": 720}
+PERIODS: Json = {"period_length_minutes": 1440, "period_rotation_offset_minutes": 720}
 
 
 # -- 1. identity: address, SIP URI, Noise static key, onion address, safety number --
@@ -206,7 +206,7 @@ def build_identity(inputs: Json) -> Json:
     }
 
 
-IDENTITY = {
+IDENTITY: Json = {
     "identity_seed": ALICE_SEED,
     "other_identity_seed": BOB_SEED,
     "onion_service_seed": label_bytes("alice onion service seed"),
@@ -245,7 +245,7 @@ def build_blinding(inputs: Json) -> Json:
     }
 
 
-BLINDING = {
+BLINDING: Json = {
     "identity_seed": ALICE_SEED,
     "unix_time": NOW,
     **PERIODS,
@@ -326,7 +326,7 @@ CALL_ID = label_bytes("call id", 16)  # what secrets.token_hex(16) gives a call
 CALLEE_TAG = "4a536e34d5448fa0"  # the To tag of the callee's answer in sip_call.json
 MEDIA_CONTEXT = media_context(CALL_ID, CALLEE_TAG)
 
-SECURE_CHANNEL = {
+SECURE_CHANNEL: Json = {
     "initiator_seed": ALICE_SEED,
     "responder_seed": BOB_SEED,
     "initiator_ephemeral": label_bytes("initiator ephemeral"),
@@ -376,7 +376,7 @@ def build_admission_pow(inputs: Json) -> Json:
     return {"cases": out}
 
 
-ADMISSION_POW = {
+ADMISSION_POW: Json = {
     "recipient": Address(Identity(seed=_b(BOB_SEED)).public_key).text,
     "sender": Address(Identity(seed=_b(ALICE_SEED)).public_key).text,
     "cases": [
@@ -485,13 +485,13 @@ def build_sip_message(inputs: Json) -> Json:
     return {"transcript": pair.transcript}
 
 
-SIP_COMMON = {
+SIP_COMMON: Json = {
     "alice_seed": ALICE_SEED,
     "bob_seed": BOB_SEED,
     "alice_rng": "alice sip",
     "bob_rng": "bob sip",
 }
-SIP_MESSAGE = {
+SIP_MESSAGE: Json = {
     **SIP_COMMON,
     # admission_pow.json's 20-bit proof (Alice to Bob at NOW)
     "proof": "2940000;19248c4ce47f7b8100000000000aff0c",
@@ -544,7 +544,7 @@ def build_sip_presence(inputs: Json) -> Json:
     return {"pidf": pidf.decode(), "transcript": pair.transcript}
 
 
-SIP_PRESENCE = {
+SIP_PRESENCE: Json = {
     **SIP_COMMON,
     "alice_rng": "alice presence",
     "bob_rng": "bob presence",
@@ -609,7 +609,7 @@ def build_sip_call(inputs: Json) -> Json:
     }
 
 
-SIP_CALL = {
+SIP_CALL: Json = {
     **SIP_COMMON,
     "alice_rng": "alice call",
     "bob_rng": "bob call",
@@ -664,7 +664,7 @@ def build_dht_identity(inputs: Json) -> Json:
     }
 
 
-DHT_IDENTITY = {
+DHT_IDENTITY: Json = {
     "port": 7044,
     "puzzle_cases": [
         {"stored_seed": label_bytes("dht node stored seed"), "difficulty": 16},
@@ -707,7 +707,7 @@ def build_registration(inputs: Json) -> Json:
     }
 
 
-REGISTRATION = {
+REGISTRATION: Json = {
     "identity_seed": ALICE_SEED,
     "unix_time": NOW,
     **PERIODS,
@@ -774,7 +774,7 @@ def build_dht_record(inputs: Json) -> Json:
     }
 
 
-DHT_RECORD = {
+DHT_RECORD: Json = {
     "registration": REGISTRATION,
     "unix_time": NOW,
     **PERIODS,
@@ -827,7 +827,7 @@ def build_dht_messages(inputs: Json) -> Json:
     return {"frames": [{"type": name, "frame": encode_frame(e).hex()} for name, e in messages]}
 
 
-DHT_MESSAGES = {
+DHT_MESSAGES: Json = {
     "caller_seed": DHT_IDENTITY["proof_caller_seed"],
     "caller_port": 7044,
     "callee_public_key": DHT_IDENTITY["proof_callee_public_key"],
@@ -881,7 +881,7 @@ def build_media(inputs: Json) -> Json:
 
 
 _PACKET = label_bytes("an opus packet (opaque here)", 60)
-MEDIA = {
+MEDIA: Json = {
     # secure_channel.json's export for the label "anonsip-media-key"
     "export_secret": build_secure_channel(SECURE_CHANNEL)["exports"][0]["key"],
     "call_id": CALL_ID,
@@ -927,7 +927,7 @@ def build_invite(inputs: Json) -> Json:
     return {"raw": raw.hex(), "text": invite.text}
 
 
-INVITE = {
+INVITE: Json = {
     "identity_seed": ALICE_SEED,
     "expires": NOW + 7 * 86400,
     "seeds": [
@@ -984,7 +984,7 @@ def build_mailbox_letter(inputs: Json) -> Json:
     return {"recipient_x25519_public_key": recipient.x25519_public_key.hex(), "letters": out}
 
 
-MAILBOX_LETTER = {
+MAILBOX_LETTER: Json = {
     "sender_seed": ALICE_SEED,
     "recipient_seed": BOB_SEED,
     "letters": [
@@ -1040,7 +1040,7 @@ def build_mailbox_deposit(inputs: Json) -> Json:
     }
 
 
-MAILBOX_DEPOSIT = {
+MAILBOX_DEPOSIT: Json = {
     "recipient_seed": BOB_SEED,
     # what bob told alice in sip_message.json's Anonsip-Mailbox header: his contacts' mailbox
     "recipient_mailbox_secret": SIP_MESSAGE["bob_mailbox_secret"],
