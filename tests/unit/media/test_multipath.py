@@ -28,7 +28,7 @@ from anonsip.media.io import (
     WavSource,
 )
 
-from .conftest import read_pcm
+from .conftest import first_100_ms_heard, read_pcm
 from .test_pipeline import pesq_wb
 
 SECRET = bytes(range(32))
@@ -286,19 +286,6 @@ async def test_speech_said_before_any_path_opened_is_heard(
     heard = np.frombuffer(bytes(sink.pcm), dtype="<i2")
     assert first_100_ms_heard(speech_pcm, heard)
     assert pesq_wb(speech_pcm, sink.pcm) >= 3.8
-
-
-def first_100_ms_heard(reference: np.ndarray, heard: np.ndarray) -> bool:
-    """The first 100 ms of speech in ``reference`` appear in ``heard`` (normalised
-    cross-correlation of that piece, >= 0.8 at its best lag)."""
-    ref = reference.astype(np.float64)
-    onset = int(np.argmax(np.abs(ref) > 300))  # where the speech begins
-    piece = ref[onset : onset + 1600]
-    rec = heard.astype(np.float64)
-    corr = np.correlate(rec, piece, mode="valid")
-    energy = np.sqrt(np.convolve(rec * rec, np.ones(piece.size), mode="valid")) + 1e-9
-    best = float(np.max(corr / (energy * np.linalg.norm(piece))))
-    return best >= 0.8
 
 
 async def test_paths_are_numbered_once_and_not_after_the_end(
