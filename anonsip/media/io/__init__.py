@@ -11,6 +11,7 @@ for tests and benchmarks.
 from anonsip.media.io._audio import (
     AudioSink,
     AudioSource,
+    ClockedSource,
     DeviceSink,
     DeviceSource,
     MemorySink,
@@ -42,6 +43,7 @@ __all__ = [
     "AudioSink",
     "AudioSource",
     "CallAudio",
+    "ClockedSource",
     "DelayedStream",
     "DeviceSink",
     "DeviceSource",

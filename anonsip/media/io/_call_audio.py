@@ -48,6 +48,16 @@ class _PaddedSource:
             )
         return await self._silence.read_frame()
 
+    def next_frame(self) -> bytes | None:
+        if self._silence is None:
+            frame = self.inner.next_frame()
+            if frame is not None:
+                return frame
+            self._silence = SilenceSource(
+                sample_rate=self.sample_rate, frame_ms=self.inner.frame_ms
+            )
+        return self._silence.next_frame()
+
 
 class _DiscardSink:
     async def write_frame(self, pcm: bytes) -> None:

@@ -3,20 +3,27 @@
 This is the thin adapter around the sans-IO parts: ``OpusEncoder`` and one
 ``MediaSealer`` per path on the way out; one ``MediaReceiver`` per path,
 the ``PathMerger``, the ``JitterBuffer`` and ``OpusDecoder`` on the way in.
-Tasks run in a nursery owned by ``MediaCall`` (an ``async with`` object):
+Tasks run in a nursery owned by ``MediaCall`` (an ``async with`` object).
 
-* capture: reads 20 ms frames from the source (which paces itself), encodes
-  them (silence when muted, so mute is invisible on the wire) and hands
-  each to every open path (``PathMode.DUPLICATE``) or to one in turn
-  (``ALTERNATE``). Until the first path is added, frames wait in a bounded
-  backlog that the first path sends at once, so what is said from the
-  moment the call starts is heard, late rather than never;
-* per path, a writer seals the path's queued frames with the path's key and
-  sends them (a bounded drop-oldest queue: a backed-up path must not turn
-  into seconds of queued audio), and a reader opens the path's frames and
-  gives the first copy of each to the jitter buffer;
-* playout: on a 20 ms clock, asks the jitter buffer what to play, decodes
-  or conceals, and writes to the sink (silence while buffering).
+One clock task does the call's work on a 20 ms tick: it reads what each
+socket path received since the last tick, takes the next frame from a
+source without a clock of its own (a file, silence), encodes it, seals it
+and hands it to every open path (``PathMode.DUPLICATE``) or to one in turn
+(``ALTERNATE``), then asks the jitter buffer what to play, decodes or
+conceals, and writes to the sink. Everything the call does per frame thus
+costs one wakeup of the process, which is most of a call's CPU on a busy
+machine. A path on a ``trio.SocketStream`` is read and written without
+blocking from that task (through a duplicate of its socket); whatever
+would block goes to the path's writer task instead, so a slow path never
+holds up the others. Any other stream (in memory, delayed) gets a reader
+and a writer task of its own, and a source with its own clock (a sound
+card) a capture task.
+
+Until the first path is added, frames wait in a bounded backlog that the
+first path sends at once, so what is said from the moment the call starts
+is heard, late rather than never. Each path's send queue is bounded and
+drops its oldest frame: a backed-up path must not turn into seconds of
+queued audio.
 
 A path that breaks, closes without END, or carries a frame we refuse is
 closed alone; the call goes on while another path is open. The call ends
@@ -31,6 +38,8 @@ from __future__ import annotations
 import collections
 import enum
 import math
+import os
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -45,7 +54,7 @@ from anonsip.media._jitter import Conceal, Idle, JitterBuffer, JitterPolicy, Pla
 from anonsip.media._opus import OpusDecoder, OpusEncoder
 from anonsip.media._paths import PathCounts, PathMerger
 from anonsip.media._quality import CallStatistics, InterarrivalJitter, RoundTrip, e_model_mos
-from anonsip.media.io._audio import AudioSink, AudioSource
+from anonsip.media.io._audio import AudioSink, AudioSource, ClockedSource
 
 __all__ = ["EndReason", "MediaCall", "MediaEnded", "MediaParams", "PathMode", "PathView"]
 
@@ -124,16 +133,59 @@ class _Outgoing:
     speech: bool
 
 
+class _SocketTap:
+    """A duplicate of a path's socket, used without blocking from the clock task.
+
+    Reading and writing a ``trio.SocketStream`` the usual way costs a task
+    wakeup each time; at a frame every 20 ms per path that is most of a
+    call's CPU. The tap tries the socket directly instead; only what would
+    block goes through trio (the path's writer task). The tap and trio never
+    use the socket at the same time.
+    """
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self._owner = stream.socket
+        self._sock = socket.socket(fileno=os.dup(stream.socket.fileno()))
+        self._sock.setblocking(False)
+
+    def _check_open(self) -> None:
+        if self._owner.fileno() < 0:
+            raise trio.ClosedResourceError("the media stream was closed")
+
+    def send(self, data: bytes) -> int:
+        """Bytes sent now (0 if the socket is full); raises ``OSError`` if it broke,
+        ``trio.ClosedResourceError`` if the stream was closed under us."""
+        self._check_open()
+        try:
+            return self._sock.send(data)
+        except BlockingIOError:
+            return 0
+
+    def recv(self, size: int) -> bytes | None:
+        """What arrived (b"" at the end), or None if nothing did; raises as ``send``."""
+        self._check_open()
+        try:
+            return self._sock.recv(size)
+        except BlockingIOError:
+            return None
+
+    def close(self) -> None:
+        self._sock.close()
+
+
 class _Path:
     """One stream of the call: its sealer, its receiver, its send queue."""
 
     def __init__(self, index: int, stream: trio.abc.Stream, keys: MediaKeys) -> None:
         self.index = index
         self.stream = stream
+        self.tap = _SocketTap(stream) if isinstance(stream, trio.SocketStream) else None
         self.sealer = MediaSealer(keys.send)
         self.receiver = MediaReceiver(keys.receive)
         self.backlog: collections.deque[_Outgoing] = collections.deque()  # sent first, unbounded
         self.queue: collections.deque[_Outgoing] = collections.deque()
+        self.unsent = b""  # the rest of a frame the tap could not send at once
+        self.writing = False  # the writer task is in a send
         self.changed = trio.Event()
         self.scope = trio.CancelScope()
         self.open = True
@@ -146,7 +198,17 @@ class _Path:
         self.changed = trio.Event()
 
     def pending(self) -> int:
-        return len(self.backlog) + len(self.queue)
+        return len(self.backlog) + len(self.queue) + (1 if self.unsent else 0)
+
+    @property
+    def busy(self) -> bool:
+        """The writer task has something to send: the clock task must not send past it."""
+        return self.writing or bool(self.unsent or self.backlog or self.queue)
+
+    def close_tap(self) -> None:
+        if self.tap is not None:
+            self.tap.close()
+            self.tap = None
 
 
 KeysFor = Callable[[int], MediaKeys]
@@ -180,6 +242,7 @@ class MediaCall:
             )
         self._keys_for: KeysFor = keys if callable(keys) else _single_path(keys)
         self._source = source
+        self._clocked = _clocked(source)
         self._sink = sink
         self._clock = clock
         self._on_path_closed = on_path_closed
@@ -252,6 +315,7 @@ class MediaCall:
         finally:
             with trio.CancelScope(shield=True):
                 for path in self._paths.values():
+                    path.close_tap()
                     await path.stream.aclose()
             self._encoder.close()
             self._decoder.close()
@@ -393,8 +457,9 @@ class MediaCall:
         with self._tasks_scope:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._capture)
-                nursery.start_soon(self._playout)
+                nursery.start_soon(self._clock_task)
+                if self._clocked is None:
+                    nursery.start_soon(self._capture_task)
                 for path in self._paths.values():
                     nursery.start_soon(self._run_path, path)
                 task_status.started()
@@ -420,34 +485,37 @@ class MediaCall:
         for path in self._paths.values():
             path.wake()
 
-    async def _capture(self) -> None:
-        p = self.params
+    async def _capture_task(self) -> None:
+        """A source with its own clock (a sound card): its frames as they come."""
         while not self._hanging_up:
             pcm = await self._source.read_frame()
             if pcm is None:
                 break
-            timestamp = round(self._now_ms())
-            if self._muted:
-                pcm, speech = self._silence, False
-            else:
-                # Voice activity from the mean square, without a float copy.
-                samples = np.frombuffer(pcm, dtype="<i2")
-                energy = float(np.dot(samples, samples.astype(np.int64))) / max(1, samples.size)
-                loud = math.sqrt(energy) > p.speech_rms
-                # Hangover: quiet consonants and pauses inside words stay speech,
-                # so the receiver only ever skips or stretches real silence.
-                self._quiet_frames = 0 if loud else self._quiet_frames + 1
-                speech = self._quiet_frames <= p.speech_hangover_frames
-            frame = _Outgoing(
-                seq=self._next_seq,
-                timestamp_ms=timestamp,
-                packet=self._encoder.encode(pcm),
-                speech=speech,
-            )
-            self._next_seq += 1
-            self._dispatch(frame)
+            self._capture(pcm, round(self._now_ms()))
         self._capture_done = True
         self._wake_writers()
+
+    def _capture(self, pcm: bytes, timestamp: int) -> None:
+        p = self.params
+        if self._muted:
+            pcm, speech = self._silence, False
+        else:
+            # Voice activity from the mean square, without a float copy.
+            samples = np.frombuffer(pcm, dtype="<i2")
+            energy = float(np.dot(samples, samples.astype(np.int64))) / max(1, samples.size)
+            loud = math.sqrt(energy) > p.speech_rms
+            # Hangover: quiet consonants and pauses inside words stay speech,
+            # so the receiver only ever skips or stretches real silence.
+            self._quiet_frames = 0 if loud else self._quiet_frames + 1
+            speech = self._quiet_frames <= p.speech_hangover_frames
+        frame = _Outgoing(
+            seq=self._next_seq,
+            timestamp_ms=timestamp,
+            packet=self._encoder.encode(pcm),
+            speech=speech,
+        )
+        self._next_seq += 1
+        self._dispatch(frame)
 
     def _dispatch(self, frame: _Outgoing) -> None:
         p = self.params
@@ -464,11 +532,44 @@ class MediaCall:
             return
         self._copies[frame.seq] = len(live)
         for path in live:
+            if path.tap is not None and not path.busy and p.frames_per_write == 1:
+                self._send_now(path, frame)
+                continue
             path.queue.append(frame)
             while len(path.queue) > p.send_queue_frames:
                 self._copy_gone(path.queue.popleft().seq, sent=False)
                 path.dropped += 1
             path.wake()
+
+    def _send_now(self, path: _Path, frame: _Outgoing) -> None:
+        """Seal and send ``frame`` on a socket path from the clock task, without waiting."""
+        assert path.tap is not None
+        wire = self._seal(path, [frame])
+        try:
+            sent = path.tap.send(wire)
+        except (OSError, trio.ClosedResourceError) as exc:
+            self._send_failed(path, exc)
+            return
+        if sent < len(wire):
+            path.unsent = wire[sent:]  # the writer task sends the rest, waiting as it must
+            path.wake()
+        self._sent_bytes += len(wire)
+        path.sent += 1
+        self._copy_gone(frame.seq, sent=True)
+
+    def _seal(self, path: _Path, batch: list[_Outgoing]) -> bytes:
+        echo_ms, hold_ms = 0, 0
+        if self._latest_peer is not None:
+            echo_ms = self._latest_peer[0] + 1  # 0 means "nothing to echo"
+            hold_ms = int(self._now_ms() - self._latest_peer[1])
+        return path.sealer.seal(
+            seq=batch[0].seq,
+            timestamp_ms=batch[0].timestamp_ms,
+            packets=[f.packet for f in batch],
+            speech=any(f.speech for f in batch),
+            echo_ms=echo_ms,
+            echo_hold_ms=hold_ms,
+        )
 
     def _copy_gone(self, seq: int, *, sent: bool) -> None:
         """One path sent or dropped its copy of frame ``seq``: count each frame once."""
@@ -487,6 +588,10 @@ class MediaCall:
     async def _write_path(self, path: _Path) -> None:
         p = self.params
         while True:
+            if path.unsent:
+                data, path.unsent = path.unsent, b""
+                await self._send(path, data, counted=True)
+                continue
             if self._hanging_up or (self._capture_done and not path.pending()):
                 end = path.sealer.seal_end(seq=self._next_seq, timestamp_ms=int(self._now_ms()))
                 await self._send(path, end)
@@ -505,26 +610,19 @@ class MediaCall:
             batch = [source.popleft() for _ in range(count)]
             if count == 2 and batch[1].seq != batch[0].seq + 1:
                 source.appendleft(batch.pop())
-            echo_ms, hold_ms = 0, 0
-            if self._latest_peer is not None:
-                echo_ms = self._latest_peer[0] + 1  # 0 means "nothing to echo"
-                hold_ms = int(self._now_ms() - self._latest_peer[1])
-            wire = path.sealer.seal(
-                seq=batch[0].seq,
-                timestamp_ms=batch[0].timestamp_ms,
-                packets=[f.packet for f in batch],
-                speech=any(f.speech for f in batch),
-                echo_ms=echo_ms,
-                echo_hold_ms=hold_ms,
-            )
-            await self._send(path, wire)
+            await self._send(path, self._seal(path, batch))
             path.sent += len(batch)
             for f in batch:
                 self._copy_gone(f.seq, sent=True)
 
-    async def _send(self, path: _Path, wire: bytes) -> None:
-        self._sent_bytes += len(wire)
-        await path.stream.send_all(wire)
+    async def _send(self, path: _Path, wire: bytes, *, counted: bool = False) -> None:
+        if not counted:
+            self._sent_bytes += len(wire)
+        path.writing = True
+        try:
+            await path.stream.send_all(wire)
+        finally:
+            path.writing = False
 
     def _check_send_done(self) -> None:
         if self._send_done.is_set():
@@ -541,49 +639,77 @@ class MediaCall:
         with path.scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._path_writer, path)
-                nursery.start_soon(self._path_reader, path)
+                if path.tap is None:  # a socket path is read by the clock task
+                    nursery.start_soon(self._path_reader, path)
         if not path.open:
+            path.close_tap()
             await trio.aclose_forcefully(path.stream)
 
     async def _path_writer(self, path: _Path) -> None:
         try:
             await self._write_path(path)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            if self._peer_ended:
-                # The peer hung up first and may already have closed its end.
-                path.end_sent = True
-                self._check_send_done()
-                self._path_closed(path, EndReason.FINISHED, "the peer hung up")
-            elif isinstance(exc, trio.BrokenResourceError):
-                self._path_closed(path, EndReason.BROKEN, f"the media stream broke: {exc}")
-            else:
-                self._path_closed(path, EndReason.CLOSED, "the media stream was closed")
+            self._send_failed(path, exc)
+
+    def _send_failed(self, path: _Path, exc: BaseException) -> None:
+        if self._peer_ended:
+            # The peer hung up first and may already have closed its end.
+            path.end_sent = True
+            self._check_send_done()
+            self._path_closed(path, EndReason.FINISHED, "the peer hung up")
+        elif isinstance(exc, trio.ClosedResourceError):
+            self._path_closed(path, EndReason.CLOSED, "the media stream was closed")
+        else:
+            self._path_closed(path, EndReason.BROKEN, f"the media stream broke: {exc}")
 
     async def _path_reader(self, path: _Path) -> None:
         try:
             while True:
                 data = await path.stream.receive_some(_RECEIVE_CHUNK)
-                if not data:
-                    path.receiver.receive_eof()
-                    if not (path.receiver.ended or self._peer_ended):
-                        self._path_closed(
-                            path,
-                            EndReason.PEER_CLOSED,
-                            "the peer closed the media stream without hanging up",
-                        )
+                if not self._received_bytes(path, data, self._now_ms()):
                     return
-                path.receiver.receive_data(data)
-                while (frame := path.receiver.next_frame()) is not None:
-                    self._received_frame(path, frame)
-        except RemoteProtocolError as exc:
-            self._path_closed(path, EndReason.PROTOCOL_ERROR, str(exc))
         except trio.BrokenResourceError as exc:
             self._path_closed(path, EndReason.BROKEN, f"the media stream broke: {exc}")
         except trio.ClosedResourceError:
             self._path_closed(path, EndReason.CLOSED, "the media stream was closed")
 
-    def _received_frame(self, path: _Path, frame: MediaFrame) -> None:
-        now = self._now_ms()
+    def _read_taps(self, now: float) -> None:
+        """What each socket path received since the last tick (the clock task's reads)."""
+        for path in list(self._paths.values()):
+            while path.open and path.tap is not None:
+                try:
+                    data = path.tap.recv(_RECEIVE_CHUNK)
+                except trio.ClosedResourceError:
+                    self._path_closed(path, EndReason.CLOSED, "the media stream was closed")
+                    break
+                except OSError as exc:
+                    self._path_closed(path, EndReason.BROKEN, f"the media stream broke: {exc}")
+                    break
+                if data is None or not self._received_bytes(path, data, now):
+                    break
+
+    def _received_bytes(self, path: _Path, data: bytes | bytearray, now: float) -> bool:
+        """Feed one read; False once the path has nothing more to read."""
+        try:
+            if not data:
+                path.receiver.receive_eof()
+                if not (path.receiver.ended or self._peer_ended):
+                    self._path_closed(
+                        path,
+                        EndReason.PEER_CLOSED,
+                        "the peer closed the media stream without hanging up",
+                    )
+                path.close_tap()  # nothing more to read; a writer still sends with trio
+                return False
+            path.receiver.receive_data(data)
+            while (frame := path.receiver.next_frame()) is not None:
+                self._received_frame(path, frame, now)
+        except RemoteProtocolError as exc:
+            self._path_closed(path, EndReason.PROTOCOL_ERROR, str(exc))
+            return False
+        return True
+
+    def _received_frame(self, path: _Path, frame: MediaFrame, now: float) -> None:
         if frame.end:
             if not self._peer_ended:
                 self._peer_ended = True
@@ -615,6 +741,7 @@ class MediaCall:
             return
         path.open = False
         path.closed_because = detail
+        path.close_tap()  # the duplicate too, or the peer would not see the stream end
         path.scope.cancel()
         if self._on_path_closed is not None and reason is not EndReason.FINISHED:
             self._on_path_closed(path.index, detail)
@@ -628,37 +755,56 @@ class MediaCall:
         else:
             self._finish(reason, detail)
 
-    # -- playout -----------------------------------------------------------
+    # -- the clock ---------------------------------------------------------
 
-    async def _playout(self) -> None:
+    async def _clock_task(self) -> None:
+        """Every tick: read the socket paths, capture a clocked source, play a frame."""
         frame_s = self.params.frame_ms / 1000
         tick = 0
         while True:
             await trio.sleep_until(self._start + tick * frame_s)
             tick += 1
             now = self._now_ms()
-            event = self._jitter.pop(now)
-            if isinstance(event, Play):
-                try:
-                    pcm = self._decoder.decode(event.payload)
-                except RemoteProtocolError as exc:
-                    self._finish(EndReason.PROTOCOL_ERROR, str(exc))
-                    return
-                self.played.append((self._clock(), int(event.send_ms)))
-            elif isinstance(event, Conceal):
-                pcm = self._decoder.conceal()
-            elif isinstance(event, Idle) and event.finished:
-                # The peer hung up and everything it sent was played: end our
-                # direction too, so both sides finish.
-                self._playout_done = True
-                self._hanging_up = True
-                self._wake_writers()
-                self._check_send_done()
-                self._maybe_finished()
+            self._read_taps(now)
+            if self._clocked is not None and not (self._hanging_up or self._capture_done):
+                pcm = self._clocked.next_frame()
+                if pcm is None:
+                    self._capture_done = True
+                    self._wake_writers()
+                    self._check_send_done()
+                else:
+                    self._capture(pcm, round(now))
+            if not self._playout_done:
+                await self._play(now)
+
+    async def _play(self, now: float) -> None:
+        event = self._jitter.pop(now)
+        if isinstance(event, Play):
+            try:
+                pcm = self._decoder.decode(event.payload)
+            except RemoteProtocolError as exc:
+                self._finish(EndReason.PROTOCOL_ERROR, str(exc))
                 return
-            else:
-                pcm = self._silence
-            await self._sink.write_frame(pcm)
+            self.played.append((self._clock(), int(event.send_ms)))
+        elif isinstance(event, Conceal):
+            pcm = self._decoder.conceal()
+        elif isinstance(event, Idle) and event.finished:
+            # The peer hung up and everything it sent was played: end our
+            # direction too, so both sides finish.
+            self._playout_done = True
+            self._hanging_up = True
+            self._wake_writers()
+            self._check_send_done()
+            self._maybe_finished()
+            return
+        else:
+            pcm = self._silence
+        await self._sink.write_frame(pcm)
+
+
+def _clocked(source: AudioSource) -> ClockedSource | None:
+    """``source`` if the call's clock can drive it (it has no clock of its own)."""
+    return source if isinstance(source, ClockedSource) else None
 
 
 def _single_path(keys: MediaKeys) -> KeysFor:
