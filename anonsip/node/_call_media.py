@@ -353,7 +353,7 @@ class CallMedia:
                 sample_rate=start.sample_rate,
                 frame_ms=start.frame_ms,
                 bitrate=start.bitrate,
-                jitter=JitterPolicy(frame_ms=start.frame_ms),
+                jitter=JitterPolicy.for_paths(start.paths, frame_ms=start.frame_ms),
             )
 
             def keys(number: int) -> MediaKeys:

@@ -265,7 +265,9 @@ class MediaCall:
         self._muted = False
         self._quiet_frames = 1 << 30
         self._peer_ended = False
+        self._peer_done = trio.Event()  # the peer's END came, or no path is left to bring it
         self._peer_ended_first = False
+        self._stopped_playing = False
         self._hanging_up = False
         self._capture_done = False
         self._send_done = trio.Event()
@@ -393,9 +395,15 @@ class MediaCall:
         return self._muted
 
     async def hang_up(self) -> MediaEnded:
-        """Stop sending, tell the peer with END on every path, and end the call."""
+        """Stop sending and playing, tell the peer with END on every path, and end the call.
+
+        The streams stay open (bounded) until the peer's END comes back: closing
+        a socket with the peer's last frames unread resets the connection, and a
+        reset can throw away our END before the peer has read it.
+        """
         if self._ended is None:
             self._hanging_up = True
+            self._stopped_playing = True
             self._backlog.clear()
             self._copies.clear()
             for path in self._paths.values():
@@ -405,6 +413,8 @@ class MediaCall:
             self._check_send_done()
             with trio.move_on_after(_END_TIMEOUT_S):
                 await self._send_done.wait()
+                if self.open_paths:
+                    await self._peer_done.wait()
             self._finish(EndReason.HUNG_UP, "this side hung up")
         return await self.wait_ended()
 
@@ -652,6 +662,11 @@ class MediaCall:
             self._send_failed(path, exc)
 
     def _send_failed(self, path: _Path, exc: BaseException) -> None:
+        # The peer's END may be waiting unread behind the failure (socket paths
+        # are read at the tick): read it first, so a hang-up is not taken for a break.
+        self._read_taps(self._now_ms())
+        if not path.open:
+            return
         if self._peer_ended:
             # The peer hung up first and may already have closed its end.
             path.end_sent = True
@@ -715,6 +730,7 @@ class MediaCall:
                 self._peer_ended = True
                 self._peer_ended_first = not self._send_done.is_set()
                 self._jitter.end_of_stream()
+                self._peer_done.set()
             return
         frame_ms = self.params.frame_ms
         for i, packet in enumerate(frame.packets):
@@ -748,6 +764,7 @@ class MediaCall:
         if any(other.open for other in self._paths.values()):
             self._check_send_done()
             return
+        self._peer_done.set()
         if self._peer_ended:
             self._send_done.set()
             self._playout_done = True
@@ -774,7 +791,7 @@ class MediaCall:
                     self._check_send_done()
                 else:
                     self._capture(pcm, round(now))
-            if not self._playout_done:
+            if not (self._playout_done or self._stopped_playing):
                 await self._play(now)
 
     async def _play(self, now: float) -> None:

@@ -290,3 +290,9 @@ def test_catch_up_over_two_paths_never_drops_speech(
     assert s.dropped_speech_frames == 0
     lost_speech = sum(1 for k in range(n) if speech[k] and k not in played)
     assert lost_speech <= s.missing_frames + s.discarded_frames  # late, never skipped
+
+
+def test_the_default_prior_is_lower_when_paths_cover_each_others_stalls() -> None:
+    assert JitterPolicy.for_paths(1).min_target_ms == JitterPolicy().min_target_ms == 100
+    assert JitterPolicy.for_paths(2).min_target_ms == JitterPolicy.for_paths(3).min_target_ms == 60
+    assert JitterPolicy.for_paths(2, frame_ms=40).frame_ms == 40

@@ -314,3 +314,31 @@ async def test_statistics_of_a_single_path_call_count_one_path(
     call = MediaCall(pair[0], keys=keys_for(True)(0), source=SilenceSource(), sink=MemorySink())
     s = call.statistics()
     assert (s.open_paths, s.used_paths, s.duplicate_frames) == (1, 1, 0)
+
+
+async def _tcp_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    async with listeners[0]:
+        a = await trio.open_tcp_stream("127.0.0.1", port)
+        b = await listeners[0].accept()
+    return a, b
+
+
+@pytest.mark.parametrize("trial", range(3))
+async def test_a_hang_up_over_socket_paths_reaches_the_peer_whole(trial: int) -> None:
+    """The side that hangs up waits for the peer's END before closing: its own END is
+    never thrown away by a reset, so the peer sees a hang-up, not a broken path."""
+    pairs = [await _tcp_pair() for _ in range(2)]
+    async with MediaCall(keys=keys_for(False), source=SilenceSource(), sink=MemorySink()) as b:
+        async with MediaCall(keys=keys_for(True), source=SilenceSource(), sink=MemorySink()) as a:
+            for i, (ours, theirs) in enumerate(pairs):
+                a.add_path(ours, path=i)
+                b.add_path(theirs, path=i)
+            await trio.sleep(0.3 + 0.1 * trial)
+            assert (await a.hang_up()).reason is EndReason.HUNG_UP
+        with trio.fail_after(5):
+            ended = await b.wait_ended()
+    assert ended.reason is EndReason.FINISHED
+    assert ended.detail == "the peer hung up"
+    assert [v.closed_because for v in b.paths()] == ["", ""]
