@@ -115,11 +115,14 @@ class MediaDoor:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             token = b""
         waiting = self._waiting.get(token) if len(token) == TOKEN_BYTES else None
-        if waiting is None or waiting.arrived or not waiting.deliver(stream):
+        if waiting is None or waiting.arrived:
             log.info("refused a media stream that names no call")
             await trio.aclose_forcefully(stream)
             return
-        waiting.arrived = True
+        waiting.arrived = True  # a token names one stream, once
+        if not waiting.deliver(stream):
+            await trio.aclose_forcefully(stream)
+            return
         # The onion service closes the stream when this returns: hold it for the call.
         await waiting.done.wait()
 
@@ -131,14 +134,18 @@ class CallPaths:
     hands them (and every later one) to the running ``MediaCall``.
     """
 
-    def __init__(self, *, caller: bool, wanted: int) -> None:
+    def __init__(
+        self, *, caller: bool, wanted: int, on_refused: Callable[[int], None] = lambda _n: None
+    ) -> None:
         self.caller = caller
-        self.wanted = wanted
+        self.wanted = wanted  # the paths agreed on (the SDP's lower count once answered)
+        self._on_refused = on_refused
         self.context: str | None = None
         self.named = trio.Event()  # the context (the callee's To tag) is known
         self.tokens: list[bytes] = []
         self.media: MediaCall | None = None
         self.held: dict[int, trio.abc.Stream] = {}
+        self.refused: dict[int, trio.abc.Stream] = {}  # held, then more than agreed on
         self.changed = trio.Event()
         self.next_number = 0
         self.dialling = 0
@@ -165,6 +172,8 @@ class CallPaths:
         if self.media is None:
             self.held[number] = stream
             return True
+        if self.media.open_paths >= self.wanted:
+            return False  # one more than agreed on: a late dial
         try:
             self.media.add_path(stream, path=number)
         except LocalError as exc:
@@ -174,10 +183,15 @@ class CallPaths:
         return True
 
     def attach(self, media: MediaCall) -> None:
+        """The media runs: it takes the held paths, as many as were agreed on."""
         self.media = media
         held, self.held = self.held, {}
         for number, stream in sorted(held.items()):
-            media.add_path(stream, path=number)
+            if media.open_paths < self.wanted:
+                media.add_path(stream, path=number)
+            else:
+                self.refused[number] = stream
+                self._on_refused(number)
         self._wake()
 
     def holds(self, number: int) -> bool:
@@ -240,7 +254,15 @@ class CallMedia:
         if leg.paths is not None or leg.link is None:
             return
         context = media_context(leg.call_id, callee_tag)
-        leg.paths = paths = CallPaths(caller=False, wanted=leg.machine.preferences.paths)
+        tokens: list[bytes] = []
+
+        def refused(number: int) -> None:
+            self._door.forget(tokens[number])  # the door closes a stream the call will not use
+
+        leg.paths = paths = CallPaths(
+            caller=False, wanted=leg.machine.preferences.paths, on_refused=refused
+        )
+        paths.tokens = tokens
         paths.name(context)
         for number in range(MAX_PATH_NUMBERS):
             token = media_token(leg.link, context, number)
@@ -301,8 +323,9 @@ class CallMedia:
             while paths.holds(number) and not paths.closed:
                 await paths.changed.wait()
         finally:
-            if paths.held.pop(number, None) is not None:
-                await trio.aclose_forcefully(stream)  # the media never took it
+            left = paths.held.pop(number, None) or paths.refused.pop(number, None)
+            if left is not None:
+                await trio.aclose_forcefully(left)  # the media never took it
 
     def _path_closed(self, leg: CallLeg, paths: CallPaths, number: int, why: str) -> None:
         media = paths.media

@@ -21,6 +21,7 @@ import trio.testing
 from pesq import pesq
 
 from anonsip._errors import LocalError
+from anonsip.call import MediaPreferences
 from anonsip.control import BadArguments
 from anonsip.media.io import CallAudio, MemorySink
 from anonsip.node._call_media import TOKEN_BYTES, media_context, media_keys, media_token
@@ -484,3 +485,22 @@ async def test_the_first_100_ms_said_after_the_answer_reach_the_callee(
     heard = read_pcm(record)[1]
     assert first_100_ms_heard(reference, heard)
     assert pesq(RATE, reference.astype(np.float32), heard.astype(np.float32), "wb") >= 3.5
+
+
+@pytest.mark.parametrize("fewer", ["callee", "caller"])
+async def test_a_side_that_wants_one_path_gets_one(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, fewer: str
+) -> None:
+    one = CallSettings(preferences=MediaPreferences(paths=1))
+    settings = {"settings_a": one} if fewer == "caller" else {"settings_b": one}
+    async with call_pair(tmp=tmp_path, **settings) as (a, b):
+        await _ring(a, b, tmp_path, seconds=20)
+        await b.op("answer", record=str(tmp_path / "r.wav"))
+        await a.recorder.wait_call("active")
+        await trio.sleep(2)
+        for side in (a, b):
+            (leg,) = side.calls.calls()
+            assert leg.media is not None
+            assert leg.media.open_paths == 1
+        await a.op("hangup")
+        assert (await b.recorder.wait_call("ended"))["reason"] == "remote-hung-up"
