@@ -391,7 +391,7 @@ class CallMedia:
             media = MediaCall(
                 keys=keys,
                 source=audio.source,
-                sink=gate,
+                sink=gate.gated(),
                 params=params,
                 on_path_closed=path_closed,
             )

@@ -11,6 +11,7 @@ for tests and benchmarks.
 from anonsip.media.io._audio import (
     AudioSink,
     AudioSource,
+    ClockedSink,
     ClockedSource,
     DeviceSink,
     DeviceSource,
@@ -43,6 +44,7 @@ __all__ = [
     "AudioSink",
     "AudioSource",
     "CallAudio",
+    "ClockedSink",
     "ClockedSource",
     "DelayedStream",
     "DeviceSink",

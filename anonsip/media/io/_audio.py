@@ -28,6 +28,7 @@ from anonsip.media._resample import Resampler, to_call_pcm
 __all__ = [
     "AudioSink",
     "AudioSource",
+    "ClockedSink",
     "ClockedSource",
     "DeviceSink",
     "DeviceSource",
@@ -60,6 +61,13 @@ class ClockedSource(AudioSource, Protocol):
 
 class AudioSink(Protocol):
     async def write_frame(self, pcm: bytes) -> None: ...
+
+
+@runtime_checkable
+class ClockedSink(AudioSink, Protocol):
+    """A sink that never waits (a file, memory): the media loop writes it in passing."""
+
+    def write_now(self, pcm: bytes) -> None: ...
 
 
 MAX_WAV_BYTES = 512 * 1024 * 1024  # a WAV that is converted is read whole: an hour of CD audio
@@ -190,6 +198,10 @@ class WavSink:
         self._frames = 0
 
     async def write_frame(self, pcm: bytes) -> None:
+        self.write_now(pcm)
+        await trio.lowlevel.checkpoint()
+
+    def write_now(self, pcm: bytes) -> None:
         data = pcm if self._resampler is None else self._resampler.process(pcm)
         self._frames += 1
         try:
@@ -199,7 +211,6 @@ class WavSink:
                 self._wav.writeframes(data)
         except OSError as exc:
             raise LocalError(f"cannot write the recording {self.path}: {exc.strerror}") from exc
-        await trio.lowlevel.checkpoint()
 
     def close(self) -> None:
         try:
@@ -220,11 +231,14 @@ class MemorySink:
         self._clock = clock
 
     async def write_frame(self, pcm: bytes) -> None:
+        self.write_now(pcm)
+        await trio.lowlevel.checkpoint()
+
+    def write_now(self, pcm: bytes) -> None:
         if len(self.pcm) + len(pcm) > self._max:
             raise LocalError("the in-memory audio sink is full")
         self.pcm += pcm
         self.times.append(self._clock())
-        await trio.lowlevel.checkpoint()
 
 
 def _sounddevice() -> Any:

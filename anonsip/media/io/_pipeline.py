@@ -39,6 +39,7 @@ import collections
 import enum
 import math
 import os
+import select
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -54,7 +55,7 @@ from anonsip.media._jitter import Conceal, Idle, JitterBuffer, JitterPolicy, Pla
 from anonsip.media._opus import OpusDecoder, OpusEncoder
 from anonsip.media._paths import PathCounts, PathMerger
 from anonsip.media._quality import CallStatistics, InterarrivalJitter, RoundTrip, e_model_mos
-from anonsip.media.io._audio import AudioSink, AudioSource, ClockedSource
+from anonsip.media.io._audio import AudioSink, AudioSource, ClockedSink, ClockedSource
 
 __all__ = ["EndReason", "MediaCall", "MediaEnded", "MediaParams", "PathMode", "PathView"]
 
@@ -143,10 +144,13 @@ class _SocketTap:
     use the socket at the same time.
     """
 
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.SocketStream, poller: select.poll) -> None:
         self._owner = stream.socket
         self._sock = socket.socket(fileno=os.dup(stream.socket.fileno()))
         self._sock.setblocking(False)
+        self._poller = poller
+        self.fd = self._sock.fileno()
+        poller.register(self.fd, select.POLLIN)
 
     def _check_open(self) -> None:
         if self._owner.fileno() < 0:
@@ -170,16 +174,19 @@ class _SocketTap:
             return None
 
     def close(self) -> None:
+        self._poller.unregister(self.fd)
         self._sock.close()
 
 
 class _Path:
     """One stream of the call: its sealer, its receiver, its send queue."""
 
-    def __init__(self, index: int, stream: trio.abc.Stream, keys: MediaKeys) -> None:
+    def __init__(
+        self, index: int, stream: trio.abc.Stream, keys: MediaKeys, poller: select.poll
+    ) -> None:
         self.index = index
         self.stream = stream
-        self.tap = _SocketTap(stream) if isinstance(stream, trio.SocketStream) else None
+        self.tap = _SocketTap(stream, poller) if isinstance(stream, trio.SocketStream) else None
         self.sealer = MediaSealer(keys.send)
         self.receiver = MediaReceiver(keys.receive)
         self.backlog: collections.deque[_Outgoing] = collections.deque()  # sent first, unbounded
@@ -244,6 +251,7 @@ class MediaCall:
         self._source = source
         self._clocked = _clocked(source)
         self._sink = sink
+        self._clocked_sink = sink if isinstance(sink, ClockedSink) else None
         self._clock = clock
         self._on_path_closed = on_path_closed
         self._encoder = OpusEncoder(
@@ -255,6 +263,7 @@ class MediaCall:
         self._decoder = OpusDecoder(sample_rate=p.sample_rate, frame_ms=p.frame_ms)
         self._silence = b"\0" * (2 * self._encoder.frame_samples)
         self._paths: dict[int, _Path] = {}
+        self._poller = select.poll()  # which socket paths have something to read
         self._first_path = trio.Event()
         self._backlog: collections.deque[_Outgoing] = collections.deque()
         self._copies: dict[int, int] = {}  # frame -> paths still holding it (bounded by queues)
@@ -356,7 +365,7 @@ class MediaCall:
             raise LocalError(f"media paths are numbered 0..{MAX_PATHS - 1}")
         if index in self._paths:
             raise LocalError(f"media path {index} is already in use")
-        path = _Path(index, stream, self._keys_for(index))
+        path = _Path(index, stream, self._keys_for(index), self._poller)
         if not self._first_path.is_set():
             path.backlog, self._backlog = self._backlog, collections.deque()
             for frame in path.backlog:
@@ -689,19 +698,24 @@ class MediaCall:
             self._path_closed(path, EndReason.CLOSED, "the media stream was closed")
 
     def _read_taps(self, now: float) -> None:
-        """What each socket path received since the last tick (the clock task's reads)."""
+        """What each socket path received since the last tick (the clock task's reads):
+        one poll for all of them, then one read for each that has something."""
+        ready = {fd for fd, _ in self._poller.poll(0)}
+        if not ready:
+            return
         for path in list(self._paths.values()):
-            while path.open and path.tap is not None:
-                try:
-                    data = path.tap.recv(_RECEIVE_CHUNK)
-                except trio.ClosedResourceError:
-                    self._path_closed(path, EndReason.CLOSED, "the media stream was closed")
-                    break
-                except OSError as exc:
-                    self._path_closed(path, EndReason.BROKEN, f"the media stream broke: {exc}")
-                    break
-                if data is None or not self._received_bytes(path, data, now):
-                    break
+            if path.tap is None or path.tap.fd not in ready or not path.open:
+                continue
+            try:
+                data = path.tap.recv(_RECEIVE_CHUNK)
+            except trio.ClosedResourceError:
+                self._path_closed(path, EndReason.CLOSED, "the media stream was closed")
+                continue
+            except OSError as exc:
+                self._path_closed(path, EndReason.BROKEN, f"the media stream broke: {exc}")
+                continue
+            if data is not None:
+                self._received_bytes(path, data, now)
 
     def _received_bytes(self, path: _Path, data: bytes | bytearray, now: float) -> bool:
         """Feed one read; False once the path has nothing more to read."""
@@ -816,7 +830,10 @@ class MediaCall:
             return
         else:
             pcm = self._silence
-        await self._sink.write_frame(pcm)
+        if self._clocked_sink is not None:
+            self._clocked_sink.write_now(pcm)  # the tick's sleep is this task's checkpoint
+        else:
+            await self._sink.write_frame(pcm)
 
 
 def _clocked(source: AudioSource) -> ClockedSource | None:

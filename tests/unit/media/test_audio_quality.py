@@ -14,6 +14,7 @@ from anonsip.media._quality import (
     opus_ie,
 )
 from anonsip.media.io._audio import (
+    ClockedSink,
     ClockedSource,
     DeviceSink,
     DeviceSource,
@@ -22,6 +23,7 @@ from anonsip.media.io._audio import (
     WavSink,
     WavSource,
 )
+from anonsip.media.io._call_audio import GatedSink
 
 
 def write_wav(path: pathlib.Path, pcm: np.ndarray, rate: int = 16000, channels: int = 1) -> None:
@@ -175,3 +177,23 @@ async def test_clocked_sources_give_frames_at_once(tmp_path: pathlib.Path) -> No
     assert frames[4] is None
     silence = SilenceSource(seconds=0.1)
     assert [silence.next_frame() for _ in range(6)] == [bytes(640)] * 5 + [None]
+
+
+async def test_a_gate_over_a_sink_that_never_waits_is_written_in_passing() -> None:
+    memory = MemorySink()
+    gate = GatedSink(memory)
+    clocked = gate.gated()
+    assert isinstance(clocked, ClockedSink)
+    clocked.write_now(b"\x01\x00" * 320)
+    gate.open = False  # held: silence, at the same rate
+    clocked.write_now(b"\x01\x00" * 320)
+    await clocked.write_frame(b"\x01\x00" * 320)
+    assert bytes(memory.pcm) == b"\x01\x00" * 320 + bytes(1280)
+
+    class Waits:
+        async def write_frame(self, pcm: bytes) -> None:
+            await trio.lowlevel.checkpoint()
+
+    waiting = GatedSink(Waits())
+    assert waiting.gated() is waiting
+    assert not isinstance(waiting.gated(), ClockedSink)
