@@ -28,7 +28,7 @@ from typing import Any
 
 import trio
 
-from anonsip.admission import DEFAULT_DIFFICULTY, prove
+from anonsip.admission import RESTING_EFFORT, prove
 from anonsip.control import Event, TrioControlClient
 from anonsip.nodeproc import NodeFleet, NodeProcess, children
 from bench._common import client_tors, private_network, report
@@ -145,9 +145,7 @@ def pow_seconds(samples: int) -> float:
     times = []
     for i in range(samples):
         start = time.perf_counter()
-        prove(
-            f"asip-bench-to-{i}", "asip-bench-from", time.time(), difficulty_bits=DEFAULT_DIFFICULTY
-        )
+        prove(f"asip-bench-to-{i}", "asip-bench-from", time.time(), difficulty_bits=RESTING_EFFORT)
         times.append(time.perf_counter() - start)
     return statistics.mean(times)
 
@@ -168,7 +166,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         before = await _baseline(info, args.cold, "before")
         with (
             tempfile.TemporaryDirectory(prefix="anonsip-bench-im-") as root,
-            NodeFleet(Path(root), Path(info.directory), pow_bits=DEFAULT_DIFFICULTY) as fleet,
+            NodeFleet(Path(root), Path(info.directory), pow_bits=RESTING_EFFORT) as fleet,
         ):
             names = ["sender", "receiver"] + [f"stranger{i}" for i in range(args.cold)]
             for name in names:
@@ -206,7 +204,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         "raw_cold_connect_echo_s": round(raw_cold, 3),
         "cold_ratio": round(cold_median / raw_cold, 2),
         "cold_best_ratio": round(min(cold) / raw_cold, 2),
-        "pow_bits": DEFAULT_DIFFICULTY,
+        "pow_bits": RESTING_EFFORT,
         "pow_mean_s": round(proof, 3),
         "messages_per_s": round(rate, 1),
         **usage,
@@ -235,7 +233,7 @@ def main() -> None:
         ("  samples", ", ".join(f"{t:.2f}" for t in figures["cold_first_message_s"])),
         ("cold ratio (aim <= 2.0)", f"{figures['cold_ratio']:.2f}"),
         ("cold ratio, best sample", f"{figures['cold_best_ratio']:.2f}"),
-        (f"  PoW alone at {DEFAULT_DIFFICULTY} bits, mean of 10", f"{figures['pow_mean_s']:.3f} s"),
+        (f"  PoW alone at {RESTING_EFFORT} bits, mean of 10", f"{figures['pow_mean_s']:.3f} s"),
         ("messages per second, one session", f"{figures['messages_per_s']:.1f}"),
         ("node RSS (VmRSS)", f"{figures['node_rss_mib']:.1f} MiB"),
         ("node idle CPU over 10 s", f"{figures['node_idle_cpu_pct']:.2f} % of a core"),

@@ -11,7 +11,7 @@ import statistics
 import sys
 import time
 
-from anonsip.admission import DEFAULT_DIFFICULTY, challenge, solve, verify
+from anonsip.admission import RESTING_EFFORT, challenge, solve, verify
 
 
 def hash_rate(seconds: float = 1.0) -> float:
@@ -32,8 +32,8 @@ def main() -> None:
     rows = {}
     print(f"raw BLAKE2b rate: {rate / 1e6:.2f} M hashes/s (one core)")
     print(f"{'bits':>4} {'runs':>5} {'mean s':>8} {'median s':>9} {'p90 s':>7} {'max s':>7}")
-    for bits in (16, 18, DEFAULT_DIFFICULTY, 22):
-        n = runs if bits <= DEFAULT_DIFFICULTY else max(3, runs // 4)
+    for bits in (16, 18, RESTING_EFFORT, 22):
+        n = runs if bits <= RESTING_EFFORT else max(3, runs // 4)
         times = []
         for i in range(n):
             material = challenge("asip1recipient", f"asip1sender{i}", 1000 + i)
@@ -58,7 +58,7 @@ def main() -> None:
             {
                 "bench": "pow",
                 "hash_rate": round(rate),
-                "default_bits": DEFAULT_DIFFICULTY,
+                "default_bits": RESTING_EFFORT,
                 "by_bits": rows,
             }
         )

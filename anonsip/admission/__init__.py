@@ -1,6 +1,7 @@
 """Contact-request admission: proof of work plus rate limits for strangers."""
 
 from anonsip.admission._bucket import TokenBucket
+from anonsip.admission._effort import EffortController, EffortLimits
 from anonsip.admission._gate import (
     GateLimits,
     GateStatistics,
@@ -11,23 +12,26 @@ from anonsip.admission._gate import (
 )
 from anonsip.admission._pow import (
     BUCKET_SECONDS,
-    DEFAULT_DIFFICULTY,
     DOMAIN,
     MAX_DIFFICULTY,
     NONCE_SIZE,
+    RESTING_EFFORT,
     challenge,
     leading_zero_bits,
     solve,
     time_bucket,
     verify,
+    work,
 )
 
 __all__ = [
     "BUCKET_SECONDS",
-    "DEFAULT_DIFFICULTY",
     "DOMAIN",
     "MAX_DIFFICULTY",
     "NONCE_SIZE",
+    "RESTING_EFFORT",
+    "EffortController",
+    "EffortLimits",
     "GateLimits",
     "GateStatistics",
     "Proof",
@@ -40,4 +44,5 @@ __all__ = [
     "solve",
     "time_bucket",
     "verify",
+    "work",
 ]

@@ -8,11 +8,12 @@ bucket (``BUCKET_SECONDS`` wide, the current and adjacent ones accepted)
 bounds how long a proof can be replayed. Expected work is
 ``2 ** difficulty_bits`` hashes; verification is one hash.
 
-``DEFAULT_DIFFICULTY`` = 20 bits: measured on the reference machine (2
-cores, pure Python, ~1.9 M tries/s in ``solve``) a mean of 0.54 s, median
-0.49 s, p90 1.0 s, worst of 30 2.2 s (``python -m bench.pow``). The time to
-solve is geometric, so some solves take several times the mean; each extra
-bit doubles it (18 bits: 0.10 s, 22 bits: 3.8 s).
+How many bits a node asks is its own choice and changes with its load
+(``_effort``): ``RESTING_EFFORT`` = 16 bits at rest, a mean of 0.03 s on
+the reference machine (2 cores, pure Python, ~3 M BLAKE2b/s; ``python -m
+bench.pow``), well under the onion dial it overlaps with. The time to solve
+is geometric, so some solves take several times the mean; each extra bit
+doubles it (20 bits: 0.4 s mean, 22 bits: 1.7-3.3 s).
 """
 
 from __future__ import annotations
@@ -26,19 +27,20 @@ from anonsip._errors import LocalError
 
 __all__ = [
     "BUCKET_SECONDS",
-    "DEFAULT_DIFFICULTY",
     "DOMAIN",
     "MAX_DIFFICULTY",
     "NONCE_SIZE",
+    "RESTING_EFFORT",
     "challenge",
     "leading_zero_bits",
     "solve",
     "time_bucket",
     "verify",
+    "work",
 ]
 
 DOMAIN: Final = b"anonsip contact-request pow v1"
-DEFAULT_DIFFICULTY: Final = 20
+RESTING_EFFORT: Final = 16
 MAX_DIFFICULTY: Final = 40
 BUCKET_SECONDS: Final = 600
 NONCE_SIZE: Final = 16
@@ -102,6 +104,13 @@ def solve(
             return prefix + tail
         counter += 1
     raise LocalError(f"no proof of work found in {max_attempts} attempts")
+
+
+def work(material: bytes, nonce: bytes) -> int:
+    """The effort ``nonce`` proves for ``material``: leading zero bits (0 if malformed)."""
+    if len(nonce) != NONCE_SIZE:
+        return 0
+    return leading_zero_bits(hashlib.blake2b(material + nonce, digest_size=_DIGEST_SIZE).digest())
 
 
 def verify(material: bytes, nonce: bytes, difficulty_bits: int) -> bool:

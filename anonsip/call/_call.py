@@ -169,6 +169,7 @@ class StartMedia(CallEvent):
     bitrate: int
     direction: Direction  # from this side's point of view
     caller: bool  # picks the media key direction
+    paths: int = 1  # onion streams to carry it on
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -505,6 +506,7 @@ class Call:
             frame_ms=p.frame_ms,
             bitrate=p.bitrate,
             direction=direction,
+            paths=p.paths,
         )
         return self._local
 
@@ -518,6 +520,7 @@ class Call:
                 receive=local.direction.receives and remote.direction.sends,
             ),
             caller=self.caller,
+            paths=min(local.paths, remote.paths),
         )
 
     def _backoff(self, owner: bool) -> float:

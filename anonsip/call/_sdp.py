@@ -7,8 +7,11 @@ transport token (``TCP/ANONSIP``) and no address (``0.0.0.0``: nothing is
 learned from it); the parser reads just what is needed from a hostile
 body: bounded size and line count, ASCII only, integers range-checked, one
 audio stream with ``opus/48000/2`` (RFC 7587), ``ptime``, the fmtp
-``maxplaybackrate`` / ``maxaveragebitrate`` (RFC 7587 section 6.1), and one
-direction attribute. It raises only ``RemoteProtocolError``.
+``maxplaybackrate`` / ``maxaveragebitrate`` (RFC 7587 section 6.1), one
+direction attribute, and ``a=x-anonsip-paths:N``: how many onion streams
+(paths, each on its own circuit) the side wants the call's media on. A body
+without it means one path; the answer takes the lower count. It raises only
+``RemoteProtocolError``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ MAX_SDP = 4096
 MAX_LINES = 64
 ALLOWED_RATES = (8000, 12000, 16000, 24000, 48000)
 ALLOWED_FRAME_MS = (10, 20, 40, 60)
+MAX_MEDIA_PATHS = 4
+PATHS_ATTRIBUTE = "x-anonsip-paths"
 PROTO = "TCP/ANONSIP"
 PAYLOAD_TYPE = 111
 _U63 = (1 << 63) - 1
@@ -64,8 +69,11 @@ class MediaPreferences:
     sample_rate: int = 16000
     frame_ms: int = 20
     bitrate: int = 24000
+    paths: int = 2  # onion streams per call, each on its own circuit
 
     def __post_init__(self) -> None:
+        if not 1 <= self.paths <= MAX_MEDIA_PATHS:
+            raise LocalError(f"a call uses 1..{MAX_MEDIA_PATHS} media paths")
         if self.sample_rate not in ALLOWED_RATES:
             raise LocalError(f"the sample rate must be one of {ALLOWED_RATES}")
         if self.frame_ms not in ALLOWED_FRAME_MS:
@@ -82,6 +90,7 @@ class SessionDescription:
     frame_ms: int = 20
     bitrate: int = 24000
     direction: Direction = Direction.SENDRECV
+    paths: int = 1
 
     def to_bytes(self) -> bytes:
         lines = [
@@ -96,6 +105,7 @@ class SessionDescription:
             f"maxaveragebitrate={self.bitrate};cbr=1;usedtx=0;useinbandfec=0",
             f"a=ptime:{self.frame_ms}",
             f"a={self.direction.value}",
+            f"a={PATHS_ATTRIBUTE}:{self.paths}",
         ]
         return ("\r\n".join(lines) + "\r\n").encode("ascii")
 
@@ -134,6 +144,7 @@ def _parse(data: bytes) -> SessionDescription:
     rtpmap: dict[int, str] = {}
     fmtp: dict[int, str] = {}
     ptime: int | None = None
+    paths: int | None = None
     directions: list[Direction] = []
     for line in lines[1:]:
         if len(line) < 2 or line[1] != "=" or not line[0].islower():
@@ -161,6 +172,10 @@ def _parse(data: bytes) -> SessionDescription:
                 (rtpmap if name == "rtpmap" else fmtp)[pt] = rest
             elif name == "ptime":
                 ptime = _int(arg, 1, 1000, "ptime")
+            elif name == PATHS_ATTRIBUTE:
+                if paths is not None:
+                    raise _fail("more than one paths attribute")
+                paths = _int(arg, 1, MAX_MEDIA_PATHS, "paths")
             elif name in {d.value for d in Direction} and not arg:
                 directions.append(Direction(name))
     if origin is None:
@@ -189,6 +204,7 @@ def _parse(data: bytes) -> SessionDescription:
         frame_ms=frame_ms,
         bitrate=bitrate,
         direction=directions[0] if directions else Direction.SENDRECV,
+        paths=paths if paths is not None else 1,
     )
 
 
@@ -212,5 +228,6 @@ def negotiate_answer(
         version=version,
         sample_rate=min(offer.sample_rate, prefs.sample_rate),
         bitrate=min(offer.bitrate, prefs.bitrate),
+        paths=min(offer.paths, prefs.paths),
         direction=answer_direction(offer.direction, local_hold=local_hold),
     )

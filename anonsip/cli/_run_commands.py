@@ -22,6 +22,7 @@ import trio
 
 from anonsip._errors import LocalError
 from anonsip._logging import RedactingFilter
+from anonsip.admission import RESTING_EFFORT
 from anonsip.cli._client import given_passphrase, home_of, unlock
 from anonsip.identity import FAST_INSECURE_KDF, MODERATE_KDF, WrongPassphrase
 from anonsip.node import Home, NodeConfig, build_node
@@ -218,7 +219,7 @@ def add_run_commands(commands: Any) -> None:
         action="append",
         help="also join the DHT through these contacts (a bootstrap list, or one per line)",
     )
-    p.add_argument("--pow-bits", type=int, default=20, help=argparse.SUPPRESS)
+    p.add_argument("--pow-bits", type=int, default=RESTING_EFFORT, help=argparse.SUPPRESS)
     p.add_argument("--auto-answer", action="store_true", help="answer calls unattended")
     p.add_argument("--play", metavar="WAV", help="audio to send in auto-answered calls")
     p.add_argument("--record", metavar="WAV", help="record auto-answered calls here")

@@ -1,7 +1,7 @@
-"""End-to-end encrypted Opus voice over one in-order stream (an onion stream): the pure parts.
+"""End-to-end encrypted Opus voice over onion streams (one or several paths): the pure parts.
 
-The Opus binding, frame sealing, the jitter buffer, the delay model, call
-quality and resampling are sans-IO and import no trio. The trio media loop,
+The Opus binding, frame sealing, merging the paths, the jitter buffer, the
+delay model, call quality and resampling are sans-IO and import no trio. The trio media loop,
 audio sources and sinks live in ``anonsip.media.io``, thin adapters around
 these.
 """
@@ -10,11 +10,13 @@ from anonsip.media._delaymodel import (
     DelayModel,
     PlayoutRecord,
     TorLikeDelay,
+    first_arrivals,
     replay_trace,
     talkspurts,
 )
 from anonsip.media._frame import (
     MAX_FRAME,
+    MAX_PATHS,
     DirectionKey,
     MediaFrame,
     MediaKeys,
@@ -38,6 +40,7 @@ from anonsip.media._opus import (
     OpusError,
     opus_version,
 )
+from anonsip.media._paths import PathCounts, PathMerger
 from anonsip.media._quality import (
     CallStatistics,
     InterarrivalJitter,
@@ -51,6 +54,7 @@ from anonsip.media._resample import Resampler, resample, to_call_pcm
 __all__ = [
     "ALLOWED_SAMPLE_RATES",
     "MAX_FRAME",
+    "MAX_PATHS",
     "CallStatistics",
     "Conceal",
     "DelayModel",
@@ -67,6 +71,8 @@ __all__ = [
     "OpusDecoder",
     "OpusEncoder",
     "OpusError",
+    "PathCounts",
+    "PathMerger",
     "Play",
     "PlayoutEvent",
     "PlayoutRecord",
@@ -76,6 +82,7 @@ __all__ = [
     "derive_media_keys",
     "e_model_mos",
     "e_model_r",
+    "first_arrivals",
     "opus_ie",
     "opus_version",
     "replay_trace",

@@ -9,7 +9,10 @@ everything queued arrives at once. Arrival times never go backwards.
 
 ``replay_trace`` drives a ``JitterBuffer`` through a trace on a 20 ms
 playout clock, the same way the media loop does, so tests and the bench
-compare playout policies on identical input.
+compare playout policies on identical input. A multipath call is modelled
+by one independent trace per path: ``first_arrivals`` gives when the first
+copy of each frame arrives when every frame goes on every path, or on one
+path in turn.
 """
 
 from __future__ import annotations
@@ -20,7 +23,14 @@ from dataclasses import dataclass
 
 from anonsip.media._jitter import Conceal, JitterBuffer, Play, PlayoutEvent
 
-__all__ = ["DelayModel", "PlayoutRecord", "TorLikeDelay", "replay_trace", "talkspurts"]
+__all__ = [
+    "DelayModel",
+    "PlayoutRecord",
+    "TorLikeDelay",
+    "first_arrivals",
+    "replay_trace",
+    "talkspurts",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,6 +80,27 @@ class TorLikeDelay:
         return [self.arrival(i * frame_ms) for i in range(n_frames)]
 
 
+def first_arrivals(
+    paths: list[TorLikeDelay], n_frames: int, *, alternate: bool = False, frame_ms: int = 20
+) -> list[float]:
+    """Arrival of the first copy of each frame sent on ``paths``.
+
+    Every frame goes on every path, or (``alternate``) frame ``i`` only on
+    path ``i mod len(paths)``. Each path is in order; the merged arrivals
+    need not be.
+    """
+    if not paths:
+        raise ValueError("a call needs at least one path")
+    out = []
+    for i in range(n_frames):
+        send = i * frame_ms
+        if alternate:
+            out.append(paths[i % len(paths)].arrival(send))
+        else:
+            out.append(min(path.arrival(send) for path in paths))
+    return out
+
+
 def talkspurts(n_frames: int, *, seed: int = 0) -> list[bool]:
     """A speech/silence pattern of conversational talkspurts (1-3 s on, 0.4-2 s off)."""
     rng = random.Random(seed)  # noqa: S311 -- a seeded model, not a secret
@@ -99,23 +130,26 @@ def replay_trace(
     payloads: list[bytes] | None = None,
     frame_ms: int = 20,
 ) -> list[PlayoutRecord]:
-    """Feed frames at their arrival times and pop on a playout clock until drained."""
+    """Feed frames at their arrival times (in any order) and pop on a playout clock
+    until drained."""
     n = len(arrivals)
     speech = speech if speech is not None else [True] * n
-    start = arrivals[0]
+    order = sorted(range(n), key=lambda k: (arrivals[k], k))
+    start = arrivals[order[0]]
     out: list[PlayoutRecord] = []
     i = 0
     tick = 0
     while True:
         now = start + tick * frame_ms
-        while i < n and arrivals[i] <= now:
-            payload = payloads[i] if payloads is not None else b""
+        while i < n and arrivals[order[i]] <= now:
+            k = order[i]
+            payload = payloads[k] if payloads is not None else b""
             buffer.put(
-                seq=i,
-                send_ms=i * frame_ms,
-                arrival_ms=arrivals[i],
+                seq=k,
+                send_ms=k * frame_ms,
+                arrival_ms=arrivals[k],
                 payload=payload,
-                speech=speech[i],
+                speech=speech[k],
             )
             i += 1
         if i == n:

@@ -1,11 +1,14 @@
 """Sealed media frames: one call direction's Opus packets on an in-order stream.
 
-Keys: each call direction has its own XChaCha20-Poly1305 key and nonce salt,
-derived with keyed BLAKE2b (RFC 7693) from the 32-byte export secret of the
-secure session, the call id and a direction label, so the two directions and
-two calls never share a key. The nonce is ``salt || counter`` with a 64-bit
-frame counter that is never sent: the stream is in order, so a dropped,
-reordered, replayed or forged frame fails authentication.
+Keys: each call direction on each path (an onion stream; a call may use
+several) has its own XChaCha20-Poly1305 key and nonce salt, derived with
+keyed BLAKE2b (RFC 7693) from the 32-byte export secret of the secure
+session, the call id, a direction label and the path number, so the two
+directions, two paths and two calls never share a key. The nonce is
+``salt || counter`` with a 64-bit frame counter that is never sent: each
+path is in order, so a dropped, reordered, replayed or forged frame fails
+authentication, and a frame copied from one path to another too. Path 0
+keeps the derivation of a single-path call.
 
 Wire format of one frame (all integers big-endian)::
 
@@ -44,6 +47,7 @@ from anonsip._errors import LocalError, RemoteProtocolError
 __all__ = [
     "MAX_FRAME",
     "MAX_PACKETS_PER_FRAME",
+    "MAX_PATHS",
     "DirectionKey",
     "MediaFrame",
     "MediaKeys",
@@ -65,6 +69,7 @@ _FLAG_END = 0x80
 _KDF_PERSON = b"anonsip-media-v1"
 CALLER_TO_CALLEE = b"caller->callee"
 CALLEE_TO_CALLER = b"callee->caller"
+MAX_PATHS = 16  # path numbers a call may use, over its whole life
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
@@ -94,8 +99,10 @@ def _direction_key(secret: bytes, call_id: bytes, label: bytes) -> DirectionKey:
     return DirectionKey(key=material[:32], salt=material[32:])
 
 
-def derive_media_keys(secret: bytes, call_id: str | bytes, *, caller: bool) -> MediaKeys:
-    """Both directions' keys for this side of a call.
+def derive_media_keys(
+    secret: bytes, call_id: str | bytes, *, caller: bool, path: int = 0
+) -> MediaKeys:
+    """Both directions' keys for this side of a call, on media path ``path``.
 
     ``secret`` is the 32-byte export key of the secure session the call runs
     over; ``caller`` says whether this side sent the INVITE.
@@ -105,8 +112,11 @@ def derive_media_keys(secret: bytes, call_id: str | bytes, *, caller: bool) -> M
     cid = call_id.encode() if isinstance(call_id, str) else call_id
     if not 0 < len(cid) <= 1024:
         raise LocalError("a call id must be 1..1024 bytes")
-    out = _direction_key(secret, cid, CALLER_TO_CALLEE)
-    back = _direction_key(secret, cid, CALLEE_TO_CALLER)
+    if not 0 <= path < MAX_PATHS:
+        raise LocalError(f"a call has media paths 0..{MAX_PATHS - 1}")
+    suffix = b"" if path == 0 else b"/path" + bytes([path])
+    out = _direction_key(secret, cid, CALLER_TO_CALLEE + suffix)
+    back = _direction_key(secret, cid, CALLEE_TO_CALLER + suffix)
     return MediaKeys(send=out, receive=back) if caller else MediaKeys(send=back, receive=out)
 
 

@@ -119,7 +119,11 @@ class CallStatistics:
     concealed_frames: int
     late_frames: int
     dropped_frames: int
-    jumps: int
     send_bitrate_bps: float
     wire_bitrate_bps: float
     mos_estimate: float | None
+    missing_frames: int = 0  # slots concealed because no path had brought the frame
+    discarded_frames: int = 0  # frames that came after their slot
+    duplicate_frames: int = 0  # copies from slower paths, dropped
+    open_paths: int = 1
+    used_paths: int = 1

@@ -8,6 +8,7 @@ service feeds its machine.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -20,6 +21,9 @@ from anonsip.media import CallStatistics
 from anonsip.media.io import AudioChoice, CallAudio, GatedSink, MediaCall
 from anonsip.node._link import PeerLink
 from anonsip.sip import Dialog, Request
+
+if TYPE_CHECKING:
+    from anonsip.node._call_media import CallPaths
 
 __all__ = ["CallLeg", "audio_choice", "stats_view"]
 
@@ -84,7 +88,7 @@ class CallLeg:
         self.media_running = False
         self.gate: GatedSink | None = None
         self.direction = Direction.SENDRECV
-        self.token: bytes | None = None
+        self.paths: CallPaths | None = None  # its media paths, from the INVITE or the ringing
         self.started: float | None = None  # wall-clock time it was answered
         self.reason: str | None = None  # overrides the machine's end reason
         self.detail = ""

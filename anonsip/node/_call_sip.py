@@ -5,6 +5,11 @@ into a request (each its own client transaction, provisional and final
 responses fed back to the machine through ``received``), a response to a
 request the peer sent, or a CANCEL. A send that fails becomes a response
 the machine understands (503, 408), never a lost input.
+
+It also tells the media what the dialog says as soon as it says it: the
+caller's first INVITE starts dialling the media paths, the callee's To tag
+(in its 180) names them, and the callee expects them from its 180 on, so
+the paths are usually open by the time someone answers.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from anonsip.call import (
 )
 from anonsip.call import Response as CallResponse
 from anonsip.node._call_leg import CallLeg
+from anonsip.node._call_media import CallMedia
 from anonsip.node._link import LinkBroken, PeerLink, RequestTimedOut
 from anonsip.sip import DialogId, Request
 from anonsip.sip import Response as SipResponse
@@ -41,8 +47,9 @@ Received = Callable[[CallLeg, SignalEvent], Awaitable[None]]
 class CallSignals:
     """Sends the machine's signals; ``received`` feeds the answers back to it."""
 
-    def __init__(self, received: Received) -> None:
+    def __init__(self, received: Received, *, media: CallMedia) -> None:
         self._received = received
+        self._media = media
 
     async def send(self, leg: CallLeg, message: SignalEvent) -> None:
         """Carry out one signal the machine sends on the leg's link."""
@@ -62,6 +69,7 @@ class CallSignals:
                 )
                 if method is Method.INVITE and leg.invite is None:
                     leg.invite = request
+                    self._media.prepare(leg)
                 assert leg.nursery is not None
                 leg.nursery.start_soon(self._transact, leg, link, request, method)
         except (AnonsipError, trio.BrokenResourceError) as exc:
@@ -83,6 +91,9 @@ class CallSignals:
             del leg.server_requests[message.method]
         if message.method is Method.INVITE and message.status == 487:
             return  # already sent by the endpoint with the CANCEL's 200
+        if message.method is Method.INVITE and message.status < 300:
+            # Before the 180 (or 200) leaves: the caller names its paths on it.
+            self._media.expect(leg, link.endpoint.local_tag(request))
         headers, body = response_parts(message)
         response = await link.respond(
             request, message.status, message.reason or None, headers=headers, body=body
@@ -98,6 +109,8 @@ class CallSignals:
         assert nursery is not None
 
         def provisional(response: SipResponse) -> None:
+            if method is Method.INVITE and response.to.tag:
+                self._media.name(leg, response.to.tag)
             if response.status_code > 100:
                 nursery.start_soon(
                     self._received, leg, CallResponse(status=response.status_code, method=method)

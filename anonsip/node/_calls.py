@@ -149,13 +149,13 @@ class CallService(NodeService):
         self._wall_clock = wall_clock
         self._rng = rng or random.SystemRandom()  # glare backoffs and SDP session ids
         self._legs: dict[str, CallLeg] = {}
-        self._signals = CallSignals(self._received)
         self._media = CallMedia(
             open_media=lambda peer: self._ctx.links.open_media(peer),
             publish=context.publish,
             on_ended=self._media_ended,
             media_wait_s=self.settings.media_wait_s,
         )
+        self._signals = CallSignals(self._received, media=self._media)
         self._nursery: trio.Nursery | None = None
         self.recent: collections.deque[CallView] = collections.deque(maxlen=MAX_RECENT)
 
@@ -400,8 +400,7 @@ class CallService(NodeService):
                         await leg.media_done.wait()
                 nursery.cancel_scope.cancel()
         finally:
-            if leg.token is not None:
-                self._media.forget(leg.token)
+            self._media.forget(leg)
             if leg.audio is not None:
                 leg.audio.close()
             self._legs.pop(leg.call_id, None)

@@ -23,13 +23,14 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import trio
 
 from anonsip._errors import AnonsipError, LocalError
-from anonsip.admission import GateLimits, RequestGate, Verdict, prove
+from anonsip.admission import GateLimits, GateStatistics, RequestGate, Verdict, prove
 from anonsip.control import (
     HistoryArgs,
     MessageDirection,
@@ -62,6 +63,7 @@ __all__ = ["PROOF_HEADER", "MessagingService", "message_view"]
 log = logging.getLogger(__name__)
 
 PROOF_HEADER = "Anonsip-Proof"
+EFFORT_HEADER = "Anonsip-Effort"  # on a 486: the effort we ask now (proposal 327's)
 BOX_HEADER = "Anonsip-Mailbox"  # our contacts' mailbox secret, told to contacts only
 TEXT_PLAIN = "text/plain;charset=utf-8"
 REFUSED = (403, "Forbidden")  # one answer for every refusal: blocked, bad proof
@@ -70,6 +72,8 @@ TOO_LARGE = (413, "Request Entity Too Large")  # longer than we keep: never retr
 WINDOW = 32  # a contact's messages in flight at once on one link
 MAX_MESSAGE_ID = 64  # a message's id is its Call-ID; the store keeps at most this
 GIVE_UP = frozenset({403, 404, 413, 415, 603})
+MAX_EFFORT = 28  # the most work we prove for one contact request (~90 s of one core)
+MAX_REMEMBERED_EFFORTS = 256
 
 _BOX_VALUE = re.compile(r"[0-9a-f]{64}")
 
@@ -132,6 +136,14 @@ class MessagingService(NodeService):
         self._on_received = list(on_received)
         self._on_queue_change = on_queue_change  # a contact's "queued" count changed
         self._mailbox = mailbox
+        self._efforts: OrderedDict[str, int] = OrderedDict()  # what strangers asked of us
+
+    def effort(self) -> int:
+        """The work we ask of strangers now (advertised with our registration)."""
+        return self._gate.effort()
+
+    def gate_statistics(self) -> GateStatistics:
+        return self._gate.statistics()
 
     def hear(self, listener: Heard) -> None:
         """Call ``listener(peer, text)`` for each new incoming message (the echo bot)."""
@@ -242,7 +254,9 @@ class MessagingService(NodeService):
             self._active.discard(peer)
             self._wake.set()
 
-    async def _deliver_one(self, peer: str, message_id: str, text: str) -> bool:
+    async def _deliver_one(
+        self, peer: str, message_id: str, text: str, *, retried: bool = False
+    ) -> bool:
         """One attempt; True if the outbox may go on with the next message."""
         peer_key = Address.parse(peer).public_key
         contact = self._store.contact(peer)
@@ -287,6 +301,9 @@ class MessagingService(NodeService):
             await self._ctx.db(self._store.mark_failed, message_id)
             self._publish_state(message_id)
             return True
+        if code == 486 and needs_proof and not retried and self._asked(peer, response):
+            # It is flooded and asks more work of strangers: pay it now, once.
+            return await self._deliver_one(peer, message_id, text, retried=True)
         log.info("the peer answered %d; retrying later", code)
         return False
 
@@ -423,8 +440,27 @@ class MessagingService(NodeService):
             raise failure[0]
         return link, proof[0]
 
+    def _effort_for(self, peer: str) -> int:
+        """The effort to prove to ``peer``: what it last asked of us, else our resting one."""
+        return self._efforts.get(peer, self._pow_difficulty)
+
+    def _asked(self, peer: str, response: Response) -> bool:
+        """A 486 that asks for more work than we proved: remember it; True to try again."""
+        value = response.get(EFFORT_HEADER)
+        if value is None or not value.isdigit() or len(value) > 2:
+            return False
+        effort = int(value)
+        if not self._effort_for(peer) < effort <= MAX_EFFORT:
+            return False  # no more than we gave, or more than we will ever pay
+        self._efforts[peer] = effort
+        self._efforts.move_to_end(peer)
+        while len(self._efforts) > MAX_REMEMBERED_EFFORTS:
+            self._efforts.popitem(last=False)
+        return True
+
     def _prove(self, peer: str) -> str:
-        proof = prove(peer, self._address, self._ctx.clock(), difficulty_bits=self._pow_difficulty)
+        effort = self._effort_for(peer)
+        proof = prove(peer, self._address, self._ctx.clock(), difficulty_bits=effort)
         return f"{proof.bucket};{proof.nonce.hex()}"
 
     def _publish_state(self, message_id: str) -> None:
@@ -455,6 +491,17 @@ class MessagingService(NodeService):
             return
         await link.respond(request, 100)  # "sent": our node has it (RFC 3261 17.2.2)
         contact = await self._ctx.db(self._store.contact, peer)
+        if contact is None or contact.state is ContactState.BLOCKED:
+            # A stranger's work is judged before anything else, so the answer to too
+            # little says nothing of whether we blocked it.
+            verdict = self._check_work(request, peer)
+            if verdict is Verdict.REJECT_LOW_EFFORT:
+                effort = (EFFORT_HEADER, str(self._gate.effort()))
+                await link.respond(request, *BUSY, headers=(effort,))
+                return
+            if verdict is not Verdict.ADMIT:
+                await link.respond(request, *REFUSED)
+                return
         blocked = await self._ctx.db(self._store.is_blocked, peer)
         if blocked or (contact is not None and contact.state is ContactState.BLOCKED):
             await link.respond(request, *REFUSED)
@@ -526,11 +573,7 @@ class MessagingService(NodeService):
             # One request per stranger; later messages wait at the sender.
             await link.respond(request, 480, "Temporarily Unavailable")
             return
-        verdict = self._check_proof(request, peer)
-        if verdict is Verdict.REJECT_BAD_POW:
-            log.info("refused a contact request: %s", verdict.value)
-            await link.respond(request, *REFUSED)
-            return
+        verdict = self._gate.admit(peer)  # its work was judged on arrival
         if verdict is not Verdict.ADMIT:
             log.info("turned a contact request away for now: %s", verdict.value)
             await link.respond(request, *BUSY)
@@ -547,7 +590,7 @@ class MessagingService(NodeService):
     def _record_request(self, peer: str, text: str, now: float, message_id: str) -> bool:
         return self._store.record_request(peer, text, now, message_id=message_id)
 
-    def _check_proof(self, request: Request, peer: str) -> Verdict:
+    def _check_work(self, request: Request, peer: str) -> Verdict:
         value = request.get(PROOF_HEADER)
         if value is None:
             return Verdict.REJECT_BAD_POW
@@ -557,4 +600,4 @@ class MessagingService(NodeService):
             nonce = bytes.fromhex(nonce_hex)
         except ValueError:
             return Verdict.REJECT_BAD_POW
-        return self._gate.check(sender=peer, bucket=bucket, nonce=nonce)
+        return self._gate.check_work(sender=peer, bucket=bucket, nonce=nonce)

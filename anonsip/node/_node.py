@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import trio
 
 from anonsip._errors import AnonsipError, LocalError
-from anonsip.admission import DEFAULT_DIFFICULTY
+from anonsip.admission import RESTING_EFFORT
 from anonsip.control import (
     EVENTS,
     AddressArgs,
@@ -97,7 +97,7 @@ class NodeConfig:
     testnet: Path | None = None
     bootstrap_dirs: tuple[Path, ...] = ()
     periods: TimePeriods = TOR_TIME_PERIODS
-    pow_difficulty: int = DEFAULT_DIFFICULTY
+    pow_difficulty: int = RESTING_EFFORT
     dht: DhtConfig = field(default_factory=DhtConfig)
     auto_answer: bool = False
     play: Path | None = None

@@ -3,11 +3,12 @@
 Three nodes run for the whole module (carol only seeds the DHT); alice and
 bob are each other's contacts. Alice calls bob with the ``anonsip call`` CLI
 playing espeak-ng speech; bob answers through the control API recording to
-a WAV, and the recording, aligned for the delay, scores PESQ-WB >= 3.5
-against the original. Then, from each side: decline, busy, the caller
-giving up while it rings, and hangup by either party. Finally the media
-stream is cut inside tor (CLOSESTREAM on the caller's tor) in the middle of
-a call, and both sides end the call cleanly with a BYE.
+a WAV, and the whole recording, untrimmed, scores PESQ-WB >= 3.5 against
+the original, the first 100 ms of speech included. Then, from each side:
+decline, busy, the caller giving up while it rings, and hangup by either
+party. Finally the call's media paths are cut inside tor (CLOSESTREAM on
+the caller's tor): one path cut, the call goes on and a new path replaces
+it; every path cut, both sides end the call cleanly with a BYE.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from anonsip.demo._clip import speak
 from onion import attach_tor
 from onion.testnet import TestnetInfo
 from tests.integration.nodes import NodeFleet, NodeProcess
+from tests.unit.media.conftest import first_100_ms_heard
 
 pytestmark = pytest.mark.integration
 
@@ -145,7 +147,11 @@ async def test_speech_reaches_the_callee_clearly(
     assert "ended: hung-up" in out
     assert any(line.startswith("stats: round trip") for line in lines), out
     reference = read_pcm(speech)
-    heard = aligned(reference, read_pcm(recording))
+    whole = read_pcm(recording)
+    assert first_100_ms_heard(reference, whole), "the start of the speech was lost"
+    untrimmed = pesq(RATE, reference.astype(np.float32), whole.astype(np.float32), "wb")
+    assert untrimmed >= 3.5, f"PESQ-WB {untrimmed:.2f} untrimmed; call stats {ended['stats']}"
+    heard = aligned(reference, whole)
     score = pesq(RATE, reference.astype(np.float32), heard.astype(np.float32), "wb")
     assert score >= 3.5, f"PESQ-WB {score:.2f}; call stats {ended['stats']}"
 
@@ -201,33 +207,60 @@ async def test_call_outcomes(
     assert await callee.call("calls") == []
 
 
-async def _close_media_stream(node: NodeProcess, peer_onion: str) -> None:
-    """CLOSESTREAM, inside ``node``'s tor, the newest stream to the peer's onion (the media)."""
+async def _streams_to(node: NodeProcess, peer_onion: str) -> set[str]:
+    """Ids of the streams ``node``'s tor has open to the peer's onion service."""
+    async with _control(node) as tor:
+        streams = (await tor.control.get_info("stream-status"))["stream-status"]
+    return {
+        parts[0]
+        for parts in (line.split() for line in streams.splitlines())
+        if len(parts) >= 4 and parts[3].startswith(f"{peer_onion}.onion")
+    }
+
+
+def _control(node: NodeProcess) -> Any:
     port_file = (node.home / "tor" / "control.port").read_text().strip()
     host, _, port = port_file.removeprefix("PORT=").rpartition(":")
-    async with attach_tor(host, int(port)) as tor:
-        streams = (await tor.control.get_info("stream-status"))["stream-status"]
-        ours = [
-            line.split()
-            for line in streams.splitlines()
-            if len(line.split()) >= 4 and line.split()[3].startswith(f"{peer_onion}.onion")
-        ]
-        assert len(ours) >= 2, f"expected the SIP and the media stream, tor has: {streams!r}"
-        newest = max(ours, key=lambda parts: int(parts[0]))
-        await tor.control.command("CLOSESTREAM", newest[0], "1")
+    return attach_tor(host, int(port))
 
 
-async def test_media_stream_cut_in_tor_ends_the_call_on_both_sides(fleet: NodeFleet) -> None:
+async def _close_streams(node: NodeProcess, ids: set[str]) -> None:
+    """CLOSESTREAM inside ``node``'s tor, all at once."""
+    async with _control(node) as tor:
+        for stream_id in sorted(ids):
+            await tor.control.command("CLOSESTREAM", stream_id, "1")
+
+
+async def test_media_paths_cut_in_tor_one_is_replaced_all_end_the_call(fleet: NodeFleet) -> None:
     alice, bob = fleet["alice"], fleet["bob"]
     bob_onion = (await bob.call("status"))["onion_address"].removesuffix(".onion")
     async with alice.client() as c_alice, bob.client() as c_bob:
         await c_alice.subscribe()
         await c_bob.subscribe()
+        before = await _streams_to(alice, bob_onion)  # the SIP link, if alice dialled it
         call_id = await _ring(alice, bob, c_alice, c_bob)
         await c_bob.call("answer", call_id=call_id, record="/dev/null")
         await wait_event(c_alice, call_state("active", call_id))
         await wait_event(c_bob, lambda e: e.event == "call.stats" and e.data["call_id"] == call_id)
-        await _close_media_stream(alice, bob_onion)
+        paths = await _streams_to(alice, bob_onion) - before
+        assert len(paths) == 2, f"expected two media paths, tor has {paths}"
+        # One path cut: the call goes on, and the caller dials a replacement.
+        async with _control(alice) as tor, tor.control.events("STREAM") as stream_events:
+            await _close_streams(alice, {min(paths, key=int)})
+            with trio.fail_after(CALL_TIMEOUT):
+                async for event in stream_events:
+                    parts = event.args.split()
+                    if (
+                        len(parts) >= 4
+                        and parts[1] == "SUCCEEDED"
+                        and parts[3].startswith(f"{bob_onion}.onion")
+                    ):
+                        break
+        for node in (alice, bob):
+            (live,) = await node.call("calls")
+            assert live["state"] == "active"
+        # Every path cut at once: the call ends on both sides with a BYE.
+        await _close_streams(alice, await _streams_to(alice, bob_onion) - before)
         ended_alice = await wait_event(c_alice, call_state("ended", call_id))
         ended_bob = await wait_event(c_bob, call_state("ended", call_id))
     reasons = {ended_alice["reason"], ended_bob["reason"]}

@@ -1,15 +1,18 @@
-"""Live media under trio: the media loop over a stream, audio sources and sinks.
+"""Live media under trio: the media loop over its paths, audio sources and sinks.
 
 Thin adapters around the sans-IO cores of ``anonsip.media``: ``MediaCall``
-runs one call's encode -> seal -> send and receive -> open -> jitter buffer
--> decode loops on a stream; WAV files, sound devices and silence are its
-sources and sinks; ``open_audio`` picks them for a call; ``DelayedStream``
-delays a stream as a Tor circuit would, for tests and benchmarks.
+runs one call's encode -> seal -> send and receive -> open -> merge ->
+jitter buffer -> decode loops on one stream or several (paths); WAV files,
+sound devices and silence are its sources and sinks; ``open_audio`` picks
+them for a call; ``DelayedStream`` delays a stream as a Tor circuit would,
+for tests and benchmarks.
 """
 
 from anonsip.media.io._audio import (
     AudioSink,
     AudioSource,
+    ClockedSink,
+    ClockedSource,
     DeviceSink,
     DeviceSource,
     MemorySink,
@@ -27,13 +30,22 @@ from anonsip.media.io._call_audio import (
     silent_audio,
 )
 from anonsip.media.io._delaylink import DelayedStream
-from anonsip.media.io._pipeline import EndReason, MediaCall, MediaEnded, MediaParams
+from anonsip.media.io._pipeline import (
+    EndReason,
+    MediaCall,
+    MediaEnded,
+    MediaParams,
+    PathMode,
+    PathView,
+)
 
 __all__ = [
     "AudioChoice",
     "AudioSink",
     "AudioSource",
     "CallAudio",
+    "ClockedSink",
+    "ClockedSource",
     "DelayedStream",
     "DeviceSink",
     "DeviceSource",
@@ -43,6 +55,8 @@ __all__ = [
     "MediaEnded",
     "MediaParams",
     "MemorySink",
+    "PathMode",
+    "PathView",
     "SilenceSource",
     "WavSink",
     "WavSource",

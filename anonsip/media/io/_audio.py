@@ -2,7 +2,9 @@
 
 A WAV source is paced to real time on a schedule (``trio.sleep_until``
 start + n * frame), so a headless node or a test plays a file as a
-microphone would; a WAV sink records what the playout clock writes. Real
+microphone would; a call's media loop instead reads it with
+``next_frame`` on its own 20 ms clock (a ``ClockedSource``), which saves a
+wakeup per frame. A WAV sink records what the playout clock writes. Real
 devices go through ``sounddevice`` (PortAudio); with no fitting device the
 error names the devices that exist. Calls carry 16-bit mono PCM at the
 call's rate; a WAV in any common format is converted on the way in, and a
@@ -16,7 +18,7 @@ import math
 import pathlib
 import wave
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import trio
 
@@ -26,6 +28,8 @@ from anonsip.media._resample import Resampler, to_call_pcm
 __all__ = [
     "AudioSink",
     "AudioSource",
+    "ClockedSink",
+    "ClockedSource",
     "DeviceSink",
     "DeviceSource",
     "MemorySink",
@@ -46,8 +50,24 @@ class AudioSource(Protocol):
         ...
 
 
+@runtime_checkable
+class ClockedSource(AudioSource, Protocol):
+    """A source with no clock of its own (a file, silence): the caller paces it."""
+
+    def next_frame(self) -> bytes | None:
+        """The next frame at once, or None when the source ended."""
+        ...
+
+
 class AudioSink(Protocol):
     async def write_frame(self, pcm: bytes) -> None: ...
+
+
+@runtime_checkable
+class ClockedSink(AudioSink, Protocol):
+    """A sink that never waits (a file, memory): the media loop writes it in passing."""
+
+    def write_now(self, pcm: bytes) -> None: ...
 
 
 MAX_WAV_BYTES = 512 * 1024 * 1024  # a WAV that is converted is read whole: an hour of CD audio
@@ -102,6 +122,9 @@ class WavSource:
             await trio.sleep_until(self._start + self._count * self.frame_ms / 1000)
         else:
             await trio.lowlevel.checkpoint()
+        return self.next_frame()
+
+    def next_frame(self) -> bytes | None:
         size = 2 * self.frame_samples
         if self._offset >= len(self._pcm) and self._loop and self._pcm:
             self._offset = 0
@@ -131,6 +154,7 @@ class SilenceSource:
         self.frame_samples = sample_rate * frame_ms // 1000
         self.frame_ms = frame_ms
         self._frames = None if seconds is None else round(seconds * 1000 / frame_ms)
+        self._silence = b"\0" * (2 * self.frame_samples)
         self._clock = clock
         self._start: float | None = None
         self._count = 0
@@ -139,14 +163,24 @@ class SilenceSource:
         if self._start is None:
             self._start = self._clock()
         await trio.sleep_until(self._start + self._count * self.frame_ms / 1000)
+        return self.next_frame()
+
+    def next_frame(self) -> bytes | None:
         if self._frames is not None and self._count >= self._frames:
             return None
         self._count += 1
-        return b"\0" * (2 * self.frame_samples)
+        return self._silence
+
+
+_HEADER_EVERY = 50  # frames between header updates: a second of 20 ms frames
 
 
 class WavSink:
-    """Records 16-bit mono PCM frames into a WAV file, at ``file_rate`` if given."""
+    """Records 16-bit mono PCM frames into a WAV file, at ``file_rate`` if given.
+
+    The header's length is brought up to date about once a second and on
+    ``close``, not after every frame (three more system calls each).
+    """
 
     def __init__(
         self, path: str | pathlib.Path, *, sample_rate: int = 16000, file_rate: int | None = None
@@ -161,13 +195,22 @@ class WavSink:
         self._wav.setnchannels(1)
         self._wav.setsampwidth(2)
         self._wav.setframerate(rate)
+        self._frames = 0
 
     async def write_frame(self, pcm: bytes) -> None:
+        self.write_now(pcm)
+        await trio.lowlevel.checkpoint()
+
+    def write_now(self, pcm: bytes) -> None:
+        data = pcm if self._resampler is None else self._resampler.process(pcm)
+        self._frames += 1
         try:
-            self._wav.writeframes(pcm if self._resampler is None else self._resampler.process(pcm))
+            if self._frames % _HEADER_EVERY:
+                self._wav.writeframesraw(data)
+            else:
+                self._wav.writeframes(data)
         except OSError as exc:
             raise LocalError(f"cannot write the recording {self.path}: {exc.strerror}") from exc
-        await trio.lowlevel.checkpoint()
 
     def close(self) -> None:
         try:
@@ -188,11 +231,14 @@ class MemorySink:
         self._clock = clock
 
     async def write_frame(self, pcm: bytes) -> None:
+        self.write_now(pcm)
+        await trio.lowlevel.checkpoint()
+
+    def write_now(self, pcm: bytes) -> None:
         if len(self.pcm) + len(pcm) > self._max:
             raise LocalError("the in-memory audio sink is full")
         self.pcm += pcm
         self.times.append(self._clock())
-        await trio.lowlevel.checkpoint()
 
 
 def _sounddevice() -> Any:

@@ -19,6 +19,7 @@ import trio
 from anonsip.media.io._audio import (
     AudioSink,
     AudioSource,
+    ClockedSink,
     DeviceSink,
     DeviceSource,
     SilenceSource,
@@ -48,10 +49,23 @@ class _PaddedSource:
             )
         return await self._silence.read_frame()
 
+    def next_frame(self) -> bytes | None:
+        if self._silence is None:
+            frame = self.inner.next_frame()
+            if frame is not None:
+                return frame
+            self._silence = SilenceSource(
+                sample_rate=self.sample_rate, frame_ms=self.inner.frame_ms
+            )
+        return self._silence.next_frame()
+
 
 class _DiscardSink:
     async def write_frame(self, pcm: bytes) -> None:
         await trio.lowlevel.checkpoint()
+
+    def write_now(self, pcm: bytes) -> None:
+        pass
 
 
 class GatedSink:
@@ -63,6 +77,23 @@ class GatedSink:
 
     async def write_frame(self, pcm: bytes) -> None:
         await self.inner.write_frame(pcm if self.open else bytes(len(pcm)))
+
+    def gated(self) -> AudioSink:
+        """This sink, as a ``ClockedSink`` if what it gates never waits."""
+        return _ClockedGate(self) if isinstance(self.inner, ClockedSink) else self
+
+
+class _ClockedGate:
+    def __init__(self, gate: GatedSink) -> None:
+        self._gate = gate
+        assert isinstance(gate.inner, ClockedSink)
+        self._inner: ClockedSink = gate.inner
+
+    async def write_frame(self, pcm: bytes) -> None:
+        await self._gate.write_frame(pcm)
+
+    def write_now(self, pcm: bytes) -> None:
+        self._inner.write_now(pcm if self._gate.open else bytes(len(pcm)))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -62,16 +62,20 @@ def test_bad_proofs_are_rejected_without_spending_tokens() -> None:
     clock = Clock()
     gate = RequestGate(ME, clock, limits(global_burst=1))
     good = proof("asip1alice", clock)
-    for bad in (
+    for weak in (
         Proof(bucket=good.bucket, nonce=b"\x00" * 16),  # not a solution (fixed, 2**-8 chance)
-        Proof(bucket=good.bucket, nonce=good.nonce[:-1]),
         proof("asip1alice", clock, recipient="asip1someoneelse"),
+    ):
+        assert ask(gate, "asip1alice", clock, p=weak) is Verdict.REJECT_LOW_EFFORT
+    for bad in (
+        Proof(bucket=good.bucket, nonce=good.nonce[:-1]),
         Proof(bucket=good.bucket + 5, nonce=good.nonce),
     ):
         assert ask(gate, "asip1alice", clock, p=bad) is Verdict.REJECT_BAD_POW
-    assert ask(gate, "asip1mallory", clock, p=good) is Verdict.REJECT_BAD_POW  # stolen proof
+    assert ask(gate, "asip1mallory", clock, p=good) is Verdict.REJECT_LOW_EFFORT  # stolen proof
     assert ask(gate, "asip1alice", clock, p=good) is Verdict.ADMIT  # tokens untouched
-    assert gate.statistics().bad_pow == 5
+    stats = gate.statistics()
+    assert (stats.bad_pow, stats.low_effort, stats.effort) == (2, 3, BITS)
 
 
 def test_proofs_expire_after_the_adjacent_bucket() -> None:

@@ -128,10 +128,20 @@ def basic_call_a_hangs_up() -> Pair:
     p.flush()
     (start_a,) = p.of(p.a, StartMedia)
     assert start_a == StartMedia(
-        sample_rate=16000, frame_ms=20, bitrate=24000, direction=Direction.SENDRECV, caller=True
+        sample_rate=16000,
+        frame_ms=20,
+        bitrate=24000,
+        direction=Direction.SENDRECV,
+        caller=True,
+        paths=2,
     )
     assert start_b == StartMedia(
-        sample_rate=16000, frame_ms=20, bitrate=24000, direction=Direction.SENDRECV, caller=False
+        sample_rate=16000,
+        frame_ms=20,
+        bitrate=24000,
+        direction=Direction.SENDRECV,
+        caller=False,
+        paths=2,
     )
     assert [type(m) for m in p.sent[p.a]] == [Invite, Ack]
     p.do(p.a, p.a.user_hangup())

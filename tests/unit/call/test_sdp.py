@@ -138,3 +138,33 @@ def test_negotiation_takes_the_lower_limits() -> None:
     assert (answer.sample_rate, answer.bitrate, answer.session_id) == (16000, 24000, 9)
     with pytest.raises(LocalError):
         MediaPreferences(sample_rate=44100)
+
+
+def test_paths_are_offered_and_the_answer_takes_the_fewer() -> None:
+    offer = SessionDescription(session_id=1, version=1, paths=3)
+    assert b"a=x-anonsip-paths:3\r\n" in offer.to_bytes()
+    assert SessionDescription.parse(offer.to_bytes()).paths == 3
+    answer = negotiate_answer(
+        offer, MediaPreferences(paths=2), session_id=2, version=1, local_hold=False
+    )
+    assert answer.paths == 2
+    single = negotiate_answer(
+        offer, MediaPreferences(paths=1), session_id=2, version=1, local_hold=False
+    )
+    assert single.paths == 1
+    assert SessionDescription.parse(FOREIGN).paths == 1  # a body that does not say: one path
+    with pytest.raises(LocalError):
+        MediaPreferences(paths=0)
+
+
+@pytest.mark.parametrize("value", [b"0", b"5", b"two", b"", b"-1"])
+def test_impossible_path_counts_are_refused(value: bytes) -> None:
+    body = SAMPLE.to_bytes().replace(b"a=x-anonsip-paths:1", b"a=x-anonsip-paths:" + value)
+    with pytest.raises(RemoteProtocolError, match="paths"):
+        SessionDescription.parse(body)
+
+
+def test_a_second_paths_attribute_is_refused() -> None:
+    body = SAMPLE.to_bytes() + b"a=x-anonsip-paths:2\r\n"
+    with pytest.raises(RemoteProtocolError, match="paths"):
+        SessionDescription.parse(body)

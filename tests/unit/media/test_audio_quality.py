@@ -13,7 +13,17 @@ from anonsip.media._quality import (
     e_model_r,
     opus_ie,
 )
-from anonsip.media.io._audio import DeviceSink, DeviceSource, MemorySink, WavSink, WavSource
+from anonsip.media.io._audio import (
+    ClockedSink,
+    ClockedSource,
+    DeviceSink,
+    DeviceSource,
+    MemorySink,
+    SilenceSource,
+    WavSink,
+    WavSource,
+)
+from anonsip.media.io._call_audio import GatedSink
 
 
 def write_wav(path: pathlib.Path, pcm: np.ndarray, rate: int = 16000, channels: int = 1) -> None:
@@ -142,3 +152,48 @@ def test_round_trip() -> None:
     assert rt.update(now_ms=1600, echo_ms=1000, hold_ms=100) == 500
     rt.update(now_ms=2600, echo_ms=2000, hold_ms=0)
     assert rt.smoothed_ms == pytest.approx(500 * 0.875 + 600 / 8)
+
+
+async def test_wav_sink_keeps_its_header_current_each_second(tmp_path: pathlib.Path) -> None:
+    sink = WavSink(tmp_path / "out.wav")
+    for _ in range(120):
+        await sink.write_frame(b"\x01\x00" * 320)
+    # Readable while still recording: the header says at least the first 100 frames.
+    with wave.open(str(tmp_path / "out.wav")) as w:
+        assert w.getnframes() == 100 * 320
+    sink.close()
+    with wave.open(str(tmp_path / "out.wav")) as w:
+        assert w.getnframes() == 120 * 320
+
+
+async def test_clocked_sources_give_frames_at_once(tmp_path: pathlib.Path) -> None:
+    pcm = np.arange(1000, dtype="<i2")
+    write_wav(tmp_path / "a.wav", pcm)
+    src = WavSource(tmp_path / "a.wav")
+    assert isinstance(src, ClockedSource)
+    frames = [src.next_frame() for _ in range(5)]
+    assert frames[0] == pcm[:320].tobytes()
+    assert frames[3] == pcm[960:].tobytes().ljust(640, b"\0")  # the last frame is padded
+    assert frames[4] is None
+    silence = SilenceSource(seconds=0.1)
+    assert [silence.next_frame() for _ in range(6)] == [bytes(640)] * 5 + [None]
+
+
+async def test_a_gate_over_a_sink_that_never_waits_is_written_in_passing() -> None:
+    memory = MemorySink()
+    gate = GatedSink(memory)
+    clocked = gate.gated()
+    assert isinstance(clocked, ClockedSink)
+    clocked.write_now(b"\x01\x00" * 320)
+    gate.open = False  # held: silence, at the same rate
+    clocked.write_now(b"\x01\x00" * 320)
+    await clocked.write_frame(b"\x01\x00" * 320)
+    assert bytes(memory.pcm) == b"\x01\x00" * 320 + bytes(1280)
+
+    class Waits:
+        async def write_frame(self, pcm: bytes) -> None:
+            await trio.lowlevel.checkpoint()
+
+    waiting = GatedSink(Waits())
+    assert waiting.gated() is waiting
+    assert not isinstance(waiting.gated(), ClockedSink)

@@ -2,6 +2,8 @@ import itertools
 import statistics
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from anonsip import LocalError
 from anonsip.media._delaymodel import (
@@ -72,11 +74,32 @@ def test_waits_for_target_before_starting() -> None:
     assert jb.pop(370) == Idle(finished=True)
 
 
-def test_frames_must_be_in_order() -> None:
-    jb = JitterBuffer()
-    jb.put(seq=5, send_ms=100, arrival_ms=350, payload=b"", speech=False)
+def test_frames_may_come_in_any_order_and_play_in_sequence() -> None:
+    jb = JitterBuffer(JitterPolicy(min_target_ms=40))
+    for seq in (2, 0, 1):
+        jb.put(seq=seq, send_ms=20 * seq, arrival_ms=250, payload=bytes([seq]), speech=True)
+    jb.put(seq=1, send_ms=20, arrival_ms=251, payload=b"again", speech=True)  # a second copy
+    played = [jb.pop(290 + 20 * k) for k in range(3)]
+    assert [e.seq for e in played if isinstance(e, Play)] == [0, 1, 2]
+    assert [e.payload for e in played if isinstance(e, Play)] == [b"\0", b"\1", b"\2"]
+    assert jb.statistics().discarded_frames == 1
+
+
+def test_a_frame_missing_in_its_slot_is_concealed_and_discarded_if_it_comes_later() -> None:
+    jb = JitterBuffer(JitterPolicy(adaptive=False, min_target_ms=40))
+    jb.put(seq=0, send_ms=0, arrival_ms=250, payload=b"a", speech=True)
+    jb.put(seq=2, send_ms=40, arrival_ms=260, payload=b"c", speech=True)
+    assert isinstance(jb.pop(290), Play)
+    assert jb.pop(310) == Conceal(reason="missing")  # frame 1's slot, and it is not here
+    jb.put(seq=1, send_ms=20, arrival_ms=315, payload=b"b", speech=True)  # too late
+    assert jb.pop(330) == Play(seq=2, payload=b"c", speech=True, send_ms=40)
+    s = jb.statistics()
+    assert (s.missing_frames, s.discarded_frames, s.played_frames) == (1, 1, 2)
+
+
+def test_negative_sequence_numbers_are_refused() -> None:
     with pytest.raises(LocalError):
-        jb.put(seq=5, send_ms=100, arrival_ms=351, payload=b"", speech=False)
+        JitterBuffer().put(seq=-1, send_ms=0, arrival_ms=0, payload=b"", speech=False)
 
 
 def test_adaptive_never_drops_speech_and_beats_waiting_forever() -> None:
@@ -85,7 +108,7 @@ def test_adaptive_never_drops_speech_and_beats_waiting_forever() -> None:
     assert all(i in played for i in range(N) if speech[i])  # only silence is skipped
     s = jb.statistics()
     assert s.compressed_frames == 0
-    assert s.jumps == 0
+    assert s.dropped_speech_frames == 0
     assert s.concealed_frames < 0.03 * N
     never, never_records, _ = run(JitterPolicy(catch_up_in_silence=False))
     assert never.statistics().dropped_frames == 0
@@ -144,7 +167,6 @@ def test_time_compression_is_bounded() -> None:
         min_target_ms=40,
         compress_every=10,
         compress_above_ms=100,
-        max_delay_ms=10_000,
         capacity_frames=1000,
     )
     jb = JitterBuffer(policy)
@@ -153,36 +175,53 @@ def test_time_compression_is_bounded() -> None:
     events = [jb.pop(2250 + 20 * k) for k in range(100)]
     compressed = jb.statistics().compressed_frames
     assert 1 <= compressed <= 100 // 10
+    assert jb.statistics().dropped_speech_frames == compressed
     assert sum(isinstance(e, Play) for e in events) == 100
 
 
-def test_jump_past_the_cap() -> None:
-    jb = JitterBuffer(JitterPolicy(max_delay_ms=1000))
-    for i in range(100):  # a 2 s stall, then everything at once
-        jb.put(seq=i, send_ms=20 * i, arrival_ms=2250 + 20 * 0, payload=b"", speech=True)
-    jb.pop(2250)
+def test_far_behind_it_skips_a_whole_silence_at_once_but_no_speech() -> None:
+    jb = JitterBuffer(JitterPolicy(adaptive=False, min_target_ms=40))
+    speech = [True] * 20 + [False] * 60 + [True] * 20
+    for i, flag in enumerate(speech):  # a 2 s stall, then everything at once
+        jb.put(seq=i, send_ms=20 * i, arrival_ms=2250, payload=b"", speech=flag)
+    played = []
+    for k in range(60):
+        event = jb.pop(2250 + 20 * k)
+        if isinstance(event, Play):
+            played.append(event.seq)
+    assert played[:20] == list(range(20))  # the speech before the silence, all of it
+    assert 20 in played  # the silent frame right after speech is kept
+    assert all(seq in played for seq in range(77, 100))  # onset look-ahead, then speech
     s = jb.statistics()
-    assert s.jumps == 1
-    assert s.dropped_frames > 0
-    assert s.current_delay_ms <= s.target_delay_ms + 20
+    assert s.dropped_frames > 40  # most of the silence went in one tick
+    assert s.played_frames < 60
+    assert s.dropped_speech_frames == 0
 
 
-def test_sender_gaps_are_skipped_and_counted() -> None:
+def test_sender_gaps_are_concealed_in_their_slots() -> None:
     jb = JitterBuffer(JitterPolicy(min_target_ms=40))
     jb.put(seq=0, send_ms=0, arrival_ms=250, payload=b"", speech=True)
     jb.put(seq=3, send_ms=60, arrival_ms=310, payload=b"", speech=True)
     assert isinstance(jb.pop(300), Play)
-    assert jb.pop(320) == Play(seq=3, payload=b"", speech=True, send_ms=60)
+    assert jb.pop(320) == Conceal(reason="missing")
+    assert jb.pop(340) == Conceal(reason="missing")
+    assert jb.pop(360) == Play(seq=3, payload=b"", speech=True, send_ms=60)
     assert jb.statistics().missing_frames == 2
 
 
-def test_capacity_is_bounded() -> None:
+def test_a_full_buffer_evicts_silence_first() -> None:
     jb = JitterBuffer(JitterPolicy(capacity_frames=10))
-    for i in range(50):
-        jb.put(seq=i, send_ms=20 * i, arrival_ms=250, payload=b"", speech=True)
+    flags = [True] * 3 + [False] * 40 + [True] * 7
+    for i, flag in enumerate(flags):
+        jb.put(seq=i, send_ms=20 * i, arrival_ms=250, payload=b"", speech=flag)
     s = jb.statistics()
     assert s.buffered_frames == 10
-    assert s.dropped_frames == 40
+    assert s.evicted_frames == 40
+    assert s.dropped_speech_frames == 0
+    for i in range(50):
+        jb.put(seq=50 + i, send_ms=20 * (50 + i), arrival_ms=250, payload=b"", speech=True)
+    assert jb.statistics().buffered_frames == 10  # all speech now: the bound still holds
+    assert jb.statistics().dropped_speech_frames > 0
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -192,3 +231,68 @@ def test_policy_comparison_on_tor_model(seed: int) -> None:
     # A large fixed buffer conceals less but costs far more latency.
     assert fixed.statistics().concealed_frames <= adaptive.statistics().concealed_frames
     assert statistics.mean(mouth_to_ear(a_rec)) + 100 < statistics.mean(mouth_to_ear(f_rec))
+
+
+# -- catch-up never shortens speech (Hypothesis) ------------------------------------
+
+_speech_runs = st.lists(st.tuples(st.booleans(), st.integers(1, 40)), min_size=1, max_size=30)
+_extra_delay = st.lists(st.floats(0, 900, allow_nan=False), min_size=1, max_size=64)
+
+
+def _flags(runs: list[tuple[bool, int]]) -> list[bool]:
+    return [flag for flag, length in runs for _ in range(length)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(runs=_speech_runs, extra=_extra_delay, min_target=st.sampled_from([20.0, 60.0, 100.0]))
+def test_catch_up_on_one_path_never_drops_speech_or_its_edges(
+    runs: list[tuple[bool, int]], extra: list[float], min_target: float
+) -> None:
+    speech = _flags(runs)
+    n = len(speech)
+    arrivals: list[float] = []
+    for i in range(n):  # one in-order stream: stalls hold back everything behind them
+        arrivals.append(max(20 * i + 50 + extra[i % len(extra)], arrivals[-1] if arrivals else 0))
+    jb = JitterBuffer(JitterPolicy(min_target_ms=min_target, capacity_frames=1000))
+    records = replay_trace(jb, arrivals, speech=speech)
+    played = {r.seq for r in records if r.seq is not None}
+    assert all(k in played for k in range(n) if speech[k])
+    look = JitterPolicy().silence_lookahead_frames
+    for k in set(range(n)) - played:  # skipped to catch up: inside silence only
+        assert not speech[k]
+        assert k == 0 or not speech[k - 1]
+        assert not any(speech[k + 1 : k + 1 + look])
+    s = jb.statistics()
+    assert s.dropped_speech_frames == 0
+    assert s.missing_frames == s.discarded_frames == 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(runs=_speech_runs, a=_extra_delay, b=_extra_delay, alternate=st.booleans())
+def test_catch_up_over_two_paths_never_drops_speech(
+    runs: list[tuple[bool, int]], a: list[float], b: list[float], alternate: bool
+) -> None:
+    speech = _flags(runs)
+    n = len(speech)
+    paths: list[list[float]] = [[], []]
+    for i in range(n):
+        for p, extra in enumerate((a, b)):
+            arrival = 20 * i + 50 + extra[i % len(extra)]
+            paths[p].append(max(arrival, paths[p][-1] if paths[p] else 0))
+    if alternate:
+        arrivals = [paths[i % 2][i] for i in range(n)]
+    else:
+        arrivals = [min(x, y) for x, y in zip(*paths, strict=True)]
+    jb = JitterBuffer(JitterPolicy(capacity_frames=1000))
+    records = replay_trace(jb, arrivals, speech=speech)
+    played = {r.seq for r in records if r.seq is not None}
+    s = jb.statistics()
+    assert s.dropped_speech_frames == 0
+    lost_speech = sum(1 for k in range(n) if speech[k] and k not in played)
+    assert lost_speech <= s.missing_frames + s.discarded_frames  # late, never skipped
+
+
+def test_the_default_prior_is_lower_when_paths_cover_each_others_stalls() -> None:
+    assert JitterPolicy.for_paths(1).min_target_ms == JitterPolicy().min_target_ms == 100
+    assert JitterPolicy.for_paths(2).min_target_ms == JitterPolicy.for_paths(3).min_target_ms == 60
+    assert JitterPolicy.for_paths(2, frame_ms=40).frame_ms == 40

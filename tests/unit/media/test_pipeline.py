@@ -1,4 +1,5 @@
 import pathlib
+import socket
 import statistics
 import struct
 
@@ -224,3 +225,36 @@ async def test_backed_up_stream_drops_oldest_frames(autojump_clock: trio.abc.Clo
     assert seqs[-1] - seqs[0] + 1 > len(seqs)  # a gap where frames were dropped
     # The frames sent after the stall are recent, not two seconds old.
     assert len(seqs) < 4000 / 20
+
+
+async def test_a_socket_path_that_backs_up_hands_the_rest_to_its_writer() -> None:
+    """The clock task never blocks on a full socket: what it cannot send at once
+    goes through the path's writer, in order, and the oldest queued frames drop."""
+    # Small buffers, set before the connection exists so they hold.
+    with trio.socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+        await listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        client = trio.socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 2048)
+        await client.connect(listener.getsockname())
+        server, _ = await listener.accept()
+    raw_a, raw_b = trio.SocketStream(client), trio.SocketStream(server)
+    params = MediaParams(send_queue_frames=5)
+    async with (
+        raw_b,
+        MediaCall(
+            raw_a,
+            keys=keys(True),
+            source=SilenceSource(seconds=6),
+            sink=MemorySink(),
+            params=params,
+        ) as a,
+    ):
+        await trio.sleep(3)  # nobody reads: the socket fills, then the queue
+        assert a.paths()[0].dropped_frames > 0
+        _, frames = await read_frames(raw_b, MediaReceiver(keys(False).receive))
+    seqs = [f.seq for f in frames if not f.end]
+    assert seqs == sorted(seqs)  # every frame opened in order: nothing interleaved
+    assert seqs[-1] - seqs[0] + 1 > len(seqs)  # a gap where frames were dropped
+    assert frames[-1].end

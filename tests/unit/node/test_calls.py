@@ -18,12 +18,16 @@ import numpy as np
 import pytest
 import trio
 import trio.testing
+from pesq import pesq
 
 from anonsip._errors import LocalError
+from anonsip.call import MediaPreferences
 from anonsip.control import BadArguments
+from anonsip.media.io import CallAudio, MemorySink
 from anonsip.node._call_media import TOKEN_BYTES, media_context, media_keys, media_token
 from anonsip.node._calls import CallService, CallSettings
 from anonsip.store import ContactState
+from tests.unit.media.conftest import LiveSource, first_100_ms_heard, make_speech, read_pcm
 from tests.unit.node.mesh import MemoryNode, Mesh
 
 RATE = 16000
@@ -199,7 +203,7 @@ async def test_calls_beyond_the_limit_get_busy(
 
 
 @pytest.mark.parametrize("breaks", ["caller", "callee"])
-async def test_broken_media_stream_ends_the_call_with_bye(
+async def test_when_every_media_path_breaks_the_call_ends_with_bye(
     autojump_clock: trio.testing.MockClock, tmp_path: Path, breaks: str
 ) -> None:
     async with call_pair(tmp=tmp_path) as (a, b):
@@ -208,8 +212,9 @@ async def test_broken_media_stream_ends_the_call_with_bye(
         await a.recorder.wait_call("active")
         await b.recorder.wait_call("active")
         await trio.sleep(2)
-        ours, theirs = a.mesh.media[0]  # type: ignore[attr-defined]
-        await trio.aclose_forcefully(ours if breaks == "caller" else theirs)
+        a.mesh.down.add(b.node.key)  # type: ignore[attr-defined]  # no replacement gets through
+        for ours, theirs in list(a.mesh.media):  # type: ignore[attr-defined]
+            await trio.aclose_forcefully(ours if breaks == "caller" else theirs)
         ended_a = await a.recorder.wait_call("ended")
         ended_b = await b.recorder.wait_call("ended")
         reasons = {ended_a["reason"], ended_b["reason"]}
@@ -218,6 +223,32 @@ async def test_broken_media_stream_ends_the_call_with_bye(
         # Both dialogs are gone: the BYE went through the SIP link.
         assert a.node.links[b.node.key].endpoint.statistics()["dialogs"] == 0
         assert b.node.links[a.node.key].endpoint.statistics()["dialogs"] == 0
+
+
+@pytest.mark.parametrize("breaks", ["caller", "callee"])
+async def test_a_broken_media_path_is_replaced_and_the_call_goes_on(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, breaks: str
+) -> None:
+    record = tmp_path / "heard.wav"
+    async with call_pair(tmp=tmp_path) as (a, b):
+        await _ring(a, b, tmp_path, seconds=20)
+        media = a.mesh.media  # type: ignore[attr-defined]
+        assert len(media) == 2  # both paths were dialled while it rang
+        await b.op("answer", record=str(record))
+        await a.recorder.wait_call("active")
+        await b.recorder.wait_call("active")
+        await trio.sleep(2)
+        ours, theirs = media[0]
+        await trio.aclose_forcefully(ours if breaks == "caller" else theirs)
+        await trio.sleep(4)
+        assert len(media) == 3  # the caller dialled a replacement, path number 2
+        for side in (a, b):
+            (live,) = await side.op("calls")
+            assert live["state"] == "active"
+        await a.op("hangup")
+        assert (await a.recorder.wait_call("ended"))["reason"] == "hung-up"
+        assert (await b.recorder.wait_call("ended"))["reason"] == "remote-hung-up"
+    assert _rms_of(record, 2.5, 5.5) > 1000  # the tone went on across the break
 
 
 async def test_hold_and_resume_and_mute(
@@ -450,3 +481,66 @@ async def test_the_conversation_keeps_each_call(
         ("in", "missed"),
     ]
     assert unread == 0  # calls are not unread messages
+
+
+# -- nothing lost at the start of a call ------------------------------------------------
+
+
+def _slow_media(node: MemoryNode, seconds: float) -> None:
+    """Every media path takes ``seconds`` to open, as a new rendezvous circuit does."""
+    fast = node.open_media
+
+    async def open_media(peer: bytes) -> trio.abc.Stream:
+        await trio.sleep(seconds)
+        return await fast(peer)
+
+    node.open_media = open_media  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("answer", ["after ringing", "auto-answer"])
+async def test_the_first_100_ms_said_after_the_answer_reach_the_callee(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, answer: str
+) -> None:
+    """The caller starts talking the moment the call is answered; its media paths
+    take 0.6 s to open. The callee's recording still begins with the first word."""
+    speech = make_speech(tmp_path / "hello.wav", text="Hello, can you hear me? This is Alice.")
+    reference = read_pcm(speech)[1]
+    record = tmp_path / "heard.wav"
+    auto = answer == "auto-answer"
+    settings_b = CallSettings(auto_answer=True, record=record) if auto else None
+    async with call_pair(tmp=tmp_path, settings_b=settings_b) as (a, b):
+        _slow_media(a.node, 0.6)
+        mic = LiveSource(reference)
+        audio = CallAudio(source=mic, sink=MemorySink(), description="a microphone")
+        await a.calls.place_call(b.address, audio=audio)
+        if not auto:
+            await b.recorder.wait_call("ringing")
+            await trio.sleep(1.5)  # the phone rings a while
+            await b.op("answer", record=str(record))
+        await a.recorder.wait_call("active")
+        mic.start()  # "Hello, ..."
+        await trio.sleep(reference.size / RATE + 1.5)
+        await a.op("hangup")
+        await b.recorder.wait_call("ended")
+    heard = read_pcm(record)[1]
+    assert first_100_ms_heard(reference, heard)
+    assert pesq(RATE, reference.astype(np.float32), heard.astype(np.float32), "wb") >= 3.5
+
+
+@pytest.mark.parametrize("fewer", ["callee", "caller"])
+async def test_a_side_that_wants_one_path_gets_one(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, fewer: str
+) -> None:
+    one = CallSettings(preferences=MediaPreferences(paths=1))
+    settings = {"settings_a": one} if fewer == "caller" else {"settings_b": one}
+    async with call_pair(tmp=tmp_path, **settings) as (a, b):
+        await _ring(a, b, tmp_path, seconds=20)
+        await b.op("answer", record=str(tmp_path / "r.wav"))
+        await a.recorder.wait_call("active")
+        await trio.sleep(2)
+        for side in (a, b):
+            (leg,) = side.calls.calls()
+            assert leg.media is not None
+            assert leg.media.open_paths == 1
+        await a.op("hangup")
+        assert (await b.recorder.wait_call("ended"))["reason"] == "remote-hung-up"

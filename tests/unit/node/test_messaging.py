@@ -17,9 +17,10 @@ import pytest
 import trio
 import trio.testing
 
+from anonsip.admission import time_bucket
 from anonsip.control import MessageView
 from anonsip.node._contacts import ContactsService
-from anonsip.node._messaging import PROOF_HEADER, MessagingService
+from anonsip.node._messaging import EFFORT_HEADER, PROOF_HEADER, MessagingService
 from anonsip.sip import message_request
 from anonsip.store import ContactState, MessageState
 from tests.unit.node.mesh import MemoryNode, Mesh
@@ -27,8 +28,8 @@ from tests.unit.node.mesh import MemoryNode, Mesh
 POW = 4  # bits: cheap for tests, the same code path as the default
 
 
-def _give_services(node: MemoryNode) -> MessagingService:
-    messaging = MessagingService(node.context, pow_difficulty=POW)
+def _give_services(node: MemoryNode, pow_bits: int = POW) -> MessagingService:
+    messaging = MessagingService(node.context, pow_difficulty=pow_bits)
     node.use([ContactsService(node.context), messaging])
     return messaging
 
@@ -127,6 +128,37 @@ async def test_a_blocked_sender_gets_the_same_refusal_as_a_bad_proof(
     await b.op("block", address=a.address)
     answers.append(await link.request(message_request(link.endpoint, "blocked now")))
     assert {(r.status_code, r.reason) for r in answers} == {(403, "Forbidden")}
+    assert await b.op("requests") == []
+
+
+async def test_a_stranger_asked_for_more_work_pays_it_once_and_gets_through(
+    mesh: Mesh, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b = mesh.add("alice", 1), mesh.add("bob", 2)
+    alice = _give_services(a)  # guesses the resting effort of its own: 4 bits
+    bob = _give_services(b, pow_bits=16)  # asks 16 (as if flooded)
+    await mesh.start(a)
+    await mesh.start(b)
+    first = MessageView.decode(await a.op("send", peer=b.address, text="hi, it's alice"))
+    await _state(a, first.message_id, "request", timeout=60)  # at once, not after a back-off
+    assert alice._effort_for(b.address) == 16
+    stats = bob.gate_statistics()
+    assert (stats.low_effort, stats.admitted, stats.effort) == (1, 1, 16)
+
+
+async def test_too_little_work_gets_the_same_answer_whether_blocked_or_not(
+    mesh: Mesh, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b = await _pair(mesh, friends=False)
+    link = await a.link_to(b.key)
+    weak = f"{time_bucket(trio.current_time())};{bytes(16).hex()}"  # a nonce that proves 0 bits
+    asks = []
+    for blocked in (False, True):
+        if blocked:
+            await b.op("block", address=a.address)
+        r = await link.request(message_request(link.endpoint, "hi").with_header(PROOF_HEADER, weak))
+        asks.append((r.status_code, r.reason, r.get(EFFORT_HEADER)))
+    assert asks == [(486, "Busy Here", str(POW))] * 2
     assert await b.op("requests") == []
 
 
