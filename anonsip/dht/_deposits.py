@@ -34,8 +34,10 @@ Replication (Kademlia 2.5): a deposit remembers when it was last stored
 here. A holder republishes a location only when nobody stored its deposits
 with it for a whole interval, so each location is republished by about one
 of its holders per interval; a location placed under a shared random value
-that is no longer the current one is due at once, and its deposits move to
-the current value's position of the same replica. Time is always handed in.
+that is no longer the current one is due at once, once: its deposits move
+to the current value's position of the same replica, whose holders keep
+them from then on (the old copy stays for collectors a value behind until
+that value is out of use). Time is always handed in.
 """
 
 from __future__ import annotations
@@ -387,8 +389,9 @@ class DepositStore:
         ranked: list[tuple[float, bytes]] = []
         for location, box in self._boxes.items():
             oldest = min(h.stored_at for h in box.held.values())
-            if box.value != current and box.moved_to != current:
-                ranked.append((float("-inf"), location))  # placed under an old value: move it
+            if box.value != current:
+                if box.moved_to != current:  # placed under an old value: move it, once
+                    ranked.append((float("-inf"), location))
             elif oldest <= now - interval:
                 ranked.append((oldest, location))
         out = []

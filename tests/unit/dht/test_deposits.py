@@ -292,6 +292,8 @@ def test_deposits_under_a_value_no_longer_current_move_at_once() -> None:
     assert deposits == [d]
     store.replicated(location, NOW + 1, new.current)
     assert store.due(NOW + 2, 3600, new.current, 10) == []
+    # From now on the current position's holders keep it: the old copy is not republished.
+    assert store.due(NOW + 3 * 3600, 3600, new.current, 10) == []
 
 
 def test_a_full_store_fits_in_bounded_memory() -> None:
