@@ -534,7 +534,7 @@ class Node:
                 await svc.wait_published()
                 self.context.overlay_up(links, resolver.lookup)
                 if self._mailbox is not None:
-                    self._mailbox.attach(dht.client)  # type: ignore[arg-type]  # TODO(mailbox-dht)
+                    self._mailbox.attach(dht.client)
                 self.registrar.set_contacts((Contact(onion=svc.hostname, port=SIP_PORT),))
                 await services.start(self.registrar.run)
                 for service in self.services.services:
