@@ -63,12 +63,16 @@ class Tor:
         socks_port: int,
         log: TorLog | None = None,
         pid: int | None = None,
+        unix_services: bool = True,
     ) -> None:
         self.control = control
         self.socks_host = socks_host
         self.socks_port = socks_port
         self.log = log
         self.pid = pid
+        # Whether our onion services' local ends may be private Unix sockets: true
+        # unless this tor runs as another user, who could not reach them.
+        self.unix_services = unix_services
 
     @property
     def version(self) -> str:
@@ -181,4 +185,5 @@ class Tor:
             virtual_port=virtual_port,
             key=key,
             max_connections=max_connections,
+            unix_socket=self.unix_services,
         )

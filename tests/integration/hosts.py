@@ -440,7 +440,6 @@ def registered(status: dict[str, Any]) -> bool:
 # --- what a process's sockets reach, read from /proc (its own network namespace) ------------
 
 _LISTEN = 0x0A
-_LOOPBACK = ("127.0.0.1", "::1")
 
 
 def _proc_address(text: str) -> tuple[str, int]:
@@ -481,6 +480,24 @@ def _socket_inodes(pid: int) -> set[int]:
     return inodes
 
 
+def tcp_listeners(pid: int) -> list[tuple[str, int]]:
+    """The TCP addresses ``pid`` itself listens on (its own sockets, not its children's)."""
+    mine = _socket_inodes(pid)
+    return [s.local for s in _tcp_table(pid) if s.state == _LISTEN and s.inode in mine]
+
+
+def unix_connections(pid: int, prefix: str) -> int:
+    """How many connected Unix sockets of ``pid`` are bound under ``prefix`` (accepted ones)."""
+    mine = _socket_inodes(pid)
+    count = 0
+    for line in Path(f"/proc/{pid}/net/unix").read_text().splitlines()[1:]:
+        f = line.split()
+        # Num RefCount Protocol Flags Type St Inode [Path]; St 03 is "connected".
+        if len(f) >= 8 and int(f[6]) in mine and f[5] == "03" and f[7].startswith(prefix):
+            count += 1
+    return count
+
+
 def children(pid: int) -> list[int]:
     found = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
@@ -493,9 +510,10 @@ def children(pid: int) -> list[int]:
 class SocketAudit:
     """Samples a node process's sockets: it may talk to its own tor only.
 
-    Allowed: listening on loopback; connections to a port its own tor (a
-    child process) listens on; connections its tor made to its listeners.
-    Anything else, and any UDP or raw socket, is a problem.
+    Allowed: connections to a port its own tor (a child process) listens
+    on. A TCP listener of its own, even on loopback, is a problem (its
+    onion services' local ends are private Unix sockets), as is anything
+    else and any UDP or raw socket.
     """
 
     name: str
@@ -517,17 +535,14 @@ class SocketAudit:
         except FileNotFoundError:
             return  # the process ended; what it did before was sampled
         tor_ports = {s.local for s in table if s.inode in theirs and s.state == _LISTEN}
-        tor_ends = {s.local for s in table if s.inode in theirs}
-        listeners = {s.local for s in table if s.inode in mine and s.state == _LISTEN}
         for s in table:
             if s.inode == 0 or s.inode not in mine:
                 continue
             if s.state == _LISTEN:
-                if s.local[0] not in _LOOPBACK:
-                    self.problems.append(f"listens on {s.local}")
+                self.problems.append(f"listens on TCP {s.local}")
             elif s.remote in tor_ports:
                 self.to_tor += 1
-            elif not (s.local in listeners and s.remote in tor_ends):
+            else:
                 self.problems.append(f"connection {s.local} -> {s.remote} (state {s.state:#x})")
         if udp_raw & mine:
             self.problems.append("a UDP or raw socket")
