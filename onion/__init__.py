@@ -17,7 +17,18 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from onion._bootstrap import BootstrapStatus
+from onion._bridges import (
+    TRANSPORTS,
+    Bridge,
+    Transport,
+    bridge_client_config,
+    describe_bridges,
+    obfs4_bridge_line,
+    parse_bridge_line,
+    transport_programs,
+)
 from onion._control_proto import ControlReplyParser, Event, Reply, ReplyLine
+from onion._endpoint import ControlEndpoint, InvalidControlEndpoint
 from onion._errors import (
     AuthenticationFailed,
     BootstrapStuck,
@@ -25,6 +36,7 @@ from onion._errors import (
     ControlCommandError,
     ControlProtocolError,
     DirectoryError,
+    InvalidBridgeLine,
     InvalidJoinCode,
     InvalidOnionAddress,
     InvalidOnionKey,
@@ -43,6 +55,7 @@ from onion._errors import (
     TorExited,
     TorNotFound,
     TorTooOld,
+    TransportNotFound,
 )
 from onion._keys import (
     OnionKey,
@@ -56,7 +69,7 @@ from onion._socks import SocksClient
 
 if TYPE_CHECKING:
     from onion._control import ControlConnection, ProtocolInfo
-    from onion._process import attach_tor, launch_tor
+    from onion._process import attach_tor, launch_tor, open_tor
     from onion._service import OnionService, StreamHandler
     from onion._tor import Tor
 
@@ -66,6 +79,7 @@ _TRIO_NAMES = {
     "ProtocolInfo": "onion._control",
     "attach_tor": "onion._process",
     "launch_tor": "onion._process",
+    "open_tor": "onion._process",
     "OnionService": "onion._service",
     "StreamHandler": "onion._service",
     "Tor": "onion._tor",
@@ -86,16 +100,21 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "TRANSPORTS",
     "AuthenticationFailed",
     "BootstrapStatus",
     "BootstrapStuck",
+    "Bridge",
     "ControlClosed",
     "ControlCommandError",
     "ControlConnection",
+    "ControlEndpoint",
     "ControlProtocolError",
     "ControlReplyParser",
     "DirectoryError",
     "Event",
+    "InvalidBridgeLine",
+    "InvalidControlEndpoint",
     "InvalidJoinCode",
     "InvalidOnionAddress",
     "InvalidOnionKey",
@@ -122,11 +141,19 @@ __all__ = [
     "TorExited",
     "TorNotFound",
     "TorTooOld",
+    "Transport",
+    "TransportNotFound",
     "attach_tor",
+    "bridge_client_config",
+    "describe_bridges",
     "expanded_key_from_seed",
     "launch_tor",
     "normalize_onion_address",
+    "obfs4_bridge_line",
     "onion_address_from_public_key",
+    "open_tor",
+    "parse_bridge_line",
     "public_key_from_expanded_key",
     "public_key_from_onion_address",
+    "transport_programs",
 ]
