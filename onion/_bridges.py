@@ -38,6 +38,7 @@ __all__ = [
     "describe_bridges",
     "obfs4_bridge_line",
     "parse_bridge_line",
+    "transport_program",
     "transport_programs",
 ]
 
@@ -250,24 +251,27 @@ def obfs4_bridge_line(text: str, *, host: str, port: int, fingerprint: str) -> B
     raise _fail("line", "obfs4proxy's bridge line file holds no 'Bridge obfs4' line")
 
 
+def transport_program(name: str, which: Callable[[str], str | None] = shutil.which) -> str:
+    """The program that speaks transport ``name``; ``TransportNotFound`` names its package."""
+    transport = TRANSPORTS[name]
+    path = next((p for p in map(which, transport.programs) if p), None)
+    if path is None:
+        wanted = " or ".join(transport.programs)
+        raise TransportNotFound(
+            f"the {name} bridges need {wanted}, which is not installed;"
+            f" install it with: sudo apt-get install {transport.package}",
+            transport=name,
+            package=transport.package,
+        )
+    return path
+
+
 def transport_programs(
     bridges: Sequence[Bridge], which: Callable[[str], str | None] = shutil.which
 ) -> dict[str, str]:
     """The program for each transport ``bridges`` use; ``TransportNotFound`` if one is missing."""
-    found: dict[str, str] = {}
-    for name in sorted({b.transport for b in bridges if b.transport}):
-        transport = TRANSPORTS[name]
-        path = next((p for p in map(which, transport.programs) if p), None)
-        if path is None:
-            wanted = " or ".join(transport.programs)
-            raise TransportNotFound(
-                f"the {name} bridges need {wanted}, which is not installed;"
-                f" install it with: sudo apt-get install {transport.package}",
-                transport=name,
-                package=transport.package,
-            )
-        found[name] = path
-    return found
+    names = sorted({b.transport for b in bridges if b.transport})
+    return {name: transport_program(name, which) for name in names}
 
 
 def bridge_client_config(

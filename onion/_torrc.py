@@ -15,6 +15,7 @@ from onion._errors import OnionLocalError
 __all__ = [
     "TorConfig",
     "authority_config",
+    "bridge_config",
     "client_config",
     "private_network_config",
     "relay_config",
@@ -149,4 +150,26 @@ def relay_config(
         *common,
         ("ORPort", f"{address}:{or_port}"),
         ("DirPort", f"{address}:{dir_port}"),
+    ]
+
+
+def bridge_config(
+    common: Sequence[tuple[str, str]], *, address: str, transport_port: int, program: str
+) -> TorConfig:
+    """An obfs4 bridge: reachable only through obfs4 on ``address:transport_port``.
+
+    It publishes its descriptor nowhere (``PublishServerDescriptor 0``): no
+    consensus lists it, a client learns it from its bridge line only. Its
+    ORPort, which speaks plain Tor TLS, listens on loopback alone, so a
+    censor probing the address finds obfs4 and nothing that looks like Tor.
+    """
+    return [
+        *common,
+        ("BridgeRelay", "1"),
+        ("PublishServerDescriptor", "0"),
+        ("BridgeDistribution", "none"),
+        ("ORPort", "127.0.0.1:auto"),
+        ("ServerTransportPlugin", f"obfs4 exec {program}"),
+        ("ServerTransportListenAddr", f"obfs4 {address}:{transport_port}"),
+        ("ExtORPort", "auto"),
     ]

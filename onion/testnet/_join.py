@@ -16,11 +16,13 @@ tell it (SETCONF) to log to its file only, and close the pipe.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 import secrets
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -128,19 +130,12 @@ async def start_relay(
     await check_tor_version(tor)
     root = Path(info.directory)
     data_dir = prepare_data_dir(root / RELAY_DIR)
-    nickname = f"relay{secrets.token_hex(4)}"
-    if (data_dir / "nickname").exists():
-        nickname = (data_dir / "nickname").read_text().strip() or nickname
-    (data_dir / "nickname").write_text(nickname)
-    (data_dir / "torrc-defaults").write_text("")
-    node = await relay_fingerprint(
-        PlannedNode(nickname=nickname, role="relay", data_dir=data_dir), tor
-    )
+    node = await planned_node(data_dir, "relay", tor)
     for attempt in range(1, PORT_ATTEMPTS + 1):
         with free_ports(address, 2) as ports:
             _write_relay_config(node, info, address, ports[0], ports[1])
         try:
-            process, control_port = await _launch(node, tor)
+            process, control_port = await launch_node(node, tor)
         except PortInUse:
             if attempt == PORT_ATTEMPTS:
                 raise
@@ -169,6 +164,18 @@ async def start_relay(
     return info, status
 
 
+async def planned_node(data_dir: Path, role: str, tor: str) -> PlannedNode:
+    """A relay or bridge of this machine: its nickname (kept across starts) and fingerprint."""
+    nickname = f"{role}{secrets.token_hex(4)}"
+    if (data_dir / "nickname").exists():
+        nickname = (data_dir / "nickname").read_text().strip() or nickname
+    (data_dir / "nickname").write_text(nickname)
+    (data_dir / "torrc-defaults").write_text("")
+    return await relay_fingerprint(
+        PlannedNode(nickname=nickname, role=role, data_dir=data_dir), tor
+    )
+
+
 def _write_relay_config(
     node: PlannedNode, info: TestnetInfo, address: str, or_port: int, dir_port: int
 ) -> None:
@@ -188,8 +195,14 @@ def _write_relay_config(
     (node.data_dir / "notice.log").unlink(missing_ok=True)
 
 
-async def _launch(node: PlannedNode, tor: str) -> tuple[trio.Process, int]:
-    """Start the relay; return it and its control port once it logs to its file only."""
+async def launch_node(
+    node: PlannedNode, tor: str, *, also: re.Pattern[str] | None = None
+) -> tuple[trio.Process, int]:
+    """Start the relay; return it and its control port once it logs to its file only.
+
+    With ``also``, wait until tor has logged a line matching it too (a bridge:
+    its pluggable transport registered).
+    """
     process = await trio.lowlevel.open_process(
         [
             tor,
@@ -207,16 +220,19 @@ async def _launch(node: PlannedNode, tor: str) -> tuple[trio.Process, int]:
     assert process.stdout is not None
     tor_log = TorLog()
     port: int | None = None
+    seen = also is None
     try:
-        with trio.fail_after(RELAY_START_TIMEOUT):
+        with _start_deadline(node, tor_log):
             async for chunk in process.stdout:
                 for line in tor_log.feed(chunk):
                     match = CONTROL_READY.search(line)
                     if match:
                         port = int(match.group(1))
-                if port is not None:
+                    if also is not None and also.search(line):
+                        seen = True
+                if port is not None and seen:
                     break
-            if port is not None:
+            if port is not None and seen:
                 async with ControlConnection("127.0.0.1", port) as control:
                     log_file = f"notice file {node.data_dir / 'notice.log'}"
                     await control.command("SETCONF", f"Log={quote(log_file)}")
@@ -229,10 +245,22 @@ async def _launch(node: PlannedNode, tor: str) -> tuple[trio.Process, int]:
     finally:
         with trio.CancelScope(shield=True):
             await process.stdout.aclose()
-    if port is None:  # its stdout ended: tor exited before opening its control port
+    if port is None or not seen:  # its stdout ended: tor exited before it was ready
         await process.wait()
         raise exit_error(node, process.returncode)
     return process, port
+
+
+@contextlib.contextmanager
+def _start_deadline(node: PlannedNode, tor_log: TorLog) -> Iterator[None]:
+    try:
+        with trio.fail_after(RELAY_START_TIMEOUT):
+            yield
+    except trio.TooSlowError:
+        tail = "\n  ".join(tor_log.tail(12))
+        raise TestnetError(
+            f"{node.nickname} was not ready within {RELAY_START_TIMEOUT:.0f} s. Its log:\n  {tail}"
+        ) from None
 
 
 async def _wait_listed(relay: NodeInfo, process: trio.Process, timeout: float) -> RelayStatus:

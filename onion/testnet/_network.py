@@ -487,11 +487,12 @@ async def network_status(directory: Path | str) -> dict[str, Any]:
     except DirectoryError as exc:
         problem = str(exc)
     listed = {r.fingerprint: r for r in consensus.relays} if consensus else {}
+    # A bridge is never in the consensus: that is what makes it a bridge.
     usable = (
         info.ready
         and len(alive) == len(info.nodes)
         and consensus is not None
-        and all(n.fingerprint in listed for n in info.nodes)
+        and all(n.fingerprint in listed for n in info.nodes if n.role != "bridge")
     )
     return {
         "directory": info.directory,

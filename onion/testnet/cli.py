@@ -1,5 +1,8 @@
 """``anonsip testnet up|share|join|status|down``: a private Tor network from the command line.
 
+``join --bridge --address IP`` runs an obfs4 bridge of the network here
+and prints its bridge line last, for hosts that can reach this one only.
+
 The network's directory may also hold the DHT contacts of nodes running on
 it; this package does not know their format, so the caller that builds the
 parser hands in a ``ContactStore`` that reads and writes them.
@@ -20,6 +23,7 @@ import segno
 import trio
 
 from onion._errors import DirectoryError
+from onion.testnet._bridge import start_bridge
 from onion.testnet._join import DEFAULT_RELAY_TIMEOUT, join_network, share_code, start_relay
 from onion.testnet._joincode import JoinCode, ServiceContact
 from onion.testnet._network import (
@@ -87,8 +91,17 @@ def add_parser(commands: Any, contacts: ContactStore | None = None) -> None:
     )
     join.add_argument("code", metavar="CODE", help="the code `testnet share` printed")
     join.add_argument("--dir", required=True)
-    join.add_argument("--relay", action="store_true", help="also run a relay of the network here")
-    join.add_argument("--address", help="with --relay: this machine's IPv4 address on the LAN")
+    role = join.add_mutually_exclusive_group()
+    role.add_argument("--relay", action="store_true", help="also run a relay of the network here")
+    role.add_argument(
+        "--bridge",
+        action="store_true",
+        help="also run an obfs4 bridge of the network here, listed nowhere: hosts that can reach"
+        " only this one enter through it (its bridge line is the last line printed)",
+    )
+    join.add_argument(
+        "--address", help="with --relay or --bridge: this machine's IPv4 address on the LAN"
+    )
     join.add_argument("--timeout", type=float, default=DEFAULT_RELAY_TIMEOUT)
     join.set_defaults(run=lambda args: _join(args, store))
 
@@ -141,9 +154,11 @@ def _share(args: argparse.Namespace, store: ContactStore) -> int:
 
 
 def _join(args: argparse.Namespace, store: ContactStore) -> int:
-    if args.relay and not args.address:
+    if (args.relay or args.bridge) and not args.address:
+        flag = "--relay" if args.relay else "--bridge"
         print(
-            "anonsip: error: --relay needs --address (this machine's LAN address)", file=sys.stderr
+            f"anonsip: error: {flag} needs --address (this machine's LAN address)",
+            file=sys.stderr,
         )
         return 2
     code = JoinCode.decode(args.code)
@@ -164,6 +179,19 @@ def _join(args: argparse.Namespace, store: ContactStore) -> int:
             f" {time.monotonic() - started:.1f} s, flags: {' '.join(sorted(relay.flags))}"
         )
         print(f"stop it with: anonsip testnet down --dir {directory}")
+    elif args.bridge:
+        info, bridge = trio.run(
+            lambda: start_bridge(directory, address=args.address, timeout=args.timeout)
+        )
+        print(
+            f"obfs4 bridge running after {time.monotonic() - started:.1f} s on"
+            f" {bridge.address}; it is in no consensus. Stop it with:"
+            f" anonsip testnet down --dir {directory}"
+        )
+        print("a host that can reach only this one joins the network's code, then runs:")
+        print(f"  anonsip run --testnet DIR --bridge '{bridge.line()}'")
+        print(bridge.line())
+        return 0
     else:
         try:
             consensus = trio.run(read_consensus, info)
