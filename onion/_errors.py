@@ -46,6 +46,10 @@ class AuthenticationFailed(OnionLocalError):
     """We could not authenticate to tor's control port."""
 
 
+class ControlUnreachable(OnionLocalError):
+    """Nothing answers on the control port or socket we were told to use."""
+
+
 class ControlClosed(OnionRemoteError):
     """tor closed the control connection (it exited or dropped us)."""
 

@@ -56,6 +56,7 @@ from onion._bridges import Bridge, bridge_client_config, parse_bridge_line, tran
 from onion._control import ControlConnection
 from onion._endpoint import ControlEndpoint
 from onion._errors import (
+    ControlUnreachable,
     OnionLocalError,
     PortInUse,
     TorDied,
@@ -91,6 +92,12 @@ STOP_TIMEOUT = 5.0
 # before calling the break something other than tor dying.
 DEATH_GRACE = 2.0
 INSTALL_HINT = "install it with: apt-get install tor"
+# An attached tor that went away (a restart) gets this long to answer again;
+# one never reached in this process fails at once (a mistyped port).
+REATTACH_PATIENCE = 60.0
+REATTACH_FIRST_DELAY = 0.2
+REATTACH_MAX_DELAY = 2.0
+_reached: set[str] = set()  # control endpoints this process was attached to
 
 CONTROL_READY = re.compile(
     r"Opened Control listener connection \(ready\) on (?:[\d.]+|\[[0-9a-fA-F:]+\]):(\d+)"
@@ -364,9 +371,11 @@ async def attach_tor(
     else:
         endpoint = ControlEndpoint.parse(target)
     died: list[TorDied] = []
+    await _wait_answering(endpoint)
     async with ControlConnection(
         endpoint.host, endpoint.port, path=endpoint.path, password=password
     ) as control:
+        _reached.add(str(endpoint))
         socks = await _socks_listener(control)
         info = await control.get_info("process/uid")
         same_user = info.get("process/uid", "") == str(os.getuid())
@@ -386,32 +395,73 @@ async def attach_tor(
 
                 async def watch() -> None:
                     await control.wait_ended()
-                    if control.broken:
-                        died.append(
-                            TorDied(
-                                f"the tor at {endpoint} closed its control connection (it stopped"
-                                " or restarted); connect to it again to carry on",
-                                returncode=None,
-                                log_tail=[],
-                            )
-                        )
+                    if control.broken:  # the body unwinds; TorDied replaces it
+                        died.append(_gone(endpoint))
                         nursery.cancel_scope.cancel()
 
                 nursery.start_soon(watch)
                 try:
                     yield tor
                 except Exception as exc:
-                    if control.broken:
-                        raise TorDied(
-                            f"the tor at {endpoint} closed its control connection (it stopped"
-                            " or restarted); connect to it again to carry on",
-                            returncode=None,
-                            log_tail=[],
-                        ) from exc
+                    if control.broken:  # what the body saw of it going away is a consequence
+                        raise _gone(endpoint) from exc
                     raise
                 nursery.cancel_scope.cancel()
     if died:
         raise died[0]
+
+
+def _reason(exc: BaseException) -> str:
+    """The operating system's words for a failed connect (trio wraps them for TCP)."""
+    seen: list[BaseException] = [exc]
+    while seen:
+        error = seen.pop(0)
+        if isinstance(error, OSError) and error.errno:
+            return os.strerror(error.errno)
+        if isinstance(error, BaseExceptionGroup):
+            seen += error.exceptions
+        if error.__cause__ is not None:
+            seen.append(error.__cause__)
+    return str(exc)
+
+
+def _gone(endpoint: ControlEndpoint) -> TorDied:
+    return TorDied(
+        f"the tor at {endpoint} closed its control connection (it stopped or restarted);"
+        " connect to it again to carry on",
+        returncode=None,
+        log_tail=[],
+    )
+
+
+async def _wait_answering(endpoint: ControlEndpoint) -> None:
+    """Return once something accepts connections at ``endpoint``; ``ControlUnreachable`` if not.
+
+    A tor we were attached to before (it is restarting) gets ``REATTACH_PATIENCE``
+    seconds: connecting is retried with a growing back-off, as tor offers no
+    event to wait on from outside. One never reached fails at once.
+    """
+    patient = str(endpoint) in _reached
+    deadline = trio.current_time() + (REATTACH_PATIENCE if patient else 0.0)
+    delay = REATTACH_FIRST_DELAY
+    while True:
+        try:
+            if endpoint.path is not None:
+                stream = await trio.open_unix_socket(endpoint.path)
+            else:
+                stream = await trio.open_tcp_stream(endpoint.host, endpoint.port)
+        except OSError as exc:
+            if trio.current_time() + delay > deadline:
+                kind = "socket" if endpoint.path else "port"
+                raise ControlUnreachable(
+                    f"cannot reach tor's control {kind} at {endpoint} ({_reason(exc)}):"
+                    " is that tor running, and is this its ControlPort or ControlSocket?"
+                ) from None
+            await trio.sleep(delay)  # a back-off between attempts, not a readiness wait
+            delay = min(delay * 2, REATTACH_MAX_DELAY)
+            continue
+        await stream.aclose()
+        return
 
 
 def open_tor(

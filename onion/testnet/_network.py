@@ -23,6 +23,7 @@ import errno
 import ipaddress
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -315,6 +316,8 @@ async def _watch(node: PlannedNode, process: trio.Process) -> None:
 async def _probe(info: TestnetInfo, timeout: float) -> None:
     """Bootstrap a client on the network, publish an onion, reach it and echo."""
     probe_dir = Path(info.directory) / "probe"
+    # A probe cached from an earlier network in this directory would try its dead ports.
+    shutil.rmtree(probe_dir, ignore_errors=True)
 
     async def echo(stream: trio.SocketStream) -> None:
         async for chunk in stream:
