@@ -29,6 +29,7 @@ from onion._control import ControlConnection
 from onion._errors import PortInUse, TestnetError, unwrapped_errors
 from onion._process import check_tor_version, find_tor, prepare_data_dir
 from onion._torrc import bridge_config, private_network_config, render_torrc
+from onion.testnet._daemon import Daemon
 from onion.testnet._join import launch_node, planned_node
 from onion.testnet._network import (
     DEFAULT_VOTING_INTERVAL,
@@ -139,14 +140,14 @@ async def start_bridge(
     return info, bridge
 
 
-async def _wait_bootstrapped(node: NodeInfo, process: trio.Process, timeout: float) -> None:
+async def _wait_bootstrapped(node: NodeInfo, process: Daemon, timeout: float) -> None:
     """Wait until the bridge has the network's consensus (its own bootstrap at 100 %)."""
     assert node.control_port is not None
 
     async def watch() -> None:
-        await process.wait()
+        code = await process.wait()
         raise TestnetError(
-            f"the bridge exited (status {process.returncode}) before it was ready;"
+            f"the bridge exited (status {code}) before it was ready;"
             f" its log is {Path(node.data_dir) / 'notice.log'}"
         )
 

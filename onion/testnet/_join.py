@@ -20,7 +20,6 @@ import contextlib
 import logging
 import re
 import secrets
-import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -41,6 +40,7 @@ from onion._process import (
 from onion._tor import TorLog
 from onion._torrc import private_network_config, relay_config, render_torrc
 from onion.testnet._consensus import RelayStatus, parse_router_statuses
+from onion.testnet._daemon import Daemon
 from onion.testnet._joincode import JoinCode, ServiceContact
 from onion.testnet._network import (
     DEFAULT_VOTING_INTERVAL,
@@ -197,13 +197,13 @@ def _write_relay_config(
 
 async def launch_node(
     node: PlannedNode, tor: str, *, also: re.Pattern[str] | None = None
-) -> tuple[trio.Process, int]:
+) -> tuple[Daemon, int]:
     """Start the relay; return it and its control port once it logs to its file only.
 
     With ``also``, wait until tor has logged a line matching it too (a bridge:
     its pluggable transport registered).
     """
-    process = await trio.lowlevel.open_process(
+    process = Daemon.spawn(  # its own session: the relay outlives `anonsip testnet join`
         [
             tor,
             "--defaults-torrc",
@@ -211,19 +211,16 @@ async def launch_node(
             "-f",
             str(node.data_dir / "torrc"),
         ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # the relay outlives `anonsip testnet join`
         env=tor_environment(),
+        capture_output=True,
     )
-    assert process.stdout is not None
+    assert process.output is not None
     tor_log = TorLog()
     port: int | None = None
     seen = also is None
     try:
         with _start_deadline(node, tor_log):
-            async for chunk in process.stdout:
+            async for chunk in process.output:
                 for line in tor_log.feed(chunk):
                     match = CONTROL_READY.search(line)
                     if match:
@@ -238,16 +235,14 @@ async def launch_node(
                     await control.command("SETCONF", f"Log={quote(log_file)}")
     except BaseException:
         with trio.CancelScope(shield=True):
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+            process.kill()
+            await process.wait()
         raise
     finally:
         with trio.CancelScope(shield=True):
-            await process.stdout.aclose()
+            await process.close_output()
     if port is None or not seen:  # its stdout ended: tor exited before it was ready
-        await process.wait()
-        raise exit_error(node, process.returncode)
+        raise exit_error(node, await process.wait())
     return process, port
 
 
@@ -263,15 +258,15 @@ def _start_deadline(node: PlannedNode, tor_log: TorLog) -> Iterator[None]:
         ) from None
 
 
-async def _wait_listed(relay: NodeInfo, process: trio.Process, timeout: float) -> RelayStatus:
+async def _wait_listed(relay: NodeInfo, process: Daemon, timeout: float) -> RelayStatus:
     """Wait until a consensus the relay fetched lists it as Running."""
     assert relay.control_port is not None
     key = f"ns/id/{relay.fingerprint}"
 
     async def watch() -> None:
-        await process.wait()
+        code = await process.wait()
         raise TestnetError(
-            f"the relay exited (status {process.returncode}) before it entered the consensus;"
+            f"the relay exited (status {code}) before it entered the consensus;"
             f" its log is {Path(relay.data_dir) / 'notice.log'}"
         )
 

@@ -26,7 +26,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -51,6 +50,7 @@ from onion._torrc import (
     render_torrc,
 )
 from onion.testnet._consensus import Consensus, fetch_first_consensus
+from onion.testnet._daemon import Daemon
 from onion.testnet._state import EMPTY_FILE, STATE_FILE, NodeInfo, TestnetInfo
 
 __all__ = [
@@ -272,9 +272,9 @@ def _write_configs(
     return dir_authorities
 
 
-async def _start(node: PlannedNode, tor: str) -> trio.Process:
+def _start(node: PlannedNode, tor: str) -> Daemon:
     # Own session: the network outlives `anonsip testnet up` and its Ctrl-C.
-    return await trio.lowlevel.open_process(
+    return Daemon.spawn(
         [
             tor,
             "--defaults-torrc",
@@ -282,10 +282,6 @@ async def _start(node: PlannedNode, tor: str) -> trio.Process:
             "-f",
             str(node.data_dir / "torrc"),
         ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
         env=tor_environment(),
     )
 
@@ -308,9 +304,8 @@ def exit_error(node: PlannedNode, returncode: int | None) -> OnionError:
     return TestnetError(f"{node.nickname} exited (status {returncode}):\n  {text}")
 
 
-async def _watch(node: PlannedNode, process: trio.Process) -> None:
-    await process.wait()
-    raise exit_error(node, process.returncode)
+async def _watch(node: PlannedNode, process: Daemon) -> None:
+    raise exit_error(node, await process.wait())
 
 
 async def _probe(info: TestnetInfo, timeout: float) -> None:
@@ -376,10 +371,10 @@ async def start_network(
     for attempt in range(1, PORT_ATTEMPTS + 1):
         with free_ports(address, 2 * len(nodes)) as ports:
             dir_authorities = _write_configs(nodes, address, ports, voting_interval, relay_range)
-        processes: list[trio.Process] = []
+        processes: list[Daemon] = []
         try:
             for node in nodes:
-                processes.append(await _start(node, tor))
+                processes.append(_start(node, tor))
             info = TestnetInfo(
                 directory=str(root),
                 address=address,
@@ -430,11 +425,10 @@ async def start_network(
     raise AssertionError("unreachable")
 
 
-async def _stop_processes(processes: list[trio.Process]) -> None:
+async def _stop_processes(processes: list[Daemon]) -> None:
     with trio.CancelScope(shield=True):
         for process in processes:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
+            process.send_signal(signal.SIGTERM)
         with trio.move_on_after(STOP_TIMEOUT):
             for process in processes:
                 await process.wait()
@@ -587,3 +581,7 @@ async def stop_pids(targets: list[NodeInfo]) -> None:
                 os.kill(node.pid, signal.SIGKILL)
             with trio.fail_after(STOP_TIMEOUT):
                 await _wait_gone(node.pid)
+    for node in targets:
+        # Started by this very process (the demo, a bench): reap it, leave no zombie.
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(node.pid, os.WNOHANG)
