@@ -1,6 +1,6 @@
 """A private Tor network (own directory authorities and relays) on one machine or a LAN."""
 
-from onion.testnet._bridge import running_bridge, start_bridge
+from onion.testnet._bridge import running_bridge, start_bridge, stop_bridge
 from onion.testnet._joincode import DirAuthority, JoinCode, ServiceContact
 from onion.testnet._network import (
     DEFAULT_AUTHORITIES,
@@ -23,5 +23,6 @@ __all__ = [
     "running_bridge",
     "start_bridge",
     "start_network",
+    "stop_bridge",
     "stop_network",
 ]

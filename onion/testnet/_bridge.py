@@ -42,7 +42,13 @@ from onion.testnet._network import (
 )
 from onion.testnet._state import EMPTY_FILE, NodeInfo, TestnetInfo
 
-__all__ = ["BRIDGE_DIR", "DEFAULT_BRIDGE_TIMEOUT", "running_bridge", "start_bridge"]
+__all__ = [
+    "BRIDGE_DIR",
+    "DEFAULT_BRIDGE_TIMEOUT",
+    "running_bridge",
+    "start_bridge",
+    "stop_bridge",
+]
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +144,15 @@ async def start_bridge(
     (data_dir / LINE_FILE).write_text(bridge.line() + "\n")
     log.info("bridge ready after %.1f s", time.monotonic() - started)
     return info, bridge
+
+
+async def stop_bridge(directory: Path | str) -> list[int]:
+    """Stop the bridge this machine runs for the network in ``directory`` (and only it)."""
+    info = TestnetInfo.load(directory)
+    bridges = [n for n in info.nodes if n.role == "bridge"]
+    await stop_pids([n for n in alive_nodes(info) if n.role == "bridge"])
+    replace(info, nodes=tuple(n for n in info.nodes if n.role != "bridge")).save()
+    return [n.pid for n in bridges]
 
 
 async def _wait_bootstrapped(node: NodeInfo, process: Daemon, timeout: float) -> None:
