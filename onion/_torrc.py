@@ -128,13 +128,29 @@ def private_network_config(
     return config
 
 
+def _or_ports(address: str, or_port: int, listen_or_port: int | None) -> TorConfig:
+    """The ORPort: advertised and listened on, or (a shaped link in front) advertised on
+    ``or_port`` without listening there, and listened on ``listen_or_port`` unadvertised."""
+    if listen_or_port is None:
+        return [("ORPort", f"{address}:{or_port}")]
+    return [
+        ("ORPort", f"{address}:{or_port} NoListen"),
+        ("ORPort", f"{address}:{listen_or_port} NoAdvertise"),
+    ]
+
+
 def authority_config(
-    common: Sequence[tuple[str, str]], *, or_port: int, dir_port: int, address: str
+    common: Sequence[tuple[str, str]],
+    *,
+    or_port: int,
+    dir_port: int,
+    address: str,
+    listen_or_port: int | None = None,
 ) -> TorConfig:
     """A directory authority: votes on the consensus of the private network."""
     return [
         *common,
-        ("ORPort", f"{address}:{or_port}"),
+        *_or_ports(address, or_port, listen_or_port),
         ("DirPort", f"{address}:{dir_port}"),
         ("AuthoritativeDirectory", "1"),
         ("V3AuthoritativeDirectory", "1"),
@@ -143,12 +159,17 @@ def authority_config(
 
 
 def relay_config(
-    common: Sequence[tuple[str, str]], *, or_port: int, dir_port: int, address: str
+    common: Sequence[tuple[str, str]],
+    *,
+    or_port: int,
+    dir_port: int,
+    address: str,
+    listen_or_port: int | None = None,
 ) -> TorConfig:
     """A middle relay that is also a guard and an HSDir (flags forced by the authorities)."""
     return [
         *common,
-        ("ORPort", f"{address}:{or_port}"),
+        *_or_ports(address, or_port, listen_or_port),
         ("DirPort", f"{address}:{dir_port}"),
     ]
 

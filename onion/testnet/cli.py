@@ -75,6 +75,13 @@ def add_parser(commands: Any, contacts: ContactStore | None = None) -> None:
         metavar="CIDR[,CIDR]",
         help="relays from these networks get Guard and HSDir (default: the LAN block of --address)",
     )
+    up.add_argument(
+        "--wan",
+        metavar="PROFILE",
+        help="give every link between relays (and from a client to its first relay) the delay,"
+        " jitter and loss of the Internet: tor (calibrated to onion circuits), tor-lossy, lan,"
+        " or delay=MS,walk=MS,jitter=MS,loss=SHARE,retransmit=MS",
+    )
     up.add_argument("--voting-interval", type=int, default=DEFAULT_VOTING_INTERVAL)
     up.add_argument("--timeout", type=float, default=DEFAULT_UP_TIMEOUT)
     up.set_defaults(run=_up)
@@ -124,9 +131,13 @@ def _up(args: argparse.Namespace) -> int:
             voting_interval=args.voting_interval,
             timeout=args.timeout,
             relay_range=args.relay_range,
+            wan=args.wan,
         )
     )
-    print(f"testnet up in {info.up_seconds} s: {len(info.nodes)} tor processes in {info.directory}")
+    tors = [n for n in info.nodes if n.role != "shaper"]
+    print(f"testnet up in {info.up_seconds} s: {len(tors)} tor processes in {info.directory}")
+    if info.wan:
+        print(f"every link is shaped in user space: {info.wan} (milliseconds; loss a share)")
     print(f"let other machines join it with: anonsip testnet share --dir {info.directory}")
     return 0
 
