@@ -1,6 +1,6 @@
 """Bridges: how much slower a node starts and first reaches someone through an obfs4 bridge.
 
-Run: .venv/bin/python -m bench.bridges [--testnet DIR] [--rounds 3]
+Run: .venv/bin/python -m bench.bridges [--testnet DIR | --wan PROFILE] [--rounds 3]
 
 On one private network (``--testnet DIR`` reuses a running one, else one
 is started and stopped) an obfs4 bridge of that network runs on this
@@ -132,7 +132,7 @@ def _median(runs: list[dict[str, float]], key: str) -> float:
 
 
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
-    with private_network(args.testnet) as info:
+    with private_network(args.testnet, wan=args.wan) as info:
         ours = running_bridge(info) is None
         _, bridge = await start_bridge(info.directory, address=info.address)
         try:
@@ -170,7 +170,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             if ours:
                 await stop_bridge(info.directory)
-    figures: dict[str, Any] = {"rounds": args.rounds, "baseline": baseline}
+    figures: dict[str, Any] = {"rounds": args.rounds, "wan": info.wan, "baseline": baseline}
     for mode, found in runs.items():
         for key in KEYS:
             figures[f"{mode}_{key}"] = _median(found, key)
@@ -191,6 +191,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--testnet", metavar="DIR", help="reuse a running private network")
+    parser.add_argument("--wan", metavar="PROFILE", help="else start a WAN-shaped one (tor, ...)")
     parser.add_argument("--rounds", type=int, default=3, help="starts in each mode")
     args = parser.parse_args()
     f = trio.run(_run, args)
@@ -217,7 +218,10 @@ def main() -> None:
             f"{f['bridge_first_message_per_raw_cold']:.2f}",
         ),
     ]
-    report(f"bridges: obfs4 bridge against direct ({args.rounds} fresh starts each)", rows, f)
+    where = f"WAN-shaped {f['wan']}" if f["wan"] else "loopback"
+    report(
+        f"bridges ({where}): obfs4 bridge against direct, {args.rounds} fresh starts each", rows, f
+    )
 
 
 if __name__ == "__main__":

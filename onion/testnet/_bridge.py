@@ -31,15 +31,18 @@ from onion._process import check_tor_version, find_tor, prepare_data_dir
 from onion._torrc import bridge_config, private_network_config, render_torrc
 from onion.testnet._daemon import Daemon
 from onion.testnet._join import launch_node, planned_node
+from onion.testnet._linkshape import parse_profile
 from onion.testnet._network import (
     DEFAULT_VOTING_INTERVAL,
     PORT_ATTEMPTS,
     alive_nodes,
     check_ipv4,
     free_ports,
+    start_shaper,
     stop_pids,
     vote_range,
 )
+from onion.testnet._shaper import Route
 from onion.testnet._state import EMPTY_FILE, NodeInfo, TestnetInfo
 
 __all__ = [
@@ -53,6 +56,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 BRIDGE_DIR = "bridge"
+SHAPER_DIR = "bridge-wan"
 LINE_FILE = "bridge-line"
 DEFAULT_BRIDGE_TIMEOUT = 120.0
 _REGISTERED = re.compile(r"Registered server transport 'obfs4' at")
@@ -100,21 +104,41 @@ async def start_bridge(
         voting_interval=DEFAULT_VOTING_INTERVAL,
         empty_file=root / EMPTY_FILE,
     )
+    profile = parse_profile(info.wan) if info.wan else None
+    shaper: list[tuple[Daemon, NodeInfo]] = []
     for attempt in range(1, PORT_ATTEMPTS + 1):
-        with free_ports(address, 1) as ports:
-            config = bridge_config(
-                common, address=address, transport_port=ports[0], program=program
-            )
+        # On a WAN-shaped network the client's link to the bridge is shaped like any
+        # first hop: obfs4 listens on a second port, behind a shaper on the public one.
+        with free_ports(address, 2 if profile else 1) as ports:
+            listen = ports[-1]
+            config = bridge_config(common, address=address, transport_port=listen, program=program)
             # Also to stdout until tor is ready (see _join.launch_node).
             (data_dir / "torrc").write_text(render_torrc([*config, ("Log", "notice stdout")]))
         (data_dir / "notice.log").unlink(missing_ok=True)
         try:
+            if profile is not None:
+                route = Route(
+                    name=node.nickname,
+                    listen_host=address,
+                    listen_port=ports[0],
+                    target_host=address,
+                    target_port=listen,
+                )
+                shaper.append(
+                    await start_shaper(
+                        root / SHAPER_DIR, f"{node.nickname}-shaper", [route], profile
+                    )
+                )
             process, control_port = await launch_node(node, tor, also=_REGISTERED)
         except PortInUse:
+            await _stop_shaper(shaper)
             if attempt == PORT_ATTEMPTS:
                 raise
             log.warning("port collision starting the bridge; retrying with a new port")
             continue
+        except BaseException:
+            await _stop_shaper(shaper)
+            raise
         break
     bridge_node = NodeInfo(
         nickname=node.nickname,
@@ -126,8 +150,8 @@ async def start_bridge(
         fingerprint=node.fingerprint,
         control_port=control_port,
     )
-    others = tuple(n for n in info.nodes if n.role != "bridge")
-    info = replace(info, nodes=(*others, bridge_node))
+    others = tuple(n for n in info.nodes if not _of_bridge(n))
+    info = replace(info, nodes=(*others, bridge_node, *(n for _, n in shaper)))
     info.save()  # first, so `down` can stop a bridge whose wait failed
     try:
         await _wait_bootstrapped(bridge_node, process, timeout)
@@ -139,6 +163,7 @@ async def start_bridge(
         )
     except BaseException:
         await stop_pids([bridge_node])
+        await _stop_shaper(shaper)
         replace(info, nodes=others).save()
         raise
     (data_dir / LINE_FILE).write_text(bridge.line() + "\n")
@@ -146,13 +171,26 @@ async def start_bridge(
     return info, bridge
 
 
+def _of_bridge(node: NodeInfo) -> bool:
+    """The bridge, or the shaper in front of it."""
+    return node.role == "bridge" or (node.role == "shaper" and node.data_dir.endswith(SHAPER_DIR))
+
+
+async def _stop_shaper(shaper: list[tuple[Daemon, NodeInfo]]) -> None:
+    with trio.CancelScope(shield=True):
+        for daemon, _ in shaper:
+            daemon.kill()
+            await daemon.wait()
+    shaper.clear()
+
+
 async def stop_bridge(directory: Path | str) -> list[int]:
     """Stop the bridge this machine runs for the network in ``directory`` (and only it)."""
     info = TestnetInfo.load(directory)
-    bridges = [n for n in info.nodes if n.role == "bridge"]
-    await stop_pids([n for n in alive_nodes(info) if n.role == "bridge"])
-    replace(info, nodes=tuple(n for n in info.nodes if n.role != "bridge")).save()
-    return [n.pid for n in bridges]
+    ours = [n for n in info.nodes if _of_bridge(n)]
+    await stop_pids([n for n in alive_nodes(info) if _of_bridge(n)])
+    replace(info, nodes=tuple(n for n in info.nodes if not _of_bridge(n))).save()
+    return [n.pid for n in ours]
 
 
 async def _wait_bootstrapped(node: NodeInfo, process: Daemon, timeout: float) -> None:

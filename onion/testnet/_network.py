@@ -28,7 +28,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -481,25 +481,16 @@ SHAPER_DIR = "wan"
 SHAPER_START_TIMEOUT = 30.0
 
 
-async def _start_shaper(
-    root: Path, address: str, nodes: list[PlannedNode], plan: list[_Ports], profile: LinkProfile
+async def start_shaper(
+    data_dir: Path, nickname: str, routes: Sequence[Route], profile: LinkProfile
 ) -> tuple[Daemon, NodeInfo]:
-    """The delaying links in front of every ORPort (``_shaper``), once they listen."""
-    data_dir = prepare_data_dir(root / SHAPER_DIR)
+    """A link shaper (``_shaper``) for ``routes`` in ``data_dir``, returned once it listens."""
+    data_dir = prepare_data_dir(data_dir)
     config_path = data_dir / CONFIG_FILE
     ShaperConfig(
         profile=profile.spec(),
         seed=int.from_bytes(os.urandom(4), "big"),
-        routes=tuple(
-            Route(
-                name=node.nickname,
-                listen_host=address,
-                listen_port=ports.advertised,
-                target_host=address,
-                target_port=ports.listened or ports.advertised,
-            )
-            for node, ports in zip(nodes, plan, strict=True)
-        ),
+        routes=tuple(routes),
         log_file=str(data_dir / "shaper.log"),
     ).save(config_path)
     env = tor_environment()
@@ -529,7 +520,7 @@ async def _start_shaper(
         raise TestnetError(f"the link shaper did not start: {text[-500:] or 'no output'}")
     log.info("link shaper up: %s", profile.spec())
     return daemon, NodeInfo(
-        nickname="shaper",
+        nickname=nickname,
         role="shaper",
         data_dir=str(data_dir),
         pid=daemon.pid,
@@ -537,6 +528,23 @@ async def _start_shaper(
         dir_port=0,
         fingerprint="",
     )
+
+
+async def _start_shaper(
+    root: Path, address: str, nodes: list[PlannedNode], plan: list[_Ports], profile: LinkProfile
+) -> tuple[Daemon, NodeInfo]:
+    """The delaying links in front of every ORPort of the network."""
+    routes = [
+        Route(
+            name=node.nickname,
+            listen_host=address,
+            listen_port=ports.advertised,
+            target_host=address,
+            target_port=ports.listened or ports.advertised,
+        )
+        for node, ports in zip(nodes, plan, strict=True)
+    ]
+    return await start_shaper(root / SHAPER_DIR, "shaper", routes, profile)
 
 
 async def _stop_processes(processes: list[Daemon]) -> None:
