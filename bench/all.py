@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -115,6 +116,7 @@ def main() -> int:
         finally:
             if not given:
                 _anonsip("testnet", "down", "--dir", directory)
+                shutil.rmtree(directory, ignore_errors=True)
     _summary(results, networks, args.wan)
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
