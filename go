@@ -20,6 +20,10 @@ ldconfig -p 2>/dev/null | grep -q 'libopus\.so\.0' || missing+=(libopus0)
 ldconfig -p 2>/dev/null | grep -q 'libportaudio\.so\.2' || missing+=(libportaudio2)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 command -v tmux >/dev/null || missing+=(tmux)
+# Bridges where Tor is blocked: obfs4 (client and the private network's bridges);
+# the bridge test reads what a censor sees with tcpdump.
+command -v obfs4proxy >/dev/null || command -v lyrebird >/dev/null || missing+=(obfs4proxy)
+command -v tcpdump >/dev/null || missing+=(tcpdump)
 # The multi-host tests: network namespaces, a bridge, private mounts per host.
 command -v ip >/dev/null || missing+=(iproute2)
 command -v unshare >/dev/null || missing+=(util-linux)

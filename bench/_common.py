@@ -1,7 +1,8 @@
 """Shared plumbing for benches that need a private Tor network.
 
 ``private_network(dir_or_none)`` reuses a running network (``--testnet DIR``)
-or starts a throw-away one with ``anonsip testnet up`` and stops it after.
+or starts a throw-away one with ``anonsip testnet up`` (``wan=PROFILE``: a
+WAN-shaped one, ``testnet up --wan``) and stops it after.
 ``client_tors(info, n)`` launches ``n`` bootstrapped client tors on it.
 ``report(title, rows, figures)`` prints a table and, last, one JSON line.
 """
@@ -27,13 +28,13 @@ def _cli(*args: str) -> None:
 
 
 @contextmanager
-def private_network(directory: str | None) -> Iterator[TestnetInfo]:
+def private_network(directory: str | None, *, wan: str | None = None) -> Iterator[TestnetInfo]:
     """The network in ``directory`` if given, else a fresh one for this run only."""
     if directory:
         yield TestnetInfo.load(directory)
         return
     with tempfile.TemporaryDirectory(prefix="anonsip-bench-") as tmp:
-        _cli("up", "--dir", tmp)
+        _cli("up", "--dir", tmp, *(["--wan", wan] if wan else []))
         try:
             yield TestnetInfo.load(tmp)
         finally:

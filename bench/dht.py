@@ -18,6 +18,14 @@ lookup asks for the targeted record. With ``--compare`` the same attack
 also runs against positions known in advance (no shared random value: the
 adversary grinds at leisure) and without probation.
 
+``--mailbox`` runs mailboxes over simulated hours (``anonsip.dht.sim``'s
+``MailboxSimulation``): ``--deposits`` deposits, then ``--hours`` hours in
+which ``--churn`` of the network leaves (replaced by newcomers), a new
+shared random value arrives halfway, and storing nodes republish; at each
+checkpoint every mailbox is collected from a random honest node:
+
+    .venv/bin/python -m bench.dht --mailbox --nodes 10000 --adversarial 0.2 --churn 0.3
+
 The Tor half (FIND_VALUE latency over real onion services) plugs in through
 ``measure_find_value_latency``: give it ``DhtClient``s, whatever their
 transport, and keys that were put. ``--tor`` runs it on a private Tor network
@@ -57,7 +65,7 @@ from anonsip.dht import (
     registration_record,
     start_onion_dht,
 )
-from anonsip.dht.sim import SimConfig, Simulation, summarize
+from anonsip.dht.sim import MailboxConfig, MailboxSimulation, SimConfig, Simulation, summarize
 from anonsip.identity import TOR_TIME_PERIODS, Identity
 from anonsip.registration import Contact, Presence, Registration, onion_address
 from bench._common import client_tors, private_network, report
@@ -272,6 +280,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     eclipse.add_argument(
         "--grind", type=float, default=100.0, help="ids the adversary mints per period, in fleets"
     )
+    mail = parser.add_argument_group("mailboxes over hours (--mailbox)")
+    mail.add_argument("--mailbox", action="store_true", help="simulate mailbox availability")
+    mail.add_argument("--deposits", type=int, default=200, help="deposits, one per mailbox")
+    mail.add_argument("--hours", type=int, default=24)
     tor = parser.add_argument_group("onion services (--tor)")
     tor.add_argument("--tor", action="store_true", help="measure on a private Tor network")
     tor.add_argument("--testnet", metavar="DIR", help="reuse a running private network")
@@ -288,6 +300,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     if args.targeted:
         _run_targeted(args)
+        return
+    if args.mailbox:
+        _run_mailbox(args)
         return
 
     config = SimConfig(
@@ -419,6 +434,73 @@ def _run_targeted(args: argparse.Namespace) -> None:
             {"variant": name, **{key: round(value, 4) for key, value in figures.items()}}
             for name, figures in runs
         ]
+    print(json.dumps(result))
+
+
+def _run_mailbox(args: argparse.Namespace) -> None:
+    network = SimConfig(
+        nodes=args.nodes,
+        adversarial=args.adversarial,
+        churn=args.churn,
+        k=args.k,
+        paths=DhtConfig().paths,
+        alpha=DhtConfig().alpha,
+        drop=args.drop,
+        seed=args.seed,
+    )
+    hours = args.hours
+    config = MailboxConfig(
+        network=network,
+        deposits=args.deposits,
+        hours=hours,
+        checkpoints=tuple(sorted({0, hours // 4, hours // 2, 3 * hours // 4, hours})),
+        srv_change_hour=hours // 2 if hours >= 2 else None,
+        store_spread=DhtConfig().store_spread,
+    )
+    started = time.perf_counter()
+    print(
+        f"DHT mailboxes: {args.nodes} nodes, {args.adversarial:.0%} adversarial (keep nothing,"
+        f" drop {args.drop:.0%}), {args.churn:.0%} of the network leaves over {hours} h"
+        f" (replaced by newcomers), new shared random value at {config.srv_change_hour} h;"
+        f" {args.deposits} deposits made at 0 h, their senders gone"
+    )
+    print(
+        f"{'hour':>4} {'left':>6} {'available':>9} {'holders':>7} {'bytes/dep':>9}"
+        f" {'collect(s)':>10} {'p95':>6} {'msgs':>6}"
+    )
+
+    def row(c: Any) -> None:
+        print(
+            f"{c.hour:>4} {c.left:>6} {c.available:>9.2%} {c.holders_median:>7.0f}"
+            f" {c.stored_bytes_per_deposit:>9.0f} {c.collect_median_s:>10.2f}"
+            f" {c.collect_p95_s:>6.2f} {c.collect_messages_median:>6.0f}",
+            flush=True,
+        )
+
+    sim = MailboxSimulation(config)
+    report = sim.run_hours(row)
+    elapsed = time.perf_counter() - started
+    last = report.checkpoints[-1]
+    print(
+        f"(copies taken per deposit, median {report.deposit_copies_median:.0f};"
+        f" {report.republish_walks} republishing walks; {elapsed:.1f} s wall clock)"
+    )
+    print(
+        f"mailbox availability after {hours} simulated hours: {last.available:.2%}"
+        f" ({args.churn:.0%} churn, {args.adversarial:.0%} adversarial)"
+    )
+    result: dict[str, object] = {
+        "mode": "mailbox",
+        "nodes": args.nodes,
+        "adversarial": args.adversarial,
+        "churn": args.churn,
+        "hours": hours,
+        "deposits": args.deposits,
+        "availability": round(last.available, 4),
+        "deposit_copies_median": report.deposit_copies_median,
+        "checkpoints": [dataclasses.asdict(c) for c in report.checkpoints],
+        "wall_seconds": round(elapsed, 1),
+    }
     print(json.dumps(result))
 
 

@@ -1,6 +1,7 @@
 """Baseline cost of Tor itself on the private network: what anonsip adds is measured against it.
 
-Run: .venv/bin/python -m bench.onion_baseline [--testnet DIR] [--echoes 200] [--bulk-mib 4]
+Run: .venv/bin/python -m bench.onion_baseline [--testnet DIR | --wan PROFILE] [--echoes 200]
+     [--bulk-mib 4]
 
 Figures: cold connect to a freshly published onion (descriptor fetch,
 introduction, rendezvous), a new stream on the warm rendezvous circuit,
@@ -144,7 +145,7 @@ async def _bulk(client: Tor, address: str, mode: bytes, count: int) -> float:
 
 
 async def _run(args: argparse.Namespace) -> None:
-    with private_network(args.testnet) as info:
+    with private_network(args.testnet, wan=args.wan) as info:
         async with client_tors(info, 2, "baseline") as (client, server):
             figures = await measure_baseline(
                 client, server, echoes=args.echoes, bulk_bytes=int(args.bulk_mib * 1024 * 1024)
@@ -157,12 +158,16 @@ async def _run(args: argparse.Namespace) -> None:
         ("bulk download, one stream", f"{figures['download_mib_s']:.2f} MiB/s"),
         ("bulk upload, one stream", f"{figures['upload_mib_s']:.2f} MiB/s"),
     ]
-    report(f"onion baseline ({args.echoes} echoes, {args.bulk_mib} MiB bulk)", rows, figures)
+    where = f"WAN-shaped: {info.wan}" if info.wan else "loopback"
+    report(
+        f"onion baseline ({where}; {args.echoes} echoes, {args.bulk_mib} MiB bulk)", rows, figures
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--testnet", metavar="DIR", help="reuse a running private network")
+    parser.add_argument("--wan", metavar="PROFILE", help="else start a WAN-shaped one (tor, ...)")
     parser.add_argument("--echoes", type=int, default=200)
     parser.add_argument("--bulk-mib", type=float, default=4.0)
     trio.run(_run, parser.parse_args())

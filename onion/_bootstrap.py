@@ -7,12 +7,16 @@ something goes wrong, ``WARNING=... REASON=...``. Pure parsing, no I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from onion._control_proto import parse_args
 from onion._errors import ControlProtocolError
 
-__all__ = ["BootstrapStatus", "parse_bootstrap"]
+__all__ = ["CONNECTED_PROGRESS", "BootstrapStatus", "parse_bootstrap", "through"]
+
+# tor's phases up to "handshake_done" (15 %) are reaching a first relay or bridge at all;
+# from "onehop_create" (20 %) on it talks to one. Stuck below: the network is not reached.
+CONNECTED_PROGRESS = 20
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,3 +54,15 @@ def parse_bootstrap(text: str) -> BootstrapStatus | None:
         summary=keywords.get("SUMMARY", ""),
         warning=keywords.get("WARNING") if words[0] == "WARN" else None,
     )
+
+
+def through(status: BootstrapStatus, entry: str) -> BootstrapStatus:
+    """``status`` with where tor enters the network said in its summary (until done).
+
+    tor's own words name the phase ("Connecting to pluggable transport");
+    ``entry`` ("an obfs4 bridge") says through what, so a person watching
+    progress sees the bridge phase as such.
+    """
+    if status.done or not entry:
+        return status
+    return replace(status, summary=f"{status.summary} (via {entry})")

@@ -68,21 +68,24 @@ class _Subscriber:
 class ControlConnection:
     """An authenticated control connection; use as ``async with``.
 
-    ``ControlConnection(host, port, password=None)`` connects, asks
-    PROTOCOLINFO and authenticates with SAFECOOKIE, COOKIE, HASHEDPASSWORD or
-    NULL, whichever tor offers and we can satisfy.
+    ``ControlConnection(host, port, password=None)`` connects (``path=`` a
+    control socket instead), asks PROTOCOLINFO and authenticates with
+    SAFECOOKIE, COOKIE, HASHEDPASSWORD or NULL, whichever tor offers and we
+    can satisfy.
     """
 
     def __init__(
         self,
-        host: str,
-        port: int,
+        host: str = "127.0.0.1",
+        port: int = 0,
         *,
+        path: str | None = None,
         password: str | None = None,
         event_buffer: int = DEFAULT_EVENT_BUFFER,
     ) -> None:
         self.host = host
         self.port = port
+        self.path = path
         self._password = password
         self._event_buffer = event_buffer
         self._parser = ControlReplyParser()
@@ -93,6 +96,7 @@ class ControlConnection:
         self._set_events: frozenset[str] = frozenset()
         self._closed = False
         self._broken = False
+        self._ended = trio.Event()
         self._stack: AsyncExitStack | None = None
         self.protocol_info: ProtocolInfo | None = None
 
@@ -101,7 +105,10 @@ class ControlConnection:
     async def __aenter__(self) -> ControlConnection:
         stack = AsyncExitStack()
         try:
-            self._stream = await trio.open_tcp_stream(self.host, self.port)
+            if self.path is not None:
+                self._stream = await trio.open_unix_socket(self.path)
+            else:
+                self._stream = await trio.open_tcp_stream(self.host, self.port)
             stack.push_async_callback(self._stream.aclose)
             nursery = await stack.enter_async_context(trio.open_nursery())
             nursery.start_soon(self._read_loop)
@@ -147,6 +154,7 @@ class ControlConnection:
                     return
         finally:
             self._closed = True
+            self._ended.set()
             self._reply_send.close()
             for sub in self._subscribers:
                 sub.send.close()
@@ -236,6 +244,15 @@ class ControlConnection:
             "events_dropped": sum(s.dropped for s in self._subscribers),
         }
 
+    async def wait_ended(self) -> None:
+        """Return once the connection ended (closed by us, or broken by tor)."""
+        await self._ended.wait()
+
+    @property
+    def where(self) -> str:
+        """The control port or socket, as a user would write it."""
+        return self.path if self.path is not None else f"{self.host}:{self.port}"
+
     @property
     def closed(self) -> bool:
         """True once the connection is closed, by us or by tor."""
@@ -264,7 +281,7 @@ class ControlConnection:
         else:
             offered = ",".join(sorted(methods)) or "none"
             raise AuthenticationFailed(
-                f"tor at {self.host}:{self.port} offers authentication {offered}; "
+                f"tor at {self.where} offers authentication {offered}; "
                 "pass the control password or run tor with CookieAuthentication 1"
             )
 

@@ -46,6 +46,10 @@ class AuthenticationFailed(OnionLocalError):
     """We could not authenticate to tor's control port."""
 
 
+class ControlUnreachable(OnionLocalError):
+    """Nothing answers on the control port or socket we were told to use."""
+
+
 class ControlClosed(OnionRemoteError):
     """tor closed the control connection (it exited or dropped us)."""
 
@@ -86,7 +90,35 @@ class PortInUse(TorExited):
 
 
 class BootstrapStuck(OnionRemoteError):
-    """tor did not finish bootstrapping within the deadline."""
+    """tor did not finish bootstrapping within the deadline.
+
+    ``unreachable``: it never even got to talk to a first relay or bridge
+    (what a network that blocks Tor, or a dead bridge, looks like).
+    """
+
+    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
+
+
+# --- bridges and pluggable transports ---------------------------------------------
+
+
+class InvalidBridgeLine(OnionLocalError):
+    """A bridge line that is not one; ``field`` names the part that is wrong."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class TransportNotFound(OnionLocalError):
+    """The program for a pluggable transport is not installed; the message says which package."""
+
+    def __init__(self, message: str, *, transport: str, package: str) -> None:
+        super().__init__(message)
+        self.transport = transport
+        self.package = package
 
 
 # --- SOCKS and onion streams ----------------------------------------------------

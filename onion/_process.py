@@ -23,6 +23,17 @@ directory::
                 ...  # bootstrap, publish, serve
         except TorDied:
             continue  # tor and all it held are gone; start over
+
+``bridges`` make our tor enter the network through bridges only, with the
+pluggable-transport programs they need (found before tor starts:
+``TransportNotFound`` names the package to install).
+
+``attach_tor`` drives a tor someone else runs (a system tor, Tor
+Browser's) through its control port or socket: we then control neither
+its bridges, its DataDirectory, its network nor its lifetime. If that tor
+closes the control connection while we use it (it stopped or restarted),
+``TorDied`` comes out of the block as for our own. ``open_tor`` is one
+of the two, as a node's settings say.
 """
 
 from __future__ import annotations
@@ -34,15 +45,18 @@ import shutil
 import signal
 import subprocess
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import trio
 
+from onion._bridges import Bridge, bridge_client_config, parse_bridge_line, transport_programs
 from onion._control import ControlConnection
+from onion._endpoint import ControlEndpoint
 from onion._errors import (
+    ControlUnreachable,
     OnionLocalError,
     PortInUse,
     TorDied,
@@ -59,10 +73,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MIN_TOR_VERSION",
+    "as_bridges",
     "attach_tor",
     "check_tor_version",
     "find_tor",
     "launch_tor",
+    "open_tor",
     "parse_tor_version",
     "tor_environment",
 ]
@@ -76,6 +92,12 @@ STOP_TIMEOUT = 5.0
 # before calling the break something other than tor dying.
 DEATH_GRACE = 2.0
 INSTALL_HINT = "install it with: apt-get install tor"
+# An attached tor that went away (a restart) gets this long to answer again;
+# one never reached in this process fails at once (a mistyped port).
+REATTACH_PATIENCE = 60.0
+REATTACH_FIRST_DELAY = 0.2
+REATTACH_MAX_DELAY = 2.0
+_reached: set[str] = set()  # control endpoints this process was attached to
 
 CONTROL_READY = re.compile(
     r"Opened Control listener connection \(ready\) on (?:[\d.]+|\[[0-9a-fA-F:]+\]):(\d+)"
@@ -134,27 +156,37 @@ def prepare_data_dir(data_dir: Path) -> Path:
     return data_dir
 
 
+def as_bridges(bridges: Sequence[Bridge | str]) -> tuple[Bridge, ...]:
+    """Bridges from objects or lines (``InvalidBridgeLine`` for a bad line)."""
+    return tuple(b if isinstance(b, Bridge) else parse_bridge_line(b) for b in bridges)
+
+
 @asynccontextmanager
 async def launch_tor(
     data_dir: Path | str,
     *,
     extra_config: Sequence[tuple[str, str]] = (),
     testnet: TestnetInfo | None = None,
+    bridges: Sequence[Bridge | str] = (),
     tor_binary: str | None = None,
     start_timeout: float = DEFAULT_START_TIMEOUT,
 ) -> AsyncIterator[Tor]:
     """Run our own tor for the body of the ``async with`` and yield a ``Tor``.
 
-    ``testnet`` joins a private network (``TestnetInfo.load(dir)``). The
-    caller decides when to ``wait_bootstrapped()``. tor is stopped on exit,
-    on Ctrl-C and on errors (SIGTERM, then SIGKILL). ``TorExited`` if tor
-    ends before it is ready; ``TorDied`` out of the block if it ends on its
-    own afterwards (see the module docstring).
+    ``testnet`` joins a private network (``TestnetInfo.load(dir)``);
+    ``bridges`` (objects or lines) are its only way in. The caller decides
+    when to ``wait_bootstrapped()``. tor is stopped on exit, on Ctrl-C and
+    on errors (SIGTERM, then SIGKILL). ``TorExited`` if tor ends before it
+    is ready; ``TorDied`` out of the block if it ends on its own afterwards
+    (see the module docstring).
     """
+    chosen = as_bridges(bridges)
+    programs = transport_programs(chosen)
     binary = find_tor(tor_binary)
     await check_tor_version(binary)
     root = prepare_data_dir(Path(data_dir))
     network = testnet.client_config() if testnet is not None else []
+    network += bridge_client_config(chosen, programs)
     config = client_config(root, owner_pid=os.getpid(), extra=extra_config, network=network)
     torrc = root / "torrc"
     torrc.write_text(render_torrc(config))
@@ -168,7 +200,7 @@ async def launch_tor(
         env=tor_environment(),
         start_new_session=True,  # our Ctrl-C is ours to handle; ownership ends tor with us
     )
-    run = _TorRun(process=process, log=TorLog())
+    run = _TorRun(process=process, log=TorLog(), bridges=chosen)
     try:
         async with _supervised(run, start_timeout) as tor:
             yield tor
@@ -194,6 +226,7 @@ class _TorRun:
 
     process: trio.Process
     log: TorLog
+    bridges: tuple[Bridge, ...] = ()
     stopping: bool = False
     tor: Tor | None = None  # set once tor is ready (controlled, owned, SOCKS known)
     died: TorDied | None = None
@@ -252,6 +285,7 @@ async def _supervised(run: _TorRun, start_timeout: float) -> AsyncIterator[Tor]:
                     socks_port=socks[1],
                     log=run.log,
                     pid=process.pid,
+                    bridges=run.bridges,
                 )
                 try:
                     yield run.tor
@@ -318,9 +352,132 @@ async def _socks_listener(control: ControlConnection) -> tuple[str, int]:
 
 @asynccontextmanager
 async def attach_tor(
-    control_host: str, control_port: int, password: str | None = None
+    target: str | ControlEndpoint,
+    port: int | None = None,
+    *,
+    password: str | None = None,
 ) -> AsyncIterator[Tor]:
-    """Drive an existing tor through its ControlPort (cookie, password or no auth)."""
-    async with ControlConnection(control_host, control_port, password=password) as control:
+    """Drive an existing tor through its control port (``attach_tor(host, port)``) or
+    ``ControlEndpoint``, with cookie, password or no authentication.
+
+    Our onion services' local ends are private Unix sockets only if that
+    tor runs as our user (it could not reach them otherwise); else TCP on
+    127.0.0.1. ``TorDied`` if it closes the connection while in use.
+    """
+    if isinstance(target, ControlEndpoint):
+        endpoint = target
+    elif port is not None:
+        endpoint = ControlEndpoint(host=target, port=port)
+    else:
+        endpoint = ControlEndpoint.parse(target)
+    died: list[TorDied] = []
+    await _wait_answering(endpoint)
+    async with ControlConnection(
+        endpoint.host, endpoint.port, path=endpoint.path, password=password
+    ) as control:
+        _reached.add(str(endpoint))
         socks = await _socks_listener(control)
-        yield Tor(control=control, socks_host=socks[0], socks_port=socks[1])
+        info = await control.get_info("process/uid")
+        same_user = info.get("process/uid", "") == str(os.getuid())
+        if not same_user:
+            log.warning(
+                "the attached tor runs as another user: onion services listen on TCP 127.0.0.1"
+            )
+        tor = Tor(
+            control=control,
+            socks_host=socks[0],
+            socks_port=socks[1],
+            unix_services=same_user,
+            attached=True,
+        )
+        with unwrapped_errors():
+            async with trio.open_nursery() as nursery:
+
+                async def watch() -> None:
+                    await control.wait_ended()
+                    if control.broken:  # the body unwinds; TorDied replaces it
+                        died.append(_gone(endpoint))
+                        nursery.cancel_scope.cancel()
+
+                nursery.start_soon(watch)
+                try:
+                    yield tor
+                except Exception as exc:
+                    if control.broken:  # what the body saw of it going away is a consequence
+                        raise _gone(endpoint) from exc
+                    raise
+                nursery.cancel_scope.cancel()
+    if died:
+        raise died[0]
+
+
+def _reason(exc: BaseException) -> str:
+    """The operating system's words for a failed connect (trio wraps them for TCP)."""
+    seen: list[BaseException] = [exc]
+    while seen:
+        error = seen.pop(0)
+        if isinstance(error, OSError) and error.errno:
+            return os.strerror(error.errno)
+        if isinstance(error, BaseExceptionGroup):
+            seen += error.exceptions
+        if error.__cause__ is not None:
+            seen.append(error.__cause__)
+    return str(exc)
+
+
+def _gone(endpoint: ControlEndpoint) -> TorDied:
+    return TorDied(
+        f"the tor at {endpoint} closed its control connection (it stopped or restarted);"
+        " connect to it again to carry on",
+        returncode=None,
+        log_tail=[],
+    )
+
+
+async def _wait_answering(endpoint: ControlEndpoint) -> None:
+    """Return once something accepts connections at ``endpoint``; ``ControlUnreachable`` if not.
+
+    A tor we were attached to before (it is restarting) gets ``REATTACH_PATIENCE``
+    seconds: connecting is retried with a growing back-off, as tor offers no
+    event to wait on from outside. One never reached fails at once.
+    """
+    patient = str(endpoint) in _reached
+    deadline = trio.current_time() + (REATTACH_PATIENCE if patient else 0.0)
+    delay = REATTACH_FIRST_DELAY
+    while True:
+        try:
+            if endpoint.path is not None:
+                stream = await trio.open_unix_socket(endpoint.path)
+            else:
+                stream = await trio.open_tcp_stream(endpoint.host, endpoint.port)
+        except OSError as exc:
+            if trio.current_time() + delay > deadline:
+                kind = "socket" if endpoint.path else "port"
+                raise ControlUnreachable(
+                    f"cannot reach tor's control {kind} at {endpoint} ({_reason(exc)}):"
+                    " is that tor running, and is this its ControlPort or ControlSocket?"
+                ) from None
+            await trio.sleep(delay)  # a back-off between attempts, not a readiness wait
+            delay = min(delay * 2, REATTACH_MAX_DELAY)
+            continue
+        await stream.aclose()
+        return
+
+
+def open_tor(
+    data_dir: Path | str,
+    *,
+    control: str | None = None,
+    control_password: str | None = None,
+    testnet: TestnetInfo | None = None,
+    bridges: Sequence[Bridge | str] = (),
+) -> AbstractAsyncContextManager[Tor]:
+    """Our own tor in ``data_dir`` (on ``testnet``, through ``bridges``), or, given
+    ``control`` (``9051``, ``HOST:PORT``, a socket path), the tor that listens there.
+
+    An attached tor keeps its own network and bridges: ``testnet`` and
+    ``bridges`` are then not applied (the caller says so to the user).
+    """
+    if control is not None:
+        return attach_tor(ControlEndpoint.parse(control), password=control_password)
+    return launch_tor(data_dir, testnet=testnet, bridges=bridges)

@@ -1,17 +1,29 @@
 """Ephemeral v3 onion services via ADD_ONION / DEL_ONION (control-spec 3.27, 3.38).
 
-``publish_service`` maps a virtual onion port to a fresh trio listener on
-127.0.0.1:0, serves ``handler(stream)`` for each connection in a nursery,
-and learns publication from ``HS_DESC UPLOADED`` events (control-spec
-4.1.25). The service is not detached: it dies with the control connection,
-and leaving the block removes it with DEL_ONION.
+``publish_service`` maps a virtual onion port to a fresh trio listener,
+serves ``handler(stream)`` for each connection in a nursery, and learns
+publication from ``HS_DESC UPLOADED`` events (control-spec 4.1.25). The
+service is not detached: it dies with the control connection, and leaving
+the block removes it with DEL_ONION.
+
+The listener (the service's local end, where tor delivers each stream) is
+a Unix socket in a fresh directory of mode 0700 (ADD_ONION
+``Port=VIRT,unix:PATH``, which every tor we accept supports), so no other
+local user can connect to it and learn or talk to what we serve. A TCP
+listener on 127.0.0.1 (open to every local user) is used only when asked
+for: a tor attached to that runs as another user cannot reach our
+private directory.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
+import socket as stdlib_socket
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
+from pathlib import Path
 
 import trio
 
@@ -33,22 +45,38 @@ log = logging.getLogger(__name__)
 StreamHandler = Callable[[trio.SocketStream], Awaitable[None]]
 DEFAULT_MAX_CONNECTIONS = 256
 DEFAULT_PUBLISH_TIMEOUT = 60.0
+LISTEN_BACKLOG = 128
+SOCKET_NAME = "s"
 
 
 class OnionService:
-    """A published onion service: its address, its key and its publication state."""
+    """A published onion service: its address, its key and its publication state.
 
-    def __init__(self, *, key: OnionKey, address: str, virtual_port: int, local_port: int) -> None:
+    ``target`` is where tor delivers its streams, as ADD_ONION was told:
+    ``unix:PATH`` (``socket_path``) or ``127.0.0.1:PORT`` (``local_port``).
+    """
+
+    def __init__(self, *, key: OnionKey, address: str, virtual_port: int, target: str) -> None:
         self.key = key
         self.address = address
         self.virtual_port = virtual_port
-        self.local_port = local_port
+        self.target = target
         self.uploads = 0
         self._published = trio.Event()
 
     @property
     def hostname(self) -> str:
         return f"{self.address}.onion"
+
+    @property
+    def socket_path(self) -> Path | None:
+        """The Unix socket tor connects to, if the local end is one."""
+        return Path(self.target[5:]) if self.target.startswith("unix:") else None
+
+    @property
+    def local_port(self) -> int | None:
+        """The loopback TCP port tor connects to, if the local end is one."""
+        return None if self.target.startswith("unix:") else int(self.target.rpartition(":")[2])
 
     async def wait_published(self, timeout: float = DEFAULT_PUBLISH_TIMEOUT) -> None:
         """Wait until tor uploaded the descriptor to at least one HSDir."""
@@ -71,23 +99,73 @@ async def publish_service(
     virtual_port: int = 80,
     key: OnionKey | None = None,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    unix_socket: bool = True,
 ) -> AsyncIterator[OnionService]:
     """Publish an onion service for the body of the ``async with``.
 
     With ``key=None`` tor makes a new ED25519-V3 key; ``service.key.blob`` is
-    then the secret to persist for the same address next time.
+    then the secret to persist for the same address next time. The local
+    end is a private Unix socket unless ``unix_socket=False`` (see the
+    module docstring).
     """
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    local_port = listeners[0].socket.getsockname()[1]
+    async with (
+        _local_end(unix_socket) as (listeners, target),
+        _published(
+            control, handler, listeners, target, virtual_port, key, max_connections
+        ) as service,
+    ):
+        yield service
+
+
+@asynccontextmanager
+async def _local_end(unix_socket: bool) -> AsyncIterator[tuple[list[trio.SocketListener], str]]:
+    """Listeners for tor's streams and the ADD_ONION target that names them."""
+    if not unix_socket:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+        try:
+            yield listeners, f"127.0.0.1:{port}"
+        finally:
+            for listener in listeners:
+                await listener.aclose()
+        return
+    # mkdtemp makes the directory 0700; short, so the path fits sun_path (108 bytes).
+    directory = Path(tempfile.mkdtemp(prefix="onion-"))
+    try:
+        path = directory / SOCKET_NAME
+        sock = trio.socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
+        try:
+            await sock.bind(str(path))
+            sock.listen(LISTEN_BACKLOG)
+        except BaseException:
+            sock.close()
+            raise
+        listener = trio.SocketListener(sock)
+        try:
+            yield [listener], f"unix:{path}"
+        finally:
+            await listener.aclose()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@asynccontextmanager
+async def _published(
+    control: ControlConnection,
+    handler: StreamHandler,
+    listeners: list[trio.SocketListener],
+    target: str,
+    virtual_port: int,
+    key: OnionKey | None,
+    max_connections: int,
+) -> AsyncIterator[OnionService]:
     with unwrapped_errors():
         async with trio.open_nursery() as nursery:
             address_box: list[str] = []
             uploaded: list[OnionService] = []
             await nursery.start(_watch_uploads, control, address_box, uploaded)
             key_arg = key.blob if key is not None else "NEW:ED25519-V3"
-            reply = await control.command(
-                "ADD_ONION", key_arg, f"Port={virtual_port},127.0.0.1:{local_port}"
-            )
+            reply = await control.command("ADD_ONION", key_arg, f"Port={virtual_port},{target}")
             values = reply.values()
             address = values.get("ServiceID", "")
             if key is None:
@@ -98,7 +176,7 @@ async def publish_service(
             if address != key.address:
                 raise ControlProtocolError(f"tor made {address!r}, the key says {key.address!r}")
             service = OnionService(
-                key=key, address=address, virtual_port=virtual_port, local_port=local_port
+                key=key, address=address, virtual_port=virtual_port, target=target
             )
             address_box.append(address)
             uploaded.append(service)

@@ -13,7 +13,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import trio
 
-from onion._bootstrap import BootstrapStatus, parse_bootstrap
+from onion._bootstrap import CONNECTED_PROGRESS, BootstrapStatus, parse_bootstrap, through
+from onion._bridges import Bridge, describe_bridges
 from onion._control import ControlConnection
 from onion._errors import BootstrapStuck, unwrapped_errors
 from onion._keys import OnionKey
@@ -63,12 +64,20 @@ class Tor:
         socks_port: int,
         log: TorLog | None = None,
         pid: int | None = None,
+        unix_services: bool = True,
+        bridges: tuple[Bridge, ...] = (),
+        attached: bool = False,
     ) -> None:
         self.control = control
         self.socks_host = socks_host
         self.socks_port = socks_port
         self.log = log
         self.pid = pid
+        # Whether our onion services' local ends may be private Unix sockets: true
+        # unless this tor runs as another user, who could not reach them.
+        self.unix_services = unix_services
+        self.bridges = bridges  # the bridges we configured (an attached tor's are its own)
+        self.attached = attached  # a tor someone else runs: we only drive it
 
     @property
     def version(self) -> str:
@@ -81,10 +90,15 @@ class Tor:
 
     # --- bootstrap --------------------------------------------------------------
 
+    @property
+    def entry(self) -> str:
+        """How this tor enters the network, for progress lines: "an obfs4 bridge", or ""."""
+        return describe_bridges(self.bridges) if self.bridges else ""
+
     async def bootstrap_status(self) -> BootstrapStatus:
         info = await self.control.get_info("status/bootstrap-phase")
         status = parse_bootstrap(info.get("status/bootstrap-phase", ""))
-        return status or BootstrapStatus(progress=0, tag="unknown", summary="")
+        return through(status or BootstrapStatus(progress=0, tag="unknown", summary=""), self.entry)
 
     @asynccontextmanager
     async def bootstrap_progress(self) -> AsyncIterator[trio.MemoryReceiveChannel[BootstrapStatus]]:
@@ -110,7 +124,7 @@ class Tor:
                             status = parse_bootstrap(event.args)
                             if status is None:
                                 continue
-                            await send.send(status)
+                            await send.send(through(status, self.entry))
                             if status.done:
                                 return
 
@@ -139,9 +153,23 @@ class Tor:
         if scope.cancelled_caught or last is None or not last.done:
             tail = "\n  ".join(self.log_tail(12)) or "(no log: tor was attached, not launched)"
             where = str(last) if last else "no progress reported"
+            unreachable = last is None or last.progress < CONNECTED_PROGRESS
+            if unreachable and self.bridges:
+                advice = (
+                    f"tor could not reach the network through {self.entry}: check the bridge"
+                    " lines, or get others (bridges.torproject.org)."
+                )
+            elif unreachable:
+                advice = (
+                    "tor could not reach any relay or directory authority: if this network"
+                    " blocks Tor, use a bridge."
+                )
+            else:
+                advice = "Check the network (or the private network's state)."
             raise BootstrapStuck(
                 f"tor did not finish bootstrapping within {timeout:.0f} s; last step: {where}."
-                f" Check the network (or the private network's state). Last log lines:\n  {tail}"
+                f" {advice} Last log lines:\n  {tail}",
+                unreachable=unreachable,
             )
 
     async def shared_random_values(self) -> tuple[str, str]:
@@ -187,4 +215,5 @@ class Tor:
             virtual_port=virtual_port,
             key=key,
             max_connections=max_connections,
+            unix_socket=self.unix_services,
         )

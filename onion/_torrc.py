@@ -15,6 +15,7 @@ from onion._errors import OnionLocalError
 __all__ = [
     "TorConfig",
     "authority_config",
+    "bridge_config",
     "client_config",
     "private_network_config",
     "relay_config",
@@ -127,13 +128,29 @@ def private_network_config(
     return config
 
 
+def _or_ports(address: str, or_port: int, listen_or_port: int | None) -> TorConfig:
+    """The ORPort: advertised and listened on, or (a shaped link in front) advertised on
+    ``or_port`` without listening there, and listened on ``listen_or_port`` unadvertised."""
+    if listen_or_port is None:
+        return [("ORPort", f"{address}:{or_port}")]
+    return [
+        ("ORPort", f"{address}:{or_port} NoListen"),
+        ("ORPort", f"{address}:{listen_or_port} NoAdvertise"),
+    ]
+
+
 def authority_config(
-    common: Sequence[tuple[str, str]], *, or_port: int, dir_port: int, address: str
+    common: Sequence[tuple[str, str]],
+    *,
+    or_port: int,
+    dir_port: int,
+    address: str,
+    listen_or_port: int | None = None,
 ) -> TorConfig:
     """A directory authority: votes on the consensus of the private network."""
     return [
         *common,
-        ("ORPort", f"{address}:{or_port}"),
+        *_or_ports(address, or_port, listen_or_port),
         ("DirPort", f"{address}:{dir_port}"),
         ("AuthoritativeDirectory", "1"),
         ("V3AuthoritativeDirectory", "1"),
@@ -142,11 +159,38 @@ def authority_config(
 
 
 def relay_config(
-    common: Sequence[tuple[str, str]], *, or_port: int, dir_port: int, address: str
+    common: Sequence[tuple[str, str]],
+    *,
+    or_port: int,
+    dir_port: int,
+    address: str,
+    listen_or_port: int | None = None,
 ) -> TorConfig:
     """A middle relay that is also a guard and an HSDir (flags forced by the authorities)."""
     return [
         *common,
-        ("ORPort", f"{address}:{or_port}"),
+        *_or_ports(address, or_port, listen_or_port),
         ("DirPort", f"{address}:{dir_port}"),
+    ]
+
+
+def bridge_config(
+    common: Sequence[tuple[str, str]], *, address: str, transport_port: int, program: str
+) -> TorConfig:
+    """An obfs4 bridge: reachable only through obfs4 on ``address:transport_port``.
+
+    It publishes its descriptor nowhere (``PublishServerDescriptor 0``): no
+    consensus lists it, a client learns it from its bridge line only. Its
+    ORPort, which speaks plain Tor TLS, listens on loopback alone, so a
+    censor probing the address finds obfs4 and nothing that looks like Tor.
+    """
+    return [
+        *common,
+        ("BridgeRelay", "1"),
+        ("PublishServerDescriptor", "0"),
+        ("BridgeDistribution", "none"),
+        ("ORPort", "127.0.0.1:auto"),
+        ("ServerTransportPlugin", f"obfs4 exec {program}"),
+        ("ServerTransportListenAddr", f"obfs4 {address}:{transport_port}"),
+        ("ExtORPort", "auto"),
     ]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from anonsip._errors import AnonsipError
 from anonsip._logging import RedactingFilter
+from anonsip.cli._bridges import add_bridge_commands
 from anonsip.cli._call_commands import add_call_commands
 from anonsip.cli._client import one_error
 from anonsip.cli._commands import add_client_commands
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_commands(commands)
     add_client_commands(commands)
     add_call_commands(commands)
+    add_bridge_commands(commands)
     testnet_cli.add_parser(commands, _DhtContacts())
     demo_cli.add_parser(commands)
     return parser

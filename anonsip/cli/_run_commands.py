@@ -2,7 +2,14 @@
 
 Every command prints one clear line and exits non-zero on error.
 Passphrases come from ``--passphrase-file``, ``ANONSIP_PASSPHRASE`` or a
-prompt, never from the command line (it would show in ``ps``).
+prompt, never from the command line (it would show in ``ps``); so does a
+tor control password (``--tor-control-password-file``,
+``ANONSIP_TOR_CONTROL_PASSWORD``).
+
+``run --bridge LINE`` keeps the bridge in the home (``anonsip bridges``
+lists and removes them), so the next start uses it too. ``run
+--tor-control PORT_OR_SOCKET`` drives a tor someone else runs instead of
+launching one; the node then says what it does not control.
 """
 
 from __future__ import annotations
@@ -23,9 +30,10 @@ import trio
 from anonsip._errors import LocalError
 from anonsip._logging import RedactingFilter
 from anonsip.admission import RESTING_EFFORT
-from anonsip.cli._client import given_passphrase, home_of, unlock
+from anonsip.cli._client import given_passphrase, home_of, one_error, unlock
 from anonsip.identity import FAST_INSECURE_KDF, MODERATE_KDF, WrongPassphrase
 from anonsip.node import Home, NodeConfig, build_node
+from onion import BootstrapStuck, ControlEndpoint, describe_bridges, transport_programs
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +88,36 @@ def _shell_words(words: list[str]) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
+def _tor_options(args: argparse.Namespace) -> list[str]:
+    """The options that say which tor a started node uses (bridges are kept in the home)."""
+    words = ["--testnet", str(Path(args.testnet).absolute())] if args.testnet else []
+    if args.tor_control:
+        words += ["--tor-control", args.tor_control]
+    if args.tor_control_password_file:
+        words += ["--tor-control-password-file", str(Path(args.tor_control_password_file))]
+    return words
+
+
+def _tor_control_password(args: argparse.Namespace) -> str | None:
+    """From ``--tor-control-password-file`` or ``ANONSIP_TOR_CONTROL_PASSWORD`` (removed at
+    once, so tor and whatever else we start never inherit it)."""
+    from_env = os.environ.pop("ANONSIP_TOR_CONTROL_PASSWORD", None)
+    if args.tor_control_password_file:
+        try:
+            text = Path(args.tor_control_password_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise LocalError(f"cannot read the tor control password file: {exc.strerror}") from exc
+        return text.splitlines()[0] if text else ""
+    return from_env
+
+
 def node_config(args: argparse.Namespace) -> NodeConfig:
     home = home_of(args)
     restart = args.restart_command or _shell_words(
-        ["anonsip", "--home", str(home.path), "run"]
-        + (["--testnet", str(Path(args.testnet).absolute())] if args.testnet else [])
+        ["anonsip", "--home", str(home.path), "run", *_tor_options(args)]
     )
+    if args.tor_control:
+        ControlEndpoint.parse(args.tor_control)  # a typo is an error now, not at tor time
     return NodeConfig(
         testnet=Path(args.testnet).absolute() if args.testnet else None,
         bootstrap_dirs=tuple(Path(d) for d in args.bootstrap or ()),
@@ -96,7 +128,59 @@ def node_config(args: argparse.Namespace) -> NodeConfig:
         echo_bot=args.echo_bot,
         restart_command=restart,
         bootstrap_timeout=args.bootstrap_timeout,
+        bridges=tuple(b.line() for b in home.bridges()),
+        tor_control=args.tor_control,
+        tor_control_password=_tor_control_password(args),
     )
+
+
+def _say_which_tor(home: Home, config: NodeConfig) -> None:
+    """One clear paragraph on how the node reaches Tor, and what it does not control."""
+    bridges = home.bridges()
+    if config.tor_control is not None:
+        print(
+            f"attaching to the tor at {ControlEndpoint.parse(config.tor_control)}: anonsip"
+            " does not control that tor's bridges, its network, its DataDirectory (what it"
+            " keeps on disk) or its lifetime; it only publishes ephemeral onion services"
+            " through it, which end with this node",
+            flush=True,
+        )
+        if bridges:
+            print(
+                f"note: the {len(bridges)} bridges kept in {home.bridges_path} are not used:"
+                " bridges are that tor's business (UseBridges and Bridge in its torrc)",
+                flush=True,
+            )
+        if config.testnet is not None:
+            print(
+                "note: --testnet gives only the DHT contacts here; that tor must itself be"
+                " on the private network",
+                flush=True,
+            )
+    elif bridges:
+        # Before tor starts: a missing transport program is one clear line, now.
+        transport_programs(bridges)
+        print(
+            f"entering the Tor network through {describe_bridges(bridges)}"
+            f" (kept in {home.bridges_path})",
+            flush=True,
+        )
+
+
+def _with_bridge_advice(error: BaseException, home: Home, config: NodeConfig) -> BaseException:
+    """A bootstrap that never reached a relay, without bridges: say how to use one."""
+    if (
+        isinstance(error, BootstrapStuck)
+        and error.unreachable
+        and not config.bridges
+        and config.tor_control is None
+    ):
+        return LocalError(
+            f"{error}\nTo enter through a bridge: anonsip --home {home.path} run --bridge"
+            " 'obfs4 IP:PORT FINGERPRINT cert=… iat-mode=0' (get bridge lines from"
+            " bridges.torproject.org or someone you trust; README: Where Tor is blocked)"
+        )
+    return error
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -111,9 +195,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     file_log.setLevel(logging.INFO)
     logging.getLogger().addHandler(file_log)
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
-    node = build_node(home, keys, node_config(args))
+    if args.bridge:
+        kept = home.add_bridges(args.bridge)
+        print(f"kept {len(args.bridge)} bridge(s) in {home.bridges_path} ({len(kept)} in all)")
+    config = node_config(args)
+    _say_which_tor(home, config)
+    node = build_node(home, keys, config)
     print(f"anonsip node starting in {home.path}", flush=True)
-    trio.run(node.run)
+    try:
+        trio.run(node.run)
+    except BaseException as exc:
+        advised = _with_bridge_advice(one_error(exc), home, config)
+        if advised is not one_error(exc):
+            raise advised from None
+        raise
     return 0
 
 
@@ -142,10 +237,12 @@ def cmd_tui(args: argparse.Namespace) -> int:
     if not node_answers():
         passphrase = _tui_passphrase(args, home)
         output = home.path / "node.out"
-        testnet = ["--testnet", str(Path(args.testnet).absolute())] if args.testnet else []
-        restart = _shell_words(["anonsip", "--home", str(home.path), "tui", *testnet])
+        if args.bridge:
+            home.add_bridges(args.bridge)  # validated here, where the error can be read
+        options = _tor_options(args)
+        restart = _shell_words(["anonsip", "--home", str(home.path), "tui", *options])
         command = [sys.executable, "-m", "anonsip.cli", "--home", str(home.path), "run"]
-        command += [*testnet, "--restart-command", restart]
+        command += [*options, "--restart-command", restart]
         env = dict(os.environ)
         if passphrase is not None:
             env["ANONSIP_PASSPHRASE"] = passphrase  # the environment is not shown by ps
@@ -233,5 +330,29 @@ def add_run_commands(commands: Any) -> None:
         help="give up if tor has not connected within this (default 300)",
     )
 
+    _add_tor_options(p)
+
     p = sub("tui", "the terminal UI (starts the node in the background if needed)", cmd_tui)
     p.add_argument("--testnet", metavar="DIR", help="a node started here uses this private network")
+    _add_tor_options(p)
+
+
+def _add_tor_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--bridge",
+        metavar="LINE",
+        action="append",
+        help="enter the Tor network through this bridge (repeatable; kept for the next starts:"
+        " see `anonsip bridges`), e.g. 'obfs4 IP:PORT FINGERPRINT cert=… iat-mode=0'",
+    )
+    p.add_argument(
+        "--tor-control",
+        metavar="PORT_OR_SOCKET",
+        help="use the tor already running there (9051, 127.0.0.1:9151 for Tor Browser's,"
+        " /run/tor/control) instead of starting one; cookie or password authentication",
+    )
+    p.add_argument(
+        "--tor-control-password-file",
+        metavar="FILE",
+        help="that tor's control password (HashedControlPassword); or ANONSIP_TOR_CONTROL_PASSWORD",
+    )

@@ -11,8 +11,11 @@ Everything runs on this machine with no Internet and no configuration::
 
 Both identities are unencrypted (demo keys only). The two nodes become
 mutual contacts through the control API before the UI opens, so the user
-can write at once. Quitting the UI, Ctrl-C or SIGTERM stop the nodes and
-the network (unless it was already running, or ``--keep``).
+can write at once. With ``bridge=True`` the demo also runs an obfs4 bridge
+of its network (``DIR/testnet/bridge``) and the user's node enters through
+it, as ``anonsip run --bridge LINE`` does where Tor is blocked. Quitting
+the UI, Ctrl-C or SIGTERM stop the nodes and the network (unless it was
+already running, or ``--keep``).
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ from anonsip._errors import LocalError
 from anonsip.control import MessageView
 from anonsip.demo._clip import make_voice_clip
 from anonsip.demo._network import private_network
+from anonsip.node import Home
 from anonsip.nodeproc import NodeProcess, init_home, run_node, sole_error
+from onion.testnet import start_bridge
 
 __all__ = [
     "DEFAULT_DIR",
@@ -149,12 +154,32 @@ def _private_dir(path: Path) -> Path:
     return path
 
 
+async def _bridge_options(layout: DemoLayout, bridge: bool, say: Say) -> list[str]:
+    """The user's node's bridge: the demo's own obfs4 bridge, or none (kept ones forgotten)."""
+    home = Home(layout.me_home)
+    if home.bridges():
+        home.remove_bridges("all")  # a bridge of an earlier demo's network is gone
+    if not bridge:
+        return []
+    _, line = await start_bridge(layout.testnet, address="127.0.0.1")
+    say(
+        f"an obfs4 bridge of the private network listens on {line.address}; your node enters"
+        " through it (the demo peer connects directly)"
+    )
+    return ["--bridge", line.line()]
+
+
 async def _start_nodes(
-    layout: DemoLayout, voice: Path | None, say: Say, ui: Callable[[NodeProcess], Awaitable[None]]
+    layout: DemoLayout,
+    voice: Path | None,
+    say: Say,
+    ui: Callable[[NodeProcess], Awaitable[None]],
+    bridge: bool = False,
 ) -> None:
     peer_options = ["--echo-bot", "--auto-answer", "--pow-bits", DEMO_POW_BITS]
     if voice is not None:
         peer_options += ["--play", str(voice)]
+    my_options = ["--pow-bits", DEMO_POW_BITS, *await _bridge_options(layout, bridge, say)]
     async with (
         run_node(
             "demo peer",
@@ -168,7 +193,7 @@ async def _start_nodes(
             layout.me_home,
             testnet=layout.testnet,
             output=layout.me_output,
-            options=["--pow-bits", DEMO_POW_BITS],
+            options=my_options,
         ) as me,
     ):
         try:
@@ -190,6 +215,7 @@ async def run_demo(
     directory: str | Path = DEFAULT_DIR,
     *,
     keep: bool = False,
+    bridge: bool = False,
     say: Say,
     ui_command: Callable[[Path], list[str]] | None = None,
 ) -> int:
@@ -216,7 +242,7 @@ async def run_demo(
         f"{layout.me_home} and {layout.peer_home}; use them for this demo only"
     )
     try:
-        await _run(layout, keep, say, open_ui)
+        await _run(layout, keep, say, open_ui, bridge)
     except BaseExceptionGroup as group:
         error = sole_error(group)
         if error is group:
@@ -227,7 +253,11 @@ async def run_demo(
 
 
 async def _run(
-    layout: DemoLayout, keep: bool, say: Say, open_ui: Callable[[NodeProcess], Awaitable[None]]
+    layout: DemoLayout,
+    keep: bool,
+    say: Say,
+    open_ui: Callable[[NodeProcess], Awaitable[None]],
+    bridge: bool = False,
 ) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_stop_on_signal, nursery.cancel_scope, say)
@@ -236,7 +266,7 @@ async def _run(
             for home, nick in ((layout.peer_home, PEER_NICK), (layout.me_home, ME_NICK)):
                 homes.start_soon(partial(trio.to_thread.run_sync, init_home, home, nick))
         async with private_network(layout.testnet, keep=keep, say=say):
-            await _start_nodes(layout, voice, say, open_ui)
+            await _start_nodes(layout, voice, say, open_ui, bridge)
         nursery.cancel_scope.cancel()
 
 

@@ -1,4 +1,4 @@
-"""``anonsip demo [--dir DIR] [--keep]``: the one-command demo from the command line."""
+"""``anonsip demo [--dir DIR] [--keep] [--bridge]``: the one-command demo from the command line."""
 
 from __future__ import annotations
 
@@ -29,6 +29,12 @@ def add_parser(commands: Any) -> None:
         action="store_true",
         help="leave the private Tor network running afterwards (the next demo starts faster)",
     )
+    parser.add_argument(
+        "--bridge",
+        action="store_true",
+        help="your node enters the private network through an obfs4 bridge the demo runs"
+        " (what `anonsip run --bridge LINE` does where Tor is blocked)",
+    )
     parser.set_defaults(run=_run)
 
 
@@ -37,4 +43,4 @@ def _say(line: str) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    return trio.run(lambda: run_demo(Path(args.dir), keep=args.keep, say=_say))
+    return trio.run(lambda: run_demo(Path(args.dir), keep=args.keep, bridge=args.bridge, say=_say))

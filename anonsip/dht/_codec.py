@@ -10,6 +10,12 @@ Body:    [type, request_id, fields...] with
     9 ERROR         [code: str, reason: str]
    10 CHALLENGE     [nonce: bin32]           11 PROOF         [public_key: bin32, port, sig: bin64]
    12 ANONYMOUS     []
+   13 DEPOSIT       [location: bin32, deposit: bin<=8548]
+   14 DEPOSIT_RESULT [outcome: str, work: 0..256, floor: 0..256]
+   15 COLLECT       [location: bin32, after: bin0 or bin32]
+   16 DEPOSITS      [deposits: [bin<=8548] <= 32, more: bool]
+   17 DELETE        [location: bin32, deletion: bin<=2149]
+   18 DELETE_RESULT [outcome: str, removed: u16]
 
     contact = [public_key: bin32, port: uint16]   (id and onion address are derived)
     record  = [kind: u8, public_key: bin32, seq: u64, expiry: u64, payload: bin<=1024,
@@ -26,10 +32,16 @@ from typing import Any
 import msgpack
 
 from anonsip._errors import RemoteProtocolError
+from anonsip.dht._deposits import MAX_DELETION_BYTES, MAX_DEPOSIT_BYTES
 from anonsip.dht._identity import Contact, NodeId
 from anonsip.dht._messages import (
     Anonymous,
     Challenge,
+    Collect,
+    Delete,
+    DeleteResult,
+    DepositResult,
+    Deposits,
     Envelope,
     Error,
     FindNode,
@@ -40,6 +52,7 @@ from anonsip.dht._messages import (
     Pong,
     Proof,
     Store,
+    StoreDeposit,
     StoreResult,
     Value,
 )
@@ -48,6 +61,7 @@ from anonsip.dht._record import MAX_PAYLOAD, DhtRecord
 __all__ = [
     "MAX_CONTACTS",
     "MAX_FRAME",
+    "MAX_PAGE",
     "FrameDecoder",
     "decode_message",
     "encode_frame",
@@ -56,6 +70,7 @@ __all__ = [
 
 MAX_FRAME = 16384
 MAX_CONTACTS = 32
+MAX_PAGE = 32  # deposits in one DEPOSITS reply (the frame bounds their bytes)
 MAX_REQUEST_ID = (1 << 32) - 1
 _MAX_TEXT = 256
 _U64 = 1 << 64
@@ -63,6 +78,7 @@ _U64 = 1 << 64
 _PING, _FIND_NODE, _FIND_VALUE, _STORE = 1, 2, 3, 4
 _PONG, _NODES, _VALUE, _STORE_RESULT, _ERROR = 5, 6, 7, 8, 9
 _CHALLENGE, _PROOF, _ANONYMOUS = 10, 11, 12
+_DEPOSIT, _DEPOSIT_RESULT, _COLLECT, _DEPOSITS, _DELETE, _DELETE_RESULT = 13, 14, 15, 16, 17, 18
 
 
 def _contact(c: Contact) -> list[Any]:
@@ -103,6 +119,18 @@ def encode_message(envelope: Envelope) -> bytes:
             code, fields = _PROOF, [public_key, port, signature]
         case Anonymous():
             code, fields = _ANONYMOUS, []
+        case StoreDeposit(location=location, deposit=deposit):
+            code, fields = _DEPOSIT, [location, deposit]
+        case DepositResult(outcome=outcome, work=work, floor=floor):
+            code, fields = _DEPOSIT_RESULT, [outcome, work, floor]
+        case Collect(location=location, after=after):
+            code, fields = _COLLECT, [location, after]
+        case Deposits(deposits=deposits, more=more):
+            code, fields = _DEPOSITS, [list(deposits), more]
+        case Delete(location=location, deletion=deletion):
+            code, fields = _DELETE, [location, deletion]
+        case DeleteResult(outcome=outcome, removed=removed):
+            code, fields = _DELETE_RESULT, [outcome, removed]
         case _:
             raise TypeError(f"not a DHT message: {m!r}")
     body: bytes = msgpack.packb([code, *head, *fields], use_bin_type=True)
@@ -142,6 +170,12 @@ def _uint(value: object, what: str, bound: int) -> int:
 def _text(value: object, what: str) -> str:
     if type(value) is not str or len(value) > _MAX_TEXT:
         raise _fail(f"{what} must be text of at most {_MAX_TEXT} characters")
+    return value
+
+
+def _bool(value: object, what: str) -> bool:
+    if type(value) is not bool:
+        raise _fail(f"{what} must be true or false")
     return value
 
 
@@ -195,6 +229,12 @@ _ARITY = {
     _CHALLENGE: 1,
     _PROOF: 3,
     _ANONYMOUS: 0,
+    _DEPOSIT: 2,
+    _DEPOSIT_RESULT: 3,
+    _COLLECT: 2,
+    _DEPOSITS: 2,
+    _DELETE: 2,
+    _DELETE_RESULT: 2,
 }
 
 
@@ -221,6 +261,8 @@ def _decode_fields(code: int, f: list[Any]) -> Message:
         return Challenge(nonce=_bin(f[0], "nonce", exact=32))
     if code == _ANONYMOUS:
         return Anonymous()
+    if code in _MAILBOX:
+        return _decode_mailbox(code, f)
     port = _uint(f[1], "port", 65536)
     if port == 0:
         raise _fail("port must not be 0")
@@ -229,6 +271,40 @@ def _decode_fields(code: int, f: list[Any]) -> Message:
         port=port,
         signature=_bin(f[2], "signature", exact=64),
     )
+
+
+_MAILBOX = {_DEPOSIT, _DEPOSIT_RESULT, _COLLECT, _DEPOSITS, _DELETE, _DELETE_RESULT}
+
+
+def _decode_mailbox(code: int, f: list[Any]) -> Message:
+    if code == _DEPOSIT:
+        return StoreDeposit(
+            location=_bin(f[0], "location", exact=32),
+            deposit=_bin(f[1], "deposit", most=MAX_DEPOSIT_BYTES),
+        )
+    if code == _DEPOSIT_RESULT:
+        return DepositResult(
+            outcome=_text(f[0], "outcome"),
+            work=_uint(f[1], "work", 257),
+            floor=_uint(f[2], "floor", 257),
+        )
+    if code == _COLLECT:
+        after = _bin(f[1], "collect cursor", most=32)
+        if len(after) not in (0, 32):
+            raise _fail("a collect cursor is empty or a 32-byte deposit id")
+        return Collect(location=_bin(f[0], "location", exact=32), after=after)
+    if code == _DEPOSITS:
+        deposits = tuple(
+            _bin(d, "deposit", most=MAX_DEPOSIT_BYTES)
+            for d in _list(f[0], "deposits", most=MAX_PAGE)
+        )
+        return Deposits(deposits=deposits, more=_bool(f[1], "more"))
+    if code == _DELETE:
+        return Delete(
+            location=_bin(f[0], "location", exact=32),
+            deletion=_bin(f[1], "deletion", most=MAX_DELETION_BYTES),
+        )
+    return DeleteResult(outcome=_text(f[0], "outcome"), removed=_uint(f[1], "removed", 1 << 16))
 
 
 def decode_message(body: bytes) -> Envelope:

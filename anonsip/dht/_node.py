@@ -8,14 +8,17 @@ persistent stream per peer (``PeerPool``); every request, including the
 dial and handshake it may need, has its own deadline and every lookup an
 overall one.
 
-The node stores, serves and replicates other people's records and keeps
-its routing table; it never publishes or looks up its own user's records
-(that is ``DhtClient``'s job, anonymously). Callers that prove their node
+The node stores, serves and replicates other people's records and mailbox
+deposits and keeps its routing table; it never publishes or looks up its
+own user's records, nor touches its user's mailboxes (that is
+``DhtClient``'s job, anonymously). Callers that prove their node
 key are dialled back on their own onion service before they may enter the
 routing table. Background work (bucket refresh, replication of stored
 records, taking turns through the store, expiry sweep, idle close,
-re-bootstrap when the table empties) runs in the nursery the node owns
-while inside ``async with``.
+re-bootstrap when the table empties, republishing deposits nobody stored
+with us for an interval and moving those placed under a shared random
+value that is no longer current) runs in the nursery the node owns while
+inside ``async with``.
 """
 
 from __future__ import annotations
@@ -33,11 +36,15 @@ from types import TracebackType
 import trio
 
 from anonsip._errors import LocalError, RemoteProtocolError
+from anonsip.dht._deposits import DepositOutcome, DepositStore
 from anonsip.dht._identity import Contact, NodeId, NodeIdentity, verify_identity_proof
 from anonsip.dht._lookup import Lookup, LookupKind, LookupResult
 from anonsip.dht._messages import (
     Anonymous,
     Challenge,
+    Collect,
+    Delete,
+    DepositResult,
     Envelope,
     Error,
     FindNode,
@@ -47,11 +54,13 @@ from anonsip.dht._messages import (
     Reply,
     Request,
     Store,
+    StoreDeposit,
     StoreResult,
 )
 from anonsip.dht._peers import Dialer, PeerPool, drive_lookup
 from anonsip.dht._placement import (
     DEFAULT_REPLICAS,
+    Position,
     SharedRandomSource,
     clock_shared_random,
 )
@@ -60,13 +69,14 @@ from anonsip.dht._record import DhtRecord
 from anonsip.dht._routing import RoutingTable
 from anonsip.dht._rpc import MessageStream, RpcTimeout, refusal
 from anonsip.dht._store import RecordStore, StoreOutcome
+from anonsip.mailbox import Deposit
 
 __all__ = ["DEFAULT_DIFFICULTY", "DhtConfig", "DhtNode", "DhtStatistics", "Dialer"]
 
 log = logging.getLogger(__name__)
 
-_REQUEST_TYPES = (Ping, FindNode, FindValue, Store)
-_ANONYMOUS_TYPES = (FindNode, FindValue, Store)
+_REQUEST_TYPES = (Ping, FindNode, FindValue, Store, StoreDeposit, Collect, Delete)
+_ANONYMOUS_TYPES = (FindNode, FindValue, Store, StoreDeposit, Collect, Delete)
 # 2**16 key generations per node id: about 1.2 s in Python on one core (it
 # runs in a worker thread when a node starts), the work a Sybil pays per id.
 DEFAULT_DIFFICULTY = 16
@@ -97,12 +107,14 @@ class DhtConfig:
     refresh_interval: float = 3600.0
     replicate_interval: float = 3600.0
     max_replications_per_round: int = 256
+    max_deposit_moves_per_round: int = 64  # mailbox locations republished per maintenance round
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DhtStatistics:
     routing_contacts: int
     stored_records: int
+    stored_deposits: int
     open_streams: int
     inbound_streams: int
     dial_backs: int
@@ -122,6 +134,7 @@ class DhtNode:
         store: RecordStore | None = None,
         dial_errors: tuple[type[BaseException], ...] = (),
         shared_random: SharedRandomSource | None = None,
+        deposits: DepositStore | None = None,
     ) -> None:
         self.identity = identity
         self.config = config or DhtConfig()
@@ -139,13 +152,18 @@ class DhtNode:
             k=self.config.k,
             refresh_interval=self.config.refresh_interval,
         )
-        self.store = store or RecordStore(replicas=self.config.replicas)
+        # "is None", not "or": an empty store is falsy (it has a length).
+        self.store = RecordStore(replicas=self.config.replicas) if store is None else store
+        self.deposits = (
+            DepositStore(replicas=self.config.replicas) if deposits is None else deposits
+        )
         self.protocol = DhtProtocol(
             contact=self.contact,
             routing=self.routing,
             store=self.store,
             shared_random=self.shared_random,
             probation=self.config.probation,
+            deposits=self.deposits,
         )
         self._pool: PeerPool | None = None
         self._inbound: set[trio.abc.Stream] = set()
@@ -212,6 +230,7 @@ class DhtNode:
         return DhtStatistics(
             routing_contacts=len(self.routing),
             stored_records=len(self.store),
+            stored_deposits=len(self.deposits),
             open_streams=self._pool.open_streams if self._pool else 0,
             inbound_streams=len(self._inbound),
             dial_backs=len(self._dial_backs),
@@ -445,7 +464,9 @@ class DhtNode:
         """One round of background upkeep (the node runs it every ``maintenance_interval``)."""
         _, pool = self._running()
         now = self._clock()
-        self.store.sweep(now, self.shared_random())
+        shared = self.shared_random()
+        self.store.sweep(now, shared)
+        self.deposits.sweep(now, shared)
         await pool.close_idle(self.config.idle_timeout)
         if len(self.routing) == 0:
             contacts = list(self.bootstrap_source()) if self.bootstrap_source else []
@@ -454,6 +475,7 @@ class DhtNode:
                 log.info("the DHT routing table is empty: joining again through the bootstrap list")
                 await self.bootstrap(contacts)
         await self._refresh()
+        await self.republish_deposits()
         if now - self._last_replicate >= self.config.replicate_interval:
             self._last_replicate = now
             await self.replicate_some()
@@ -470,5 +492,46 @@ class DhtNode:
             self._replication_cursor = batch[-1][0]
         return len(batch)
 
+    async def republish_deposits(self) -> int:
+        """Republish the mailbox locations that are due (``DepositStore.due``): nobody stored
+        their deposits with us for ``replicate_interval``, or they sit under a shared random
+        value that is no longer current and move to the current one's position. A deposit so
+        outlives its sender and the holders that leave. Returns how many copies were taken."""
+        now = self._clock()
+        current = self.shared_random().current
+        due = self.deposits.due(
+            now, self.config.replicate_interval, current, self.config.max_deposit_moves_per_round
+        )
+        taken = 0
+        for location, target, deposits in due:
+            taken += await self._republish(target, deposits, moved=target.location != location)
+            self.deposits.replicated(location, self._clock(), current)
+        return taken
+
+    async def _republish(self, target: Position, deposits: list[Deposit], *, moved: bool) -> int:
+        closest = await self.find_node(NodeId.from_bytes(target.location))
+        raws = [d.encode() for d in deposits]
+        taken = 0
+        if moved:  # we may be one of the new position's holders ourselves
+            now = self._clock()
+            for raw in raws:
+                taken += self.protocol.deposit_here(target.location, raw, now).outcome.accepted
+
+        async def deposit_at(contact: Contact) -> None:
+            nonlocal taken
+            for raw in raws:
+                reply = await self._call(
+                    contact, StoreDeposit(location=target.location, deposit=raw)
+                )
+                if not isinstance(reply, DepositResult):
+                    return  # gone or broken: the others still get theirs
+                taken += reply.outcome in _DEPOSITED
+
+        async with trio.open_nursery() as nursery:
+            for contact in closest[: self.config.store_spread]:
+                nursery.start_soon(deposit_at, contact)
+        return taken
+
 
 _ACCEPTED = {StoreOutcome.STORED.value, StoreOutcome.REFRESHED.value}
+_DEPOSITED = {DepositOutcome.STORED.value, DepositOutcome.REFRESHED.value}

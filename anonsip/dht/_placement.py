@@ -46,6 +46,7 @@ __all__ = [
     "disaster_value",
     "parse_tor_shared_random",
     "position",
+    "position_of",
     "positions",
     "shared_random_at",
     "value_of_location",
@@ -148,11 +149,19 @@ def positions(key: bytes, shared: SharedRandom, replicas: int = DEFAULT_REPLICAS
     ]
 
 
+def position_of(
+    location: bytes, key: bytes, shared: SharedRandom, replicas: int = DEFAULT_REPLICAS
+) -> Position | None:
+    """Which of ``key``'s positions ``location`` is (value and replica); None if none of ours."""
+    for p in positions(key, shared, replicas):
+        if p.location == location:
+            return p
+    return None
+
+
 def value_of_location(
     location: bytes, key: bytes, shared: SharedRandom, replicas: int = DEFAULT_REPLICAS
 ) -> bytes | None:
     """The shared random value ``location`` was derived from for ``key``; None if none of ours."""
-    for p in positions(key, shared, replicas):
-        if p.location == location:
-            return p.value
-    return None
+    found = position_of(location, key, shared, replicas)
+    return None if found is None else found.value

@@ -24,6 +24,9 @@ from anonsip.dht._identity import Contact, NodeIdentity
 from anonsip.dht._messages import (
     Anonymous,
     Challenge,
+    DeleteResult,
+    DepositResult,
+    Deposits,
     Envelope,
     Error,
     Message,
@@ -202,7 +205,8 @@ class Connection:
 
 
 def _as_reply(message: Message) -> Reply:
-    if not isinstance(message, Pong | Nodes | Value | StoreResult | Error):
+    replies = Pong | Nodes | Value | StoreResult | DepositResult | Deposits | DeleteResult | Error
+    if not isinstance(message, replies):
         raise RemoteProtocolError("a DHT peer sent a request on our outbound stream")
     return message
 

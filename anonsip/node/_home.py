@@ -6,6 +6,8 @@ Layout (the directory is 0700)::
     store.sqlite    contacts, history and outbox (sensitive columns sealed)
     control.sock    the control API (0600)
     tor/            the DataDirectory of the tor this node launches
+    bridges         the bridge lines the node's tor enters the network through
+                    (0600; one per line; empty or absent: no bridges)
     node.log        the node's log (no secrets)
 
 ``init`` makes one identity and the node's other secrets: the seed of the
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +36,11 @@ from anonsip.identity import (
     Keystore,
     RandomSource,
 )
+from onion import Bridge, InvalidBridgeLine, parse_bridge_line
 
 _SEED_BYTES = 32
+MAX_BRIDGES = 64
+MAX_BRIDGES_FILE = 256 * 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,6 +74,10 @@ class Home:
     @property
     def tor_dir(self) -> Path:
         return self.path / "tor"
+
+    @property
+    def bridges_path(self) -> Path:
+        return self.path / "bridges"
 
     @property
     def log_path(self) -> Path:
@@ -132,3 +142,82 @@ class Home:
 
     def public_identity(self, passphrase: str | None, *, rng: RandomSource) -> Identity:
         return self.unlock(passphrase, rng=rng).identity
+
+    # -- bridges -----------------------------------------------------------------------
+
+    def bridges(self) -> list[Bridge]:
+        """The bridges kept here, in the order they were added (none if the file is absent)."""
+        try:
+            with self.bridges_path.open("rb") as f:
+                raw = f.read(MAX_BRIDGES_FILE + 1)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise LocalError(f"cannot read {self.bridges_path}: {exc.strerror}") from exc
+        if len(raw) > MAX_BRIDGES_FILE:
+            raise LocalError(f"{self.bridges_path} is too large to be a list of bridges")
+        found: list[Bridge] = []
+        for number, line in enumerate(raw.decode("utf-8", "replace").splitlines(), 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            try:
+                found.append(parse_bridge_line(line))
+            except InvalidBridgeLine as exc:
+                raise LocalError(
+                    f"{self.bridges_path}, line {number}: {exc}; fix or remove it"
+                    " (anonsip bridges remove N)"
+                ) from exc
+        return found[:MAX_BRIDGES]
+
+    def add_bridges(self, lines: Iterable[str]) -> list[Bridge]:
+        """Keep ``lines`` (validated) for the next starts; the whole list afterwards.
+
+        A line already kept is not added twice; a new line for a kept
+        transport and address replaces the old one (a bridge's new cert).
+        """
+        new = [parse_bridge_line(line) for line in lines]
+        kept = self.bridges()
+        for bridge in new:
+            kept = [
+                k for k in kept if (k.transport, k.address) != (bridge.transport, bridge.address)
+            ]
+            kept.append(bridge)
+        if len(kept) > MAX_BRIDGES:
+            raise LocalError(f"at most {MAX_BRIDGES} bridges can be kept; remove some first")
+        self._write_bridges(kept)
+        return kept
+
+    def remove_bridges(self, which: str) -> list[Bridge]:
+        """Forget the bridges ``which`` names (its number in the list, its address, its
+        fingerprint or its line, or ``all``); the ones removed."""
+        kept = self.bridges()
+        if which == "all":
+            gone, left = kept, []
+        else:
+            gone = [b for i, b in enumerate(kept, 1) if _names(b, i, which)]
+            left = [b for b in kept if b not in gone]
+        if not gone:
+            raise LocalError(
+                f"no kept bridge is {which!r}: give its number, address or fingerprint"
+                " (anonsip bridges list)"
+            )
+        self._write_bridges(left)
+        return gone
+
+    def _write_bridges(self, bridges: list[Bridge]) -> None:
+        self._make_private_dir()
+        text = "".join(f"{b.line()}\n" for b in bridges)
+        tmp = self.bridges_path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        tmp.replace(self.bridges_path)
+
+
+def _names(bridge: Bridge, number: int, which: str) -> bool:
+    which = which.strip()
+    if which.isdigit():
+        return int(which) == number
+    return which in (bridge.address, bridge.line()) or (
+        bridge.fingerprint is not None and which.upper() == bridge.fingerprint
+    )

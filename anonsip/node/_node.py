@@ -73,8 +73,8 @@ from onion import (
     OnionKey,
     Tor,
     TorDied,
-    launch_tor,
     onion_address_from_public_key,
+    open_tor,
 )
 from onion.testnet import TestnetInfo
 
@@ -105,6 +105,9 @@ class NodeConfig:
     echo_bot: bool = False
     restart_command: str = ""  # how the user starts this node again (for a UI's hint)
     bootstrap_timeout: float = 300.0  # tor must reach 100 % within this; else a clear error
+    bridges: tuple[str, ...] = ()  # bridge lines our tor enters the network through
+    tor_control: str | None = None  # attach to this tor (port, HOST:PORT, socket) instead
+    tor_control_password: str | None = field(default=None, repr=False)
 
 
 class PresenceSource(Protocol):
@@ -409,9 +412,15 @@ class Node:
 
     async def _run_overlay_once(self, testnet: TestnetInfo | None) -> None:
         running = trio.Event()
-        # launch_tor outermost: TorDied then comes out of it as itself, not in a group.
+        # open_tor outermost: TorDied then comes out of it as itself, not in a group.
         async with (
-            launch_tor(self.home.tor_dir, testnet=testnet) as tor,
+            open_tor(
+                self.home.tor_dir,
+                testnet=testnet,
+                bridges=self.config.bridges,
+                control=self.config.tor_control,
+                control_password=self.config.tor_control_password,
+            ) as tor,
             trio.open_nursery() as nursery,
         ):
             # A stop asked for while tor (re)starts ends the start-up at once.
@@ -534,7 +543,7 @@ class Node:
                 await svc.wait_published()
                 self.context.overlay_up(links, resolver.lookup)
                 if self._mailbox is not None:
-                    self._mailbox.attach(dht.client)  # type: ignore[arg-type]  # TODO(mailbox-dht)
+                    self._mailbox.attach(dht.client)
                 self.registrar.set_contacts((Contact(onion=svc.hostname, port=SIP_PORT),))
                 await services.start(self.registrar.run)
                 for service in self.services.services:

@@ -1,5 +1,6 @@
 """A private Tor network (own directory authorities and relays) on one machine or a LAN."""
 
+from onion.testnet._bridge import running_bridge, start_bridge, stop_bridge
 from onion.testnet._joincode import DirAuthority, JoinCode, ServiceContact
 from onion.testnet._network import (
     DEFAULT_AUTHORITIES,
@@ -19,6 +20,9 @@ __all__ = [
     "ServiceContact",
     "TestnetInfo",
     "network_status",
+    "running_bridge",
+    "start_bridge",
     "start_network",
+    "stop_bridge",
     "stop_network",
 ]

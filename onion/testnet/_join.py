@@ -16,11 +16,12 @@ tell it (SETCONF) to log to its file only, and close the pipe.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 import secrets
-import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from onion._process import (
 from onion._tor import TorLog
 from onion._torrc import private_network_config, relay_config, render_torrc
 from onion.testnet._consensus import RelayStatus, parse_router_statuses
+from onion.testnet._daemon import Daemon
 from onion.testnet._joincode import JoinCode, ServiceContact
 from onion.testnet._network import (
     DEFAULT_VOTING_INTERVAL,
@@ -128,19 +130,12 @@ async def start_relay(
     await check_tor_version(tor)
     root = Path(info.directory)
     data_dir = prepare_data_dir(root / RELAY_DIR)
-    nickname = f"relay{secrets.token_hex(4)}"
-    if (data_dir / "nickname").exists():
-        nickname = (data_dir / "nickname").read_text().strip() or nickname
-    (data_dir / "nickname").write_text(nickname)
-    (data_dir / "torrc-defaults").write_text("")
-    node = await relay_fingerprint(
-        PlannedNode(nickname=nickname, role="relay", data_dir=data_dir), tor
-    )
+    node = await planned_node(data_dir, "relay", tor)
     for attempt in range(1, PORT_ATTEMPTS + 1):
         with free_ports(address, 2) as ports:
             _write_relay_config(node, info, address, ports[0], ports[1])
         try:
-            process, control_port = await _launch(node, tor)
+            process, control_port = await launch_node(node, tor)
         except PortInUse:
             if attempt == PORT_ATTEMPTS:
                 raise
@@ -169,6 +164,18 @@ async def start_relay(
     return info, status
 
 
+async def planned_node(data_dir: Path, role: str, tor: str) -> PlannedNode:
+    """A relay or bridge of this machine: its nickname (kept across starts) and fingerprint."""
+    nickname = f"{role}{secrets.token_hex(4)}"
+    if (data_dir / "nickname").exists():
+        nickname = (data_dir / "nickname").read_text().strip() or nickname
+    (data_dir / "nickname").write_text(nickname)
+    (data_dir / "torrc-defaults").write_text("")
+    return await relay_fingerprint(
+        PlannedNode(nickname=nickname, role=role, data_dir=data_dir), tor
+    )
+
+
 def _write_relay_config(
     node: PlannedNode, info: TestnetInfo, address: str, or_port: int, dir_port: int
 ) -> None:
@@ -188,9 +195,15 @@ def _write_relay_config(
     (node.data_dir / "notice.log").unlink(missing_ok=True)
 
 
-async def _launch(node: PlannedNode, tor: str) -> tuple[trio.Process, int]:
-    """Start the relay; return it and its control port once it logs to its file only."""
-    process = await trio.lowlevel.open_process(
+async def launch_node(
+    node: PlannedNode, tor: str, *, also: re.Pattern[str] | None = None
+) -> tuple[Daemon, int]:
+    """Start the relay; return it and its control port once it logs to its file only.
+
+    With ``also``, wait until tor has logged a line matching it too (a bridge:
+    its pluggable transport registered).
+    """
+    process = Daemon.spawn(  # its own session: the relay outlives `anonsip testnet join`
         [
             tor,
             "--defaults-torrc",
@@ -198,52 +211,62 @@ async def _launch(node: PlannedNode, tor: str) -> tuple[trio.Process, int]:
             "-f",
             str(node.data_dir / "torrc"),
         ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # the relay outlives `anonsip testnet join`
         env=tor_environment(),
+        capture_output=True,
     )
-    assert process.stdout is not None
+    assert process.output is not None
     tor_log = TorLog()
     port: int | None = None
+    seen = also is None
     try:
-        with trio.fail_after(RELAY_START_TIMEOUT):
-            async for chunk in process.stdout:
+        with _start_deadline(node, tor_log):
+            async for chunk in process.output:
                 for line in tor_log.feed(chunk):
                     match = CONTROL_READY.search(line)
                     if match:
                         port = int(match.group(1))
-                if port is not None:
+                    if also is not None and also.search(line):
+                        seen = True
+                if port is not None and seen:
                     break
-            if port is not None:
+            if port is not None and seen:
                 async with ControlConnection("127.0.0.1", port) as control:
                     log_file = f"notice file {node.data_dir / 'notice.log'}"
                     await control.command("SETCONF", f"Log={quote(log_file)}")
     except BaseException:
         with trio.CancelScope(shield=True):
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+            process.kill()
+            await process.wait()
         raise
     finally:
         with trio.CancelScope(shield=True):
-            await process.stdout.aclose()
-    if port is None:  # its stdout ended: tor exited before opening its control port
-        await process.wait()
-        raise exit_error(node, process.returncode)
+            await process.close_output()
+    if port is None or not seen:  # its stdout ended: tor exited before it was ready
+        raise exit_error(node, await process.wait())
     return process, port
 
 
-async def _wait_listed(relay: NodeInfo, process: trio.Process, timeout: float) -> RelayStatus:
+@contextlib.contextmanager
+def _start_deadline(node: PlannedNode, tor_log: TorLog) -> Iterator[None]:
+    try:
+        with trio.fail_after(RELAY_START_TIMEOUT):
+            yield
+    except trio.TooSlowError:
+        tail = "\n  ".join(tor_log.tail(12))
+        raise TestnetError(
+            f"{node.nickname} was not ready within {RELAY_START_TIMEOUT:.0f} s. Its log:\n  {tail}"
+        ) from None
+
+
+async def _wait_listed(relay: NodeInfo, process: Daemon, timeout: float) -> RelayStatus:
     """Wait until a consensus the relay fetched lists it as Running."""
     assert relay.control_port is not None
     key = f"ns/id/{relay.fingerprint}"
 
     async def watch() -> None:
-        await process.wait()
+        code = await process.wait()
         raise TestnetError(
-            f"the relay exited (status {process.returncode}) before it entered the consensus;"
+            f"the relay exited (status {code}) before it entered the consensus;"
             f" its log is {Path(relay.data_dir) / 'notice.log'}"
         )
 

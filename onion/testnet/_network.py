@@ -23,11 +23,12 @@ import errno
 import ipaddress
 import logging
 import os
+import shutil
 import signal
 import socket
-import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,9 @@ from onion._torrc import (
     render_torrc,
 )
 from onion.testnet._consensus import Consensus, fetch_first_consensus
+from onion.testnet._daemon import Daemon
+from onion.testnet._linkshape import LinkProfile, parse_profile
+from onion.testnet._shaper import CONFIG_FILE, READY, Route, ShaperConfig
 from onion.testnet._state import EMPTY_FILE, STATE_FILE, NodeInfo, TestnetInfo
 
 __all__ = [
@@ -244,17 +248,42 @@ async def _keyed(nodes: list[PlannedNode], tor: str) -> list[PlannedNode]:
     return [done[i] for i in range(len(nodes))]
 
 
+@dataclass(frozen=True)
+class _Ports:
+    """One node's ports: the ORPort it advertises, the one it listens on, its DirPort."""
+
+    advertised: int
+    listened: int | None  # None: the advertised one (no shaper in front)
+    directory: int
+
+
+def _node_ports(ports: list[int], count: int, shaped: bool) -> list[_Ports]:
+    per = 3 if shaped else 2
+    return [
+        _Ports(
+            advertised=ports[per * i],
+            listened=ports[per * i + 2] if shaped else None,
+            directory=ports[per * i + 1],
+        )
+        for i in range(count)
+    ]
+
+
 def _write_configs(
-    nodes: list[PlannedNode], address: str, ports: list[int], voting_interval: int, relay_range: str
+    nodes: list[PlannedNode],
+    address: str,
+    plan: list[_Ports],
+    voting_interval: int,
+    relay_range: str,
 ) -> list[str]:
     """Write every node's torrc; return the DirAuthority lines."""
-    pairs = [(ports[2 * i], ports[2 * i + 1]) for i in range(len(nodes))]
     dir_authorities = [
-        f"{n.nickname} orport={orp} no-v2 v3ident={n.v3ident} {address}:{dirp} {n.fingerprint}"
-        for n, (orp, dirp) in zip(nodes, pairs, strict=True)
+        f"{n.nickname} orport={p.advertised} no-v2 v3ident={n.v3ident} {address}:{p.directory}"
+        f" {n.fingerprint}"
+        for n, p in zip(nodes, plan, strict=True)
         if n.role == "authority"
     ]
-    for node, (or_port, dir_port) in zip(nodes, pairs, strict=True):
+    for node, ports in zip(nodes, plan, strict=True):
         common = private_network_config(
             node.data_dir,
             nickname=node.nickname,
@@ -265,15 +294,21 @@ def _write_configs(
             empty_file=node.data_dir / "torrc-defaults",
         )
         make = authority_config if node.role == "authority" else relay_config
-        config = make(common, or_port=or_port, dir_port=dir_port, address=address)
+        config = make(
+            common,
+            or_port=ports.advertised,
+            dir_port=ports.directory,
+            address=address,
+            listen_or_port=ports.listened,
+        )
         (node.data_dir / "torrc").write_text(render_torrc(config))
         (node.data_dir / "notice.log").unlink(missing_ok=True)
     return dir_authorities
 
 
-async def _start(node: PlannedNode, tor: str) -> trio.Process:
+def _start(node: PlannedNode, tor: str) -> Daemon:
     # Own session: the network outlives `anonsip testnet up` and its Ctrl-C.
-    return await trio.lowlevel.open_process(
+    return Daemon.spawn(
         [
             tor,
             "--defaults-torrc",
@@ -281,10 +316,6 @@ async def _start(node: PlannedNode, tor: str) -> trio.Process:
             "-f",
             str(node.data_dir / "torrc"),
         ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
         env=tor_environment(),
     )
 
@@ -307,14 +338,15 @@ def exit_error(node: PlannedNode, returncode: int | None) -> OnionError:
     return TestnetError(f"{node.nickname} exited (status {returncode}):\n  {text}")
 
 
-async def _watch(node: PlannedNode, process: trio.Process) -> None:
-    await process.wait()
-    raise exit_error(node, process.returncode)
+async def _watch(node: PlannedNode, process: Daemon) -> None:
+    raise exit_error(node, await process.wait())
 
 
 async def _probe(info: TestnetInfo, timeout: float) -> None:
     """Bootstrap a client on the network, publish an onion, reach it and echo."""
     probe_dir = Path(info.directory) / "probe"
+    # A probe cached from an earlier network in this directory would try its dead ports.
+    shutil.rmtree(probe_dir, ignore_errors=True)
 
     async def echo(stream: trio.SocketStream) -> None:
         async for chunk in stream:
@@ -350,12 +382,17 @@ async def start_network(
     voting_interval: int = DEFAULT_VOTING_INTERVAL,
     timeout: float = DEFAULT_UP_TIMEOUT,
     relay_range: str | None = None,
+    wan: str | None = None,
 ) -> TestnetInfo:
     """Start the network in ``directory`` and return once an onion echo works.
 
     ``relay_range`` (IPv4 networks, comma-separated) overrides which relays
     the authorities give Guard and HSDir; the default is ``vote_range(address)``.
+    ``wan`` (a profile of ``_linkshape``, e.g. ``tor``) puts a delaying link
+    in front of every relay's ORPort (``_shaper``), so each hop of a circuit
+    costs what it would on the Internet.
     """
+    profile = parse_profile(wan) if wan else None
     if authorities < 1 or authorities + relays < MIN_NODES:
         raise TestnetError(
             f"a private Tor network needs >= 1 authority and >= {MIN_NODES} nodes in total"
@@ -371,12 +408,20 @@ async def start_network(
     nodes = await _keyed(_plan(root, authorities, relays), tor)
     log.info("keys ready after %.1f s", time.monotonic() - started)
     for attempt in range(1, PORT_ATTEMPTS + 1):
-        with free_ports(address, 2 * len(nodes)) as ports:
-            dir_authorities = _write_configs(nodes, address, ports, voting_interval, relay_range)
-        processes: list[trio.Process] = []
+        per_node = 3 if profile else 2
+        with free_ports(address, per_node * len(nodes)) as ports:
+            plan = _node_ports(ports, len(nodes), shaped=profile is not None)
+            dir_authorities = _write_configs(nodes, address, plan, voting_interval, relay_range)
+        processes: list[Daemon] = []
+        shaper: list[NodeInfo] = []
         try:
-            for node in nodes:
-                processes.append(await _start(node, tor))
+            if profile is not None:
+                # First, so the tors find their links in place.
+                daemon, node_info = await _start_shaper(root, address, nodes, plan, profile)
+                processes.append(daemon)
+                shaper.append(node_info)
+            tors = [_start(node, tor) for node in nodes]
+            processes += tors
             info = TestnetInfo(
                 directory=str(root),
                 address=address,
@@ -386,13 +431,15 @@ async def start_network(
                         nickname=n.nickname,
                         role=n.role,
                         data_dir=str(n.data_dir),
-                        pid=p.pid,
-                        or_port=ports[2 * i],
-                        dir_port=ports[2 * i + 1],
+                        pid=process.pid,
+                        or_port=ports_.advertised,
+                        dir_port=ports_.directory,
                         fingerprint=n.fingerprint,
                     )
-                    for i, (n, p) in enumerate(zip(nodes, processes, strict=True))
-                ),
+                    for n, process, ports_ in zip(nodes, tors, plan, strict=True)
+                )
+                + tuple(shaper),
+                wan=profile.spec() if profile else None,
             )
             info.save()  # pids on disk first, so `down` can clean up a failed `up`
             log.info(
@@ -400,7 +447,7 @@ async def start_network(
             )
             with unwrapped_errors():
                 async with trio.open_nursery() as nursery:
-                    for node, process in zip(nodes, processes, strict=True):
+                    for node, process in zip(nodes, tors, strict=True):
                         nursery.start_soon(_watch, node, process)
                     await _probe(info, timeout)
                     nursery.cancel_scope.cancel()
@@ -417,7 +464,10 @@ async def start_network(
         info = replace(
             info,
             nodes=tuple(
-                replace(n, control_port=_control_port(Path(n.data_dir))) for n in info.nodes
+                replace(n, control_port=_control_port(Path(n.data_dir)))
+                if n.role != "shaper"
+                else n
+                for n in info.nodes
             ),
             ready=True,
             up_seconds=round(time.monotonic() - started, 1),
@@ -427,11 +477,80 @@ async def start_network(
     raise AssertionError("unreachable")
 
 
-async def _stop_processes(processes: list[trio.Process]) -> None:
+SHAPER_DIR = "wan"
+SHAPER_START_TIMEOUT = 30.0
+
+
+async def start_shaper(
+    data_dir: Path, nickname: str, routes: Sequence[Route], profile: LinkProfile
+) -> tuple[Daemon, NodeInfo]:
+    """A link shaper (``_shaper``) for ``routes`` in ``data_dir``, returned once it listens."""
+    data_dir = prepare_data_dir(data_dir)
+    config_path = data_dir / CONFIG_FILE
+    ShaperConfig(
+        profile=profile.spec(),
+        seed=int.from_bytes(os.urandom(4), "big"),
+        routes=tuple(routes),
+        log_file=str(data_dir / "shaper.log"),
+    ).save(config_path)
+    env = tor_environment()
+    if "PYTHONPATH" in os.environ:
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    daemon = Daemon.spawn(
+        [sys.executable, "-m", "onion.testnet._shaper", str(config_path)],
+        env=env,
+        capture_output=True,
+    )
+    assert daemon.output is not None
+    said = b""
+    try:
+        with trio.move_on_after(SHAPER_START_TIMEOUT):
+            async for chunk in daemon.output:
+                said += chunk
+                if READY.encode() in said:
+                    break
+    finally:
+        await daemon.close_output()
+    if READY.encode() not in said:
+        daemon.kill()
+        await daemon.wait()
+        text = said.decode(errors="replace").strip()
+        if "Address already in use" in text:
+            raise PortInUse(f"the link shaper could not bind its port: {text[-300:]}")
+        raise TestnetError(f"the link shaper did not start: {text[-500:] or 'no output'}")
+    log.info("link shaper up: %s", profile.spec())
+    return daemon, NodeInfo(
+        nickname=nickname,
+        role="shaper",
+        data_dir=str(data_dir),
+        pid=daemon.pid,
+        or_port=0,
+        dir_port=0,
+        fingerprint="",
+    )
+
+
+async def _start_shaper(
+    root: Path, address: str, nodes: list[PlannedNode], plan: list[_Ports], profile: LinkProfile
+) -> tuple[Daemon, NodeInfo]:
+    """The delaying links in front of every ORPort of the network."""
+    routes = [
+        Route(
+            name=node.nickname,
+            listen_host=address,
+            listen_port=ports.advertised,
+            target_host=address,
+            target_port=ports.listened or ports.advertised,
+        )
+        for node, ports in zip(nodes, plan, strict=True)
+    ]
+    return await start_shaper(root / SHAPER_DIR, "shaper", routes, profile)
+
+
+async def _stop_processes(processes: list[Daemon]) -> None:
     with trio.CancelScope(shield=True):
         for process in processes:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
+            process.send_signal(signal.SIGTERM)
         with trio.move_on_after(STOP_TIMEOUT):
             for process in processes:
                 await process.wait()
@@ -452,18 +571,24 @@ def _control_port(data_dir: Path) -> int | None:
 # --- status and down ----------------------------------------------------------------
 
 
-def _is_our_tor(pid: int, data_dir: str) -> bool:
-    """True if ``pid`` is a live (not zombie) tor started with ``data_dir``'s torrc."""
+def _is_our_tor(pid: int, data_dir: str, marker: str = "torrc") -> bool:
+    """True if ``pid`` is a live (not zombie) process started with ``data_dir``'s
+    ``marker`` file (a tor's torrc, the link shaper's configuration)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
     except OSError:
         return False
-    return state != "Z" and str(Path(data_dir) / "torrc").encode() in cmdline
+    return state != "Z" and str(Path(data_dir) / marker).encode() in cmdline
+
+
+def _is_ours(node: NodeInfo) -> bool:
+    marker = CONFIG_FILE if node.role == "shaper" else "torrc"
+    return _is_our_tor(node.pid, node.data_dir, marker)
 
 
 def alive_nodes(info: TestnetInfo) -> list[NodeInfo]:
-    return [n for n in info.nodes if _is_our_tor(n.pid, n.data_dir)]
+    return [n for n in info.nodes if _is_ours(n)]
 
 
 async def read_consensus(info: TestnetInfo) -> Consensus:
@@ -487,16 +612,19 @@ async def network_status(directory: Path | str) -> dict[str, Any]:
     except DirectoryError as exc:
         problem = str(exc)
     listed = {r.fingerprint: r for r in consensus.relays} if consensus else {}
+    # A bridge is never in the consensus (that is what makes it a bridge); the link
+    # shaper is no relay.
     usable = (
         info.ready
         and len(alive) == len(info.nodes)
         and consensus is not None
-        and all(n.fingerprint in listed for n in info.nodes)
+        and all(n.fingerprint in listed for n in info.nodes if n.role in ("authority", "relay"))
     )
     return {
         "directory": info.directory,
         "address": info.address,
         "joined": info.joined,
+        "wan": info.wan,
         "ready": info.ready,
         "usable": usable,
         "up_seconds": info.up_seconds,
@@ -578,8 +706,12 @@ async def stop_pids(targets: list[NodeInfo]) -> None:
             for node in targets:
                 nursery.start_soon(_wait_gone, node.pid)
     for node in targets:
-        if _is_our_tor(node.pid, node.data_dir):
+        if _is_ours(node):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(node.pid, signal.SIGKILL)
             with trio.fail_after(STOP_TIMEOUT):
                 await _wait_gone(node.pid)
+    for node in targets:
+        # Started by this very process (the demo, a bench): reap it, leave no zombie.
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(node.pid, os.WNOHANG)

@@ -30,7 +30,7 @@ class NodeInfo:
     """One tor process of the network."""
 
     nickname: str
-    role: str  # "authority" or "relay"
+    role: str  # "authority", "relay", "bridge", or "shaper" (the WAN links, no tor)
     data_dir: str
     pid: int
     or_port: int
@@ -52,6 +52,7 @@ class TestnetInfo:
     ready: bool = False
     up_seconds: float | None = None
     joined: bool = False  # made by `testnet join`: the authorities run elsewhere
+    wan: str | None = None  # the link profile in front of every ORPort (`up --wan`), if any
 
     def dir_authorities(self) -> list[DirAuthority]:
         """The authorities, read back from their ``DirAuthority`` lines."""

@@ -1,5 +1,8 @@
 """``anonsip testnet up|share|join|status|down``: a private Tor network from the command line.
 
+``join --bridge --address IP`` runs an obfs4 bridge of the network here
+and prints its bridge line last, for hosts that can reach this one only.
+
 The network's directory may also hold the DHT contacts of nodes running on
 it; this package does not know their format, so the caller that builds the
 parser hands in a ``ContactStore`` that reads and writes them.
@@ -20,6 +23,7 @@ import segno
 import trio
 
 from onion._errors import DirectoryError
+from onion.testnet._bridge import start_bridge
 from onion.testnet._join import DEFAULT_RELAY_TIMEOUT, join_network, share_code, start_relay
 from onion.testnet._joincode import JoinCode, ServiceContact
 from onion.testnet._network import (
@@ -71,6 +75,13 @@ def add_parser(commands: Any, contacts: ContactStore | None = None) -> None:
         metavar="CIDR[,CIDR]",
         help="relays from these networks get Guard and HSDir (default: the LAN block of --address)",
     )
+    up.add_argument(
+        "--wan",
+        metavar="PROFILE",
+        help="give every link between relays (and from a client to its first relay) the delay,"
+        " jitter and loss of the Internet: tor (calibrated to onion circuits), tor-lossy, lan,"
+        " or delay=MS,walk=MS,jitter=MS,loss=SHARE,retransmit=MS",
+    )
     up.add_argument("--voting-interval", type=int, default=DEFAULT_VOTING_INTERVAL)
     up.add_argument("--timeout", type=float, default=DEFAULT_UP_TIMEOUT)
     up.set_defaults(run=_up)
@@ -87,8 +98,17 @@ def add_parser(commands: Any, contacts: ContactStore | None = None) -> None:
     )
     join.add_argument("code", metavar="CODE", help="the code `testnet share` printed")
     join.add_argument("--dir", required=True)
-    join.add_argument("--relay", action="store_true", help="also run a relay of the network here")
-    join.add_argument("--address", help="with --relay: this machine's IPv4 address on the LAN")
+    role = join.add_mutually_exclusive_group()
+    role.add_argument("--relay", action="store_true", help="also run a relay of the network here")
+    role.add_argument(
+        "--bridge",
+        action="store_true",
+        help="also run an obfs4 bridge of the network here, listed nowhere: hosts that can reach"
+        " only this one enter through it (its bridge line is the last line printed)",
+    )
+    join.add_argument(
+        "--address", help="with --relay or --bridge: this machine's IPv4 address on the LAN"
+    )
     join.add_argument("--timeout", type=float, default=DEFAULT_RELAY_TIMEOUT)
     join.set_defaults(run=lambda args: _join(args, store))
 
@@ -111,9 +131,13 @@ def _up(args: argparse.Namespace) -> int:
             voting_interval=args.voting_interval,
             timeout=args.timeout,
             relay_range=args.relay_range,
+            wan=args.wan,
         )
     )
-    print(f"testnet up in {info.up_seconds} s: {len(info.nodes)} tor processes in {info.directory}")
+    tors = [n for n in info.nodes if n.role != "shaper"]
+    print(f"testnet up in {info.up_seconds} s: {len(tors)} tor processes in {info.directory}")
+    if info.wan:
+        print(f"every link is shaped in user space: {info.wan} (milliseconds; loss a share)")
     print(f"let other machines join it with: anonsip testnet share --dir {info.directory}")
     return 0
 
@@ -141,9 +165,11 @@ def _share(args: argparse.Namespace, store: ContactStore) -> int:
 
 
 def _join(args: argparse.Namespace, store: ContactStore) -> int:
-    if args.relay and not args.address:
+    if (args.relay or args.bridge) and not args.address:
+        flag = "--relay" if args.relay else "--bridge"
         print(
-            "anonsip: error: --relay needs --address (this machine's LAN address)", file=sys.stderr
+            f"anonsip: error: {flag} needs --address (this machine's LAN address)",
+            file=sys.stderr,
         )
         return 2
     code = JoinCode.decode(args.code)
@@ -164,6 +190,19 @@ def _join(args: argparse.Namespace, store: ContactStore) -> int:
             f" {time.monotonic() - started:.1f} s, flags: {' '.join(sorted(relay.flags))}"
         )
         print(f"stop it with: anonsip testnet down --dir {directory}")
+    elif args.bridge:
+        info, bridge = trio.run(
+            lambda: start_bridge(directory, address=args.address, timeout=args.timeout)
+        )
+        print(
+            f"obfs4 bridge running after {time.monotonic() - started:.1f} s on"
+            f" {bridge.address}; it is in no consensus. Stop it with:"
+            f" anonsip testnet down --dir {directory}"
+        )
+        print("a host that can reach only this one joins the network's code, then runs:")
+        print(f"  anonsip run --testnet DIR --bridge '{bridge.line()}'")
+        print(bridge.line())
+        return 0
     else:
         try:
             consensus = trio.run(read_consensus, info)

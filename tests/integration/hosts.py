@@ -152,12 +152,13 @@ class Host:
         return self.run(sys.executable, "-m", "anonsip.cli", *args, timeout=timeout)
 
     def spawn(
-        self, *argv: str, output: IO[bytes] | None = None, env: dict[str, str] | None = None
+        self, *argv: str, output: IO[bytes] | int | None = None, env: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
         """Start ``argv`` in this host; it is stopped at clean-up if still running.
 
         The process is ``argv`` itself (every wrapper execs), so its pid is
         the pid of the program, e.g. of a node whose sockets a test audits.
+        ``output=subprocess.PIPE`` lets the test read what it says.
         """
         process = subprocess.Popen(
             self.command(*argv),
@@ -236,6 +237,13 @@ class Hosts:
 
     def __iter__(self) -> Iterator[Host]:
         return iter(self.hosts)
+
+    def add_censored(self, name: str, *, reaches: Host) -> Host:
+        """A host whose network lets it reach ``reaches`` and nothing else: a /32 address and
+        one host route (a censor that blocks all but one address, as a routing table)."""
+        host = self.add(name, prefixlen=32)
+        host.ip("route", "add", f"{reaches.address}/32", "dev", "eth0")
+        return host
 
     def add(self, name: str, *, address: str | None = None, prefixlen: int | None = None) -> Host:
         """A new host on the bridge, with the next free address unless one is given.
@@ -330,6 +338,23 @@ def _wait_gone(pids: list[int], timeout: float) -> None:
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def wait_for_line(process: subprocess.Popen[bytes], text: bytes, timeout: float) -> None:
+    """Read ``process``'s piped output until a line holds ``text`` (it said it is ready)."""
+    assert process.stdout is not None
+    fd = process.stdout.fileno()
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while text not in seen:
+        remaining = deadline - time.monotonic()
+        ready, _, _ = select.select([fd], [], [], max(0.0, remaining))
+        if not ready:
+            raise HostsError(f"no {text!r} within {timeout} s; it said: {seen[-500:]!r}")
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            raise HostsError(f"it exited before saying {text!r}; it said: {seen[-500:]!r}")
+        seen += chunk
 
 
 def _text(data: bytes | str | None) -> str:
@@ -440,7 +465,6 @@ def registered(status: dict[str, Any]) -> bool:
 # --- what a process's sockets reach, read from /proc (its own network namespace) ------------
 
 _LISTEN = 0x0A
-_LOOPBACK = ("127.0.0.1", "::1")
 
 
 def _proc_address(text: str) -> tuple[str, int]:
@@ -481,6 +505,24 @@ def _socket_inodes(pid: int) -> set[int]:
     return inodes
 
 
+def tcp_listeners(pid: int) -> list[tuple[str, int]]:
+    """The TCP addresses ``pid`` itself listens on (its own sockets, not its children's)."""
+    mine = _socket_inodes(pid)
+    return [s.local for s in _tcp_table(pid) if s.state == _LISTEN and s.inode in mine]
+
+
+def unix_connections(pid: int, prefix: str) -> int:
+    """How many connected Unix sockets of ``pid`` are bound under ``prefix`` (accepted ones)."""
+    mine = _socket_inodes(pid)
+    count = 0
+    for line in Path(f"/proc/{pid}/net/unix").read_text().splitlines()[1:]:
+        f = line.split()
+        # Num RefCount Protocol Flags Type St Inode [Path]; St 03 is "connected".
+        if len(f) >= 8 and int(f[6]) in mine and f[5] == "03" and f[7].startswith(prefix):
+            count += 1
+    return count
+
+
 def children(pid: int) -> list[int]:
     found = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
@@ -493,9 +535,10 @@ def children(pid: int) -> list[int]:
 class SocketAudit:
     """Samples a node process's sockets: it may talk to its own tor only.
 
-    Allowed: listening on loopback; connections to a port its own tor (a
-    child process) listens on; connections its tor made to its listeners.
-    Anything else, and any UDP or raw socket, is a problem.
+    Allowed: connections to a port its own tor (a child process) listens
+    on. A TCP listener of its own, even on loopback, is a problem (its
+    onion services' local ends are private Unix sockets), as is anything
+    else and any UDP or raw socket.
     """
 
     name: str
@@ -517,18 +560,80 @@ class SocketAudit:
         except FileNotFoundError:
             return  # the process ended; what it did before was sampled
         tor_ports = {s.local for s in table if s.inode in theirs and s.state == _LISTEN}
-        tor_ends = {s.local for s in table if s.inode in theirs}
-        listeners = {s.local for s in table if s.inode in mine and s.state == _LISTEN}
         for s in table:
             if s.inode == 0 or s.inode not in mine:
                 continue
             if s.state == _LISTEN:
-                if s.local[0] not in _LOOPBACK:
-                    self.problems.append(f"listens on {s.local}")
+                self.problems.append(f"listens on TCP {s.local}")
             elif s.remote in tor_ports:
                 self.to_tor += 1
-            elif not (s.local in listeners and s.remote in tor_ends):
+            else:
                 self.problems.append(f"connection {s.local} -> {s.remote} (state {s.state:#x})")
         if udp_raw & mine:
             self.problems.append("a UDP or raw socket")
         self.samples += 1
+
+
+# --- what a capture holds (tcpdump -w: classic pcap, Ethernet) --------------------------------
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One TCP segment with payload, as captured."""
+
+    source: tuple[str, int]
+    destination: tuple[str, int]
+    payload: bytes
+
+
+def read_pcap(path: Path) -> list[Segment]:
+    """The TCP segments with payload in a pcap file of Ethernet frames (IPv4 only)."""
+    data = path.read_bytes()
+    if len(data) < 24:
+        return []
+    magic = data[:4]
+    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+        order = "<"
+    elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+        order = ">"
+    else:
+        raise HostsError(f"{path} is not a pcap file")
+    (link,) = struct.unpack(order + "I", data[20:24])
+    if link != 1:
+        raise HostsError(f"{path}: link type {link}, not Ethernet")
+    segments = []
+    at = 24
+    while at + 16 <= len(data):
+        _, _, captured, _ = struct.unpack(order + "IIII", data[at : at + 16])
+        frame = data[at + 16 : at + 16 + captured]
+        at += 16 + captured
+        if len(frame) < 34 or frame[12:14] != b"\x08\x00":
+            continue
+        ip = frame[14:]
+        header = (ip[0] & 0x0F) * 4
+        total = struct.unpack(">H", ip[2:4])[0]
+        if ip[9] != 6 or len(ip) < header + 20:
+            continue
+        tcp = ip[header:total]
+        offset = (tcp[12] >> 4) * 4
+        payload = tcp[offset:]
+        if not payload:
+            continue
+        source = (socket.inet_ntoa(ip[12:16]), struct.unpack(">H", tcp[0:2])[0])
+        destination = (socket.inet_ntoa(ip[16:20]), struct.unpack(">H", tcp[2:4])[0])
+        segments.append(Segment(source=source, destination=destination, payload=payload))
+    return segments
+
+
+def tls_client_hellos(segments: list[Segment]) -> list[Segment]:
+    """Segments that open a TLS handshake: a handshake record (0x16, version 3.x) carrying a
+    ClientHello (type 1), what every plain Tor connection (and any TLS) starts with."""
+    return [
+        s
+        for s in segments
+        if len(s.payload) >= 6
+        and s.payload[0] == 0x16
+        and s.payload[1] == 0x03
+        and s.payload[2] <= 0x04
+        and s.payload[5] == 0x01
+    ]

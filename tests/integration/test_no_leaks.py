@@ -3,9 +3,9 @@
 While two node processes look each other up in the DHT, exchange a contact
 request and messages, their sockets are sampled from /proc (no psutil):
 every TCP connection of a node process must be to its own tor's SOCKS or
-control port on 127.0.0.1, or an accepted connection on one of its own
-127.0.0.1 listeners whose other end belongs to its own tor; every listening
-socket is on 127.0.0.1; it has no UDP or raw socket at all (so no DNS).
+control port on 127.0.0.1; it listens on no TCP port at all (tor delivers
+its onion services' streams over private Unix sockets, seen accepted); it
+has no UDP or raw socket at all (so no DNS).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 import trio
 
 from onion.testnet import TestnetInfo
+from tests.integration.hosts import unix_connections
 from tests.integration.nodes import NodeFleet, NodeProcess, children
 
 pytestmark = pytest.mark.integration
@@ -96,7 +98,7 @@ class Observation:
     node: NodeProcess
     samples: int = 0
     to_tor: int = 0  # outgoing connections to tor's SOCKS/control ports
-    from_tor: int = 0  # connections tor made to our onion-service listeners
+    from_tor: int = 0  # streams tor delivered to our onion services' Unix sockets
     problems: list[str] | None = None
 
     def sample(self) -> None:
@@ -107,19 +109,15 @@ class Observation:
         mine = socket_inodes(node_pid)
         tors = set().union(*(socket_inodes(p) for p in tor_pids))
         tor_ports = {s.local for s in tcp if s.inode in tors and s.state == LISTEN}
-        tor_ends = {s.local for s in tcp if s.inode in tors}
-        our_listeners = {s.local for s in tcp if s.inode in mine and s.state == LISTEN}
         problems = self.problems if self.problems is not None else []
+        self.from_tor += unix_connections(node_pid, f"{tempfile.gettempdir()}/onion-")
         for s in tcp:
             if s.inode == 0 or s.inode not in mine:
                 continue
             if s.state == LISTEN:
-                if s.local[0] != "127.0.0.1":
-                    problems.append(f"listening on {s.local}")
+                problems.append(f"listening on TCP {s.local}")
             elif s.remote in tor_ports:
                 self.to_tor += 1
-            elif s.local in our_listeners and s.remote in tor_ends:
-                self.from_tor += 1
             else:
                 problems.append(f"connection {s.local} -> {s.remote} (state {s.state:#x})")
         if other_inodes(node_pid, ("udp", "udp6", "raw", "raw6")) & mine:

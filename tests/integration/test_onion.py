@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ from onion.testnet import TestnetInfo
 from onion.testnet._consensus import parse_router_statuses
 from onion.testnet._network import read_consensus
 from tests.integration.conftest import client_tor
+from tests.integration.hosts import tcp_listeners, unix_connections
 
 pytestmark = pytest.mark.integration
 
@@ -69,6 +71,32 @@ async def test_publish_connect_and_echo_both_ways(tor: Tor, testnet: TestnetInfo
                 payload = os.urandom(size)
                 await stream.send_all(payload)
                 assert await _receive_exactly(stream, size) == payload
+
+
+async def test_the_local_end_is_a_private_unix_socket_and_nothing_listens_on_tcp(
+    tor: Tor, testnet: TestnetInfo
+) -> None:
+    async with (
+        tor.publish_service(greet_then_echo, virtual_port=5061) as service,
+        client_tor(testnet, "other") as other,
+    ):
+        path = service.socket_path
+        assert path is not None
+        assert service.local_port is None
+        assert service.target == f"unix:{path}"
+        assert stat.S_ISSOCK(path.stat().st_mode)
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700  # no other user may connect
+        assert tcp_listeners(os.getpid()) == []
+        await service.wait_published(30)
+        stream = await other.open_stream(service.hostname, 5061, isolation="unix", timeout=30)
+        async with stream:
+            assert await _receive_exactly(stream, len(GREETING)) == GREETING
+            # tor delivered the stream over that socket: we hold the accepted end.
+            assert unix_connections(os.getpid(), str(path)) == 1
+            await stream.send_all(b"ping")
+            assert await _receive_exactly(stream, 4) == b"ping"
+        assert tcp_listeners(os.getpid()) == []
+    assert not path.parent.exists()  # the private directory goes with the service
 
 
 async def test_restart_with_persisted_key_keeps_the_address(tor: Tor) -> None:

@@ -16,6 +16,16 @@ from anonsip.dht import (
     sign_record,
 )
 from anonsip.identity import BlindedKey, Identity, TimePeriods
+from anonsip.mailbox import (
+    DEPOSIT_POW_BITS,
+    Deletion,
+    Deposit,
+    Letter,
+    LetterKind,
+    mailbox_key,
+    mailbox_keypair,
+    seal_letter,
+)
 from anonsip.registration import Contact as Reachable
 from anonsip.registration import Presence, Registration, onion_address
 
@@ -72,3 +82,40 @@ def record(
 def location(rec: DhtRecord, replica: int = 0, shared: SharedRandom = SHARED) -> bytes:
     """Where ``rec`` is stored (replica ``replica`` under the current value of ``shared``)."""
     return positions(rec.key, shared)[replica].location
+
+
+SENDER = Identity(seed=random.Random("sender").randbytes(32))
+MAILBOX_PERIOD = 7
+
+
+def mailbox(n: int) -> bytes:
+    """Pseudonym ``n``'s mailbox key (the same period throughout)."""
+    return mailbox_key(owner(n).public_key, MAILBOX_PERIOD, PERIODS)
+
+
+@functools.lru_cache(maxsize=4096)
+def deposit(
+    n: int = 0,
+    i: int = 0,
+    *,
+    expiry: int = 10_000,
+    difficulty: int = DEPOSIT_POW_BITS,
+    text: str = "",
+) -> Deposit:
+    """Letter ``i`` to pseudonym ``n``'s mailbox, with at least ``difficulty`` bits of work."""
+    letter = Letter(kind=LetterKind.MESSAGE, message_id=f"m-{i}", time_ms=i, text=text)
+    sealed = seal_letter(SENDER, owner(n).public_key, letter)
+    rng = random.Random(f"nonce-{n}-{i}-{expiry}-{difficulty}")
+    return Deposit.make(
+        mailbox=mailbox(n), expiry=expiry, sealed=sealed, difficulty=difficulty, rng=rng.randbytes
+    )
+
+
+def deletion(n: int, deposits: tuple[Deposit, ...], time: int) -> Deletion:
+    """Pseudonym ``n``'s deletion of ``deposits`` (signed by its mailbox key)."""
+    owner_key = mailbox_keypair(owner(n), MAILBOX_PERIOD, PERIODS)
+    return Deletion.make(owner_key, time, tuple(d.deposit_id for d in deposits))
+
+
+def deposit_location(d: Deposit, replica: int = 0, shared: SharedRandom = SHARED) -> bytes:
+    return positions(d.key, shared)[replica].location

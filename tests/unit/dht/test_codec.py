@@ -7,9 +7,17 @@ from hypothesis import strategies as st
 
 from anonsip._errors import RemoteProtocolError
 from anonsip.dht import (
+    MAX_DELETION_BYTES,
+    MAX_DEPOSIT_BYTES,
     MAX_FRAME,
+    MAX_PAGE,
     Anonymous,
     Challenge,
+    Collect,
+    Delete,
+    DeleteResult,
+    DepositResult,
+    Deposits,
     DhtRecord,
     Envelope,
     Error,
@@ -22,6 +30,7 @@ from anonsip.dht import (
     Pong,
     Proof,
     Store,
+    StoreDeposit,
     StoreResult,
     Value,
     decode_message,
@@ -29,7 +38,10 @@ from anonsip.dht import (
     encode_message,
 )
 
-from .helpers import contact, location, record
+from .helpers import contact, deletion, deposit, deposit_location, location, record
+
+DEPOSIT = deposit(1, 0, expiry=10_000)
+BIG_DEPOSIT = deposit(1, 1, expiry=10_000, text="x" * 8000)
 
 SAMPLES: list[Message] = [
     Ping(),
@@ -46,6 +58,21 @@ SAMPLES: list[Message] = [
     Challenge(nonce=bytes(range(32))),
     Proof(public_key=contact(1).public_key, port=65535, signature=bytes(64)),
     Anonymous(),
+    StoreDeposit(location=deposit_location(DEPOSIT), deposit=DEPOSIT.encode()),
+    StoreDeposit(location=bytes(32), deposit=BIG_DEPOSIT.encode()),
+    StoreDeposit(location=bytes(32), deposit=b""),
+    DepositResult(outcome="stored", work=14, floor=12),
+    DepositResult(outcome="full", work=256, floor=0),
+    Collect(location=deposit_location(DEPOSIT)),
+    Collect(location=bytes(32), after=DEPOSIT.deposit_id),
+    Deposits(deposits=(DEPOSIT.encode(),) * 3, more=True),
+    Deposits(deposits=(), more=False),
+    Deposits(deposits=(BIG_DEPOSIT.encode(),), more=False),
+    Delete(
+        location=deposit_location(DEPOSIT),
+        deletion=deletion(1, (DEPOSIT,) * 64, 10_000).encode(),
+    ),
+    DeleteResult(outcome="deleted", removed=65535),
 ]
 
 
@@ -118,6 +145,28 @@ BAD_BODIES = [
     packed([1, 1]) + b"\x00",  # trailing data
     msgpack.packb(msgpack.ExtType(5, b"abc")),
     b"\x91" * 5000,  # deep nesting
+    packed([13, 1, b"l" * 32, b"d" * (MAX_DEPOSIT_BYTES + 1)]),
+    packed([13, 1, b"l" * 31, b"d"]),
+    packed([13, 1, b"l" * 32, "d"]),
+    packed([13, 1, b"l" * 32]),
+    packed([14, 1, "stored", 257, 12]),
+    packed([14, 1, "stored", 12, -1]),
+    packed([14, 1, "stored", True, 12]),
+    packed([14, 1, "stored", 12]),
+    packed([15, 1, b"l" * 32, b"a" * 31]),  # a cursor is empty or a deposit id
+    packed([15, 1, b"l" * 32, b"a" * 33]),
+    packed([15, 1, b"l" * 32, None]),
+    packed([15, 1, b"l" * 32]),
+    packed([16, 1, [b"d"] * (MAX_PAGE + 1), False]),
+    packed([16, 1, [b"d" * (MAX_DEPOSIT_BYTES + 1)], False]),
+    packed([16, 1, [b"d"], 0]),  # more is a boolean, not a number
+    packed([16, 1, ["d"], False]),
+    packed([16, 1, b"d", False]),
+    packed([17, 1, b"l" * 32, b"x" * (MAX_DELETION_BYTES + 1)]),
+    packed([17, 1, b"l" * 32, None]),
+    packed([18, 1, "deleted", 1 << 16]),
+    packed([18, 1, "deleted", False]),
+    packed([19, 1]),
 ]
 
 
@@ -161,7 +210,7 @@ _objects = st.recursive(
 
 @settings(max_examples=1000)
 @given(
-    st.integers(min_value=0, max_value=13),
+    st.integers(min_value=0, max_value=19),
     st.integers(min_value=-1, max_value=2**32),
     st.lists(_objects, max_size=4),
 )
@@ -240,3 +289,54 @@ def test_new_messages_round_trip_whole_and_byte_at_a_time(
         if (done := decoder.next_message()) is not None:
             got.append(done)
     assert got == [envelope]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.binary(min_size=32, max_size=32),
+    st.lists(st.binary(max_size=700), max_size=MAX_PAGE),
+    st.booleans(),
+    st.integers(0, 256),
+    st.integers(0, 256),
+    st.sampled_from(["deposit", "result", "collect", "deposits", "delete", "deleted"]),
+)
+def test_mailbox_messages_round_trip_whole_and_byte_at_a_time(
+    request_id: int,
+    where: bytes,
+    blobs: list[bytes],
+    more: bool,
+    work: int,
+    floor: int,
+    which: str,
+) -> None:
+    messages: dict[str, Message] = {
+        "deposit": StoreDeposit(location=where, deposit=b"".join(blobs)[:MAX_DEPOSIT_BYTES]),
+        "result": DepositResult(outcome="full", work=work, floor=floor),
+        "collect": Collect(location=where, after=where if more else b""),
+        "deposits": Deposits(deposits=tuple(blobs[:16]), more=more),
+        "delete": Delete(location=where, deletion=b"".join(blobs)[:MAX_DELETION_BYTES]),
+        "deleted": DeleteResult(outcome="deleted", removed=work),
+    }
+    envelope = Envelope(request_id=request_id, message=messages[which])
+    assert decode_message(encode_message(envelope)) == envelope
+    body = encode_message(envelope)
+    for cut in range(0, len(body), max(1, len(body) // 50)):
+        with pytest.raises(RemoteProtocolError):
+            decode_message(body[:cut])
+    decoder = FrameDecoder()
+    got = []
+    for byte in encode_frame(envelope):
+        decoder.feed(bytes([byte]))
+        if (done := decoder.next_message()) is not None:
+            got.append(done)
+    assert got == [envelope]
+
+
+def test_a_page_of_the_largest_deposits_fits_a_frame() -> None:
+    # The store fills a page up to MAX_FRAME - 1024 bytes; one largest deposit always fits.
+    one = Envelope(
+        request_id=2**32 - 1, message=Deposits(deposits=(BIG_DEPOSIT.encode(),), more=True)
+    )
+    assert len(encode_frame(one)) <= MAX_FRAME
+    assert len(BIG_DEPOSIT.encode()) == MAX_DEPOSIT_BYTES

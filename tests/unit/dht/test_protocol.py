@@ -1,6 +1,11 @@
 import random
 
 from anonsip.dht import (
+    Collect,
+    Delete,
+    DeleteResult,
+    DepositResult,
+    Deposits,
     DhtProtocol,
     Error,
     FindNode,
@@ -11,11 +16,13 @@ from anonsip.dht import (
     RecordStore,
     RoutingTable,
     Store,
+    StoreDeposit,
     StoreResult,
     Value,
 )
+from anonsip.mailbox import DEPOSIT_POW_BITS
 
-from .helpers import SHARED, contact, location, record
+from .helpers import SHARED, contact, deletion, deposit, deposit_location, location, record
 
 
 def protocol(k: int = 20, probation: float = 0.0) -> DhtProtocol:
@@ -123,3 +130,42 @@ def test_a_node_refuses_records_others_are_responsible_for() -> None:
     assert proto.handle(None, Store(location=where, record=rec2), 0.0).reply == StoreResult(
         outcome="not-responsible"
     )
+
+
+def test_anonymous_clients_deposit_collect_and_delete_and_leave_no_trace() -> None:
+    proto = protocol()
+    for n in range(1, 8):
+        proto.routing.seen(contact(n), 0.0)
+    before = proto.routing.contacts()
+    letters = [deposit(3, i, expiry=10_000) for i in range(3)]
+    where = deposit_location(letters[0])
+    for d in letters:
+        handled = proto.handle(None, StoreDeposit(location=where, deposit=d.encode()), 100.0)
+        assert handled.reply == DepositResult(outcome="stored", work=d.work, floor=DEPOSIT_POW_BITS)
+        assert handled.dial_back is None
+    page = proto.handle(None, Collect(location=where), 100.0).reply
+    assert isinstance(page, Deposits)
+    assert sorted(page.deposits) == sorted(d.encode() for d in letters)
+    assert page.more is False
+    gone = deletion(3, (letters[0],), 100)
+    reply = proto.handle(None, Delete(location=where, deletion=gone.encode()), 100.0).reply
+    assert reply == DeleteResult(outcome="deleted", removed=1)
+    page = proto.handle(None, Collect(location=where), 100.0).reply
+    assert isinstance(page, Deposits)
+    assert len(page.deposits) == 2
+    assert proto.routing.contacts() == before
+
+
+def test_a_node_refuses_deposits_others_are_responsible_for() -> None:
+    proto = protocol(k=4)
+    d = deposit(3, 0, expiry=10_000)
+    where = deposit_location(d)
+    target = int.from_bytes(where, "big")
+    own = proto.node_id.value ^ target
+    closer = [c for c in (contact(n) for n in range(1, 400)) if c.node_id.value ^ target < own]
+    for c in closer[:4]:
+        proto.routing.seen(c, 0.0)
+    reply = proto.handle(None, StoreDeposit(location=where, deposit=d.encode()), 0.0).reply
+    assert isinstance(reply, DepositResult)
+    assert reply.outcome == "not-responsible"
+    assert len(proto.deposits) == 0

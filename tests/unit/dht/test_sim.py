@@ -2,7 +2,14 @@
 
 import dataclasses
 
-from anonsip.dht.sim import SimConfig, Simulation, summarize
+from anonsip.dht.sim import (
+    MailboxConfig,
+    MailboxReport,
+    MailboxSimulation,
+    SimConfig,
+    Simulation,
+    summarize,
+)
 
 
 def test_seeded_tables_have_kademlia_bucket_structure() -> None:
@@ -60,3 +67,28 @@ def test_a_targeted_eclipse_needs_positions_known_ahead_or_young_nodes_handed_ou
     assert success(dataclasses.replace(base, shared_random=False)) <= 0.5
     assert success(dataclasses.replace(base, probation=False)) < 0.9
     assert success(base) >= 0.99
+
+
+def test_mailboxes_survive_churn_because_holders_republish() -> None:
+    """Deposits made once, senders gone; over 12 simulated hours the network turns over twice
+    (352 of its 400 first nodes leave), 20 % of it adversarial and a new shared random value
+    arrives halfway. Holders that republish keep every deposit; holders that do not, lose some."""
+
+    def run(republish: bool) -> MailboxReport:
+        config = MailboxConfig(
+            network=SimConfig(nodes=400, k=8, adversarial=0.2, churn=2.0, paths=2, alpha=3, seed=5),
+            deposits=20,
+            hours=12,
+            checkpoints=(0, 12),
+            srv_change_hour=6,
+            store_spread=8,
+            republish=republish,
+        )
+        return MailboxSimulation(config).run_hours()
+
+    kept, lost = run(True), run(False)
+    assert [c.available for c in kept.checkpoints] == [1.0, 1.0]
+    assert kept.checkpoints[-1].left >= 300
+    assert kept.checkpoints[-1].holders_median >= 8
+    assert lost.checkpoints[-1].available < 1.0
+    assert lost.checkpoints[-1].holders_median < kept.checkpoints[-1].holders_median

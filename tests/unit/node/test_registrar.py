@@ -41,7 +41,7 @@ from anonsip.node._resolver import NotRegistered, Resolver
 from anonsip.registration import Contact, Presence, Registration
 from anonsip.registration._record import onion_address
 from tests.unit.dht.helpers import SHARED
-from tests.unit.dht.test_node import EPOCH, MemoryNet, Seen, clock, network
+from tests.unit.dht.memnet import EPOCH, MemoryNet, Seen, clock, network
 
 PERIODS = TimePeriods(length_minutes=60, rotation_offset_minutes=0)
 P = PERIODS.number_at(EPOCH)
