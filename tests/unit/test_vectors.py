@@ -19,8 +19,16 @@ from typing import Any
 import nacl.bindings
 import pytest
 
-from anonsip.admission import GateLimits, RequestGate, Verdict, leading_zero_bits, verify
-from anonsip.call import Direction, SessionDescription, sipfrag_status
+from anonsip._errors import RemoteProtocolError
+from anonsip.admission import (
+    RESTING_EFFORT,
+    GateLimits,
+    RequestGate,
+    Verdict,
+    leading_zero_bits,
+    verify,
+)
+from anonsip.call import Direction, MediaPreferences, SessionDescription, sipfrag_status
 from anonsip.dht import (
     Challenge,
     DhtRecord,
@@ -61,7 +69,7 @@ from anonsip.identity import (
 )
 from anonsip.invite import Invite, looks_like_invite
 from anonsip.mailbox import Deletion, Deposit, LetterKind, mailbox_key, open_letter, seal_letter
-from anonsip.media import derive_media_keys
+from anonsip.media import PathMerger, derive_media_keys
 from anonsip.media._frame import MediaReceiver
 from anonsip.registration import Presence, open_record, record_period, verify_outer
 from anonsip.sip import (
@@ -74,7 +82,7 @@ from anonsip.sip import (
 )
 from onion import public_key_from_onion_address
 from tests.vectors import make_vectors
-from tests.vectors.make_vectors import Scripted
+from tests.vectors.make_vectors import CALL_ID, CALLEE_TAG, Scripted
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 VECTOR_DIR = ROOT / "tests" / "vectors"
@@ -105,9 +113,11 @@ def test_vector_is_what_the_code_makes_from_its_inputs(name: str) -> None:
 
 def test_a_changed_byte_is_noticed() -> None:
     vector = load("media")
-    frames = vector["expected"]["caller_frames"]
+    path = vector["expected"]["paths"][1]
+    frames = path["caller_frames"]
     flipped = frames[0][:-2] + f"{int(frames[0][-2:], 16) ^ 1:02x}"
-    changed = {**vector["expected"], "caller_frames": [flipped, *frames[1:]]}
+    changed_path = {**path, "caller_frames": [flipped, *frames[1:]]}
+    changed = {**vector["expected"], "paths": [vector["expected"]["paths"][0], changed_path]}
     assert make_vectors.build("media", vector["inputs"]) != changed
 
 
@@ -120,8 +130,11 @@ def test_chained_inputs_are_the_other_vectors_outputs() -> None:
     answer = _parse(call["expected"]["transcript"][2]["bytes"])
     assert isinstance(answer, Response)
     assert answer.to.tag == media["callee_tag"]
-    admission = load("admission_pow")["expected"]["cases"][0]["header"]
-    assert admission == "Anonsip-Proof: " + load("sip_message")["inputs"]["proof"]
+    admission = load("admission_pow")["expected"]["cases"]
+    assert admission[0]["header"] == "Anonsip-Proof: " + load("sip_message")["inputs"]["proof"]
+    weak = load("sip_message")["inputs"]["weak_proof"]
+    assert admission[1]["header"] == "Anonsip-Proof: " + weak
+    assert leading_zero_bits(_b(admission[1]["digest"])) < RESTING_EFFORT  # hence the 486
     puzzle = load("dht_identity")["expected"]["puzzle_cases"][0]["node_seed"]
     assert load("dht_messages")["inputs"]["caller_seed"] == puzzle
     secret = load("sip_message")["inputs"]["bob_mailbox_secret"]
@@ -224,6 +237,15 @@ def test_secure_channel_decodes() -> None:
     assert isinstance(by_initiator[-1], CloseReceived)
     for export in e["exports"]:
         assert responder.export_key(_b(export["label"])).hex() == export["key"]
+    # The media tokens naming a call's paths: path 0's label has no suffix, path n's ends in
+    # "\0path" | u8(n); the callee (responder) computes what the caller sends.
+    context = f"{CALL_ID}\x00{CALLEE_TAG}".encode()
+    for token in e["media_tokens"]:
+        number = token["path"]
+        suffix = b"" if number == 0 else b"\x00path" + bytes([number])
+        label = b"anonsip-media-token" + context + suffix
+        assert responder.export_key(label)[:16].hex() == token["token"]
+    assert len({t["token"] for t in e["media_tokens"]}) == len(e["media_tokens"])
 
 
 def test_admission_pow_decodes() -> None:
@@ -274,12 +296,19 @@ def test_sip_message_decodes() -> None:
     i = load("sip_message")["inputs"]
     messages = _transcript("sip_message")
     assert _shape(messages) == [
-        *("MESSAGE", "100", "202"),  # a contact request
+        *("MESSAGE", "100", "486"),  # a contact request with too little work
+        *("MESSAGE", "100", "202"),  # the same request with enough
         *("MESSAGE", "100", "200"),  # a contact's message
         *("MESSAGE", "100", "403"),  # a refusal
         *("MESSAGE", "200"),  # a delivery notification
     ]
-    request, contact, refused, receipt = (messages[k] for k in (0, 3, 6, 9))
+    weak, busy = messages[0], messages[2]
+    assert isinstance(weak, Request)
+    assert weak.get("Anonsip-Proof") == i["weak_proof"]
+    assert isinstance(busy, Response)
+    assert busy.get("Anonsip-Effort") == str(i["effort_asked"]) == str(RESTING_EFFORT)
+    request, contact, refused, receipt = (messages[k] for k in (3, 6, 9, 12))
+    assert weak.call_id == request.call_id  # the retry with more work is the same message
     assert isinstance(request, Request)
     assert request.call_id == i["request_message_id"]
     assert request.get("Anonsip-Proof") == i["proof"]
@@ -287,7 +316,7 @@ def test_sip_message_decodes() -> None:
     assert isinstance(contact, Request)
     assert contact.get("Anonsip-Proof") is None
     assert contact.get("Anonsip-Mailbox") == i["alice_mailbox_secret"]
-    delivered = messages[5]
+    delivered = messages[8]
     assert isinstance(delivered, Response)
     assert delivered.get("Anonsip-Mailbox") == i["bob_mailbox_secret"]
     assert message_text(contact) == i["text"]
@@ -354,8 +383,14 @@ def test_sip_call_decodes() -> None:
     assert offer.session_id == i["offer_session_id"]
     assert (offer.sample_rate, offer.frame_ms, offer.bitrate) == (16000, 20, 24000)
     assert offer.direction is Direction.SENDRECV
+    assert offer.paths == i["offer_paths"]
+    assert b"a=x-anonsip-paths:2\r\n" in invite.body
     answer = SessionDescription.parse(ok.body)
     assert answer.session_id == i["answer_session_id"]
+    assert answer.paths == i["answer_paths"] == min(offer.paths, MediaPreferences().paths)
+    # A body without the attribute means one path.
+    bare = invite.body.replace(b"a=x-anonsip-paths:2\r\n", b"")
+    assert SessionDescription.parse(bare).paths == 1
     assert ack.cseq.number == invite.cseq.number
     assert refer.refer_to is not None
     target = Identity(seed=_b(i["transfer_target_seed"])).address
@@ -514,25 +549,48 @@ def test_media_decodes() -> None:
     i, e = v["inputs"], v["expected"]
     context = e["media_context"]
     assert _b(context) == f"{i['call_id']}\x00{i['callee_tag']}".encode()
-    callee = derive_media_keys(_b(i["export_secret"]), _b(context).decode(), caller=False)
-    assert callee.receive.key.hex() == e["caller_to_callee_key"]
-    assert callee.send.salt.hex() == e["callee_to_caller_salt"]
-    receiver = MediaReceiver(callee.receive)
-    receiver.receive_data(b"".join(_b(f) for f in e["caller_frames"]))
-    frames = []
-    while (frame := receiver.next_frame()) is not None:
-        frames.append(frame)
-    receiver.receive_eof()
-    assert receiver.ended
-    for sent, got in zip(i["frames"], frames, strict=True):
-        assert (got.seq, got.timestamp_ms) == (sent["seq"], sent["timestamp_ms"])
-        if sent.get("end"):
-            assert got.end
-            assert got.packets == ()
-            continue
-        assert [p.hex() for p in got.packets] == sent["packets"]
-        assert got.speech == sent["speech"]
-        assert (got.echo_ms, got.echo_hold_ms) == (sent["echo_ms"], sent["echo_hold_ms"])
+    assert [p["path"] for p in e["paths"]] == i["paths"]
+    merger = PathMerger()
+    played: list[int] = []
+    for path in e["paths"]:
+        number = path["path"]
+        callee = derive_media_keys(
+            _b(i["export_secret"]), _b(context).decode(), caller=False, path=number
+        )
+        assert callee.receive.key.hex() == path["caller_to_callee_key"]
+        assert callee.send.salt.hex() == path["callee_to_caller_salt"]
+        receiver = MediaReceiver(callee.receive)
+        receiver.receive_data(b"".join(_b(f) for f in path["caller_frames"]))
+        frames = []
+        while (frame := receiver.next_frame()) is not None:
+            frames.append(frame)
+        receiver.receive_eof()
+        assert receiver.ended
+        for sent, got in zip(i["frames"], frames, strict=True):
+            assert (got.seq, got.timestamp_ms) == (sent["seq"], sent["timestamp_ms"])
+            if sent.get("end"):
+                assert got.end
+                assert got.packets == ()
+                continue
+            assert [p.hex() for p in got.packets] == sent["packets"]
+            assert got.speech == sent["speech"]
+            assert (got.echo_ms, got.echo_hold_ms) == (sent["echo_ms"], sent["echo_hold_ms"])
+            played += [
+                got.seq + k for k in range(len(got.packets)) if merger.accept(number, got.seq + k)
+            ]
+    # Each path carries every packet; each plays once, from the path it came on first.
+    assert played == sorted(set(played))
+    assert merger.duplicates == len(played)
+    # A frame copied from one path to the other fails there: each path has its own key.
+    keys_0, keys_1 = (
+        derive_media_keys(_b(i["export_secret"]), _b(context).decode(), caller=False, path=n)
+        for n in (0, 1)
+    )
+    assert keys_0.receive.key != keys_1.receive.key
+    crossed = MediaReceiver(keys_1.receive)
+    crossed.receive_data(_b(e["paths"][0]["caller_frames"][0]))
+    with pytest.raises(RemoteProtocolError):
+        crossed.next_frame()
 
 
 def test_invite_decodes() -> None:

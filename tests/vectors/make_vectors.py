@@ -91,9 +91,14 @@ from anonsip.mailbox._deposit import _pow_material
 from anonsip.mailbox._letter import LABEL as LETTER_LABEL
 from anonsip.media import derive_media_keys
 from anonsip.media._frame import MediaSealer
-from anonsip.node._call_media import MEDIA_KEY_LABEL, MEDIA_TOKEN_LABEL, media_context
+from anonsip.node._call_media import (
+    MEDIA_KEY_LABEL,
+    MEDIA_TOKEN_LABEL,
+    media_context,
+    media_token,
+)
 from anonsip.node._links import KIND_MEDIA, KIND_SESSION
-from anonsip.node._messaging import BOX_HEADER, PROOF_HEADER, TEXT_PLAIN
+from anonsip.node._messaging import BOX_HEADER, EFFORT_HEADER, PROOF_HEADER, TEXT_PLAIN
 from anonsip.node._node import SIP_PORT
 from anonsip.node._registrar import sequence_number
 from anonsip.registration import Contact, Presence, Registration, seal
@@ -305,6 +310,13 @@ def _channel_pair(inputs: Json) -> tuple[SecureChannel, SecureChannel, list[Json
     return initiator, responder, writes
 
 
+class _Link:
+    """What ``media_token`` reads of a node's link: its secure session."""
+
+    def __init__(self, session: SecureChannel) -> None:
+        self.session = session
+
+
 def build_secure_channel(inputs: Json) -> Json:
     initiator, responder, writes = _channel_pair(inputs)
     exports = []
@@ -312,6 +324,11 @@ def build_secure_channel(inputs: Json) -> Json:
         key = initiator.export_key(_b(label_hex))
         assert key == responder.export_key(_b(label_hex))
         exports.append({"label": label_hex, "key": key.hex()})
+    link = _Link(initiator)
+    tokens = [
+        {"path": path, "token": media_token(link, MEDIA_CONTEXT, path).hex()}  # type: ignore[arg-type]
+        for path in inputs["media_token_paths"]
+    ]
     return {
         "stream_kind_byte": KIND_SESSION.hex(),
         "noise_protocol_name": "Noise_IK_25519_ChaChaPoly_BLAKE2b",
@@ -319,6 +336,7 @@ def build_secure_channel(inputs: Json) -> Json:
         "writes": writes,
         "handshake_hash": initiator.handshake_hash.hex(),
         "exports": exports,
+        "media_tokens": tokens,
     }
 
 
@@ -343,7 +361,10 @@ SECURE_CHANNEL: Json = {
     "export_labels": [
         MEDIA_KEY_LABEL.hex(),
         (MEDIA_TOKEN_LABEL + MEDIA_CONTEXT.encode()).hex(),
+        (MEDIA_TOKEN_LABEL + MEDIA_CONTEXT.encode() + b"\x00path\x01").hex(),
     ],
+    # media tokens of sip_call.json's call (its Call-ID and the callee's To tag), paths 0 and 1
+    "media_token_paths": [0, 1],
 }
 
 
@@ -442,6 +463,22 @@ class _SipPair:
 
 def build_sip_message(inputs: Json) -> Json:
     pair = _SipPair(inputs)
+    # Too little work for what the node asks now: 486 naming the effort it asks.
+    weak = pair.alice.create_request(
+        "MESSAGE",
+        headers=(("Content-Type", TEXT_PLAIN), (PROOF_HEADER, inputs["weak_proof"])),
+        body=inputs["request_text"].encode(),
+    ).with_replaced("Call-ID", inputs["request_message_id"])
+    got = pair.request("alice", weak, "MESSAGE: a contact request with too little work")
+    pair.respond("bob", got.request, 100, "100 Trying: the message is 'sent'")
+    pair.respond(
+        "bob",
+        got.request,
+        486,
+        "486 Busy Here: the effort asked now",
+        reason="Busy Here",
+        headers=((EFFORT_HEADER, str(inputs["effort_asked"])),),
+    )
     # A contact request: a stranger's first MESSAGE carries a proof of work.
     first = pair.alice.create_request(
         "MESSAGE",
@@ -495,6 +532,9 @@ SIP_MESSAGE: Json = {
     **SIP_COMMON,
     # admission_pow.json's 20-bit proof (Alice to Bob at NOW)
     "proof": "2940000;19248c4ce47f7b8100000000000aff0c",
+    # admission_pow.json's 8-bit proof: less than the resting effort
+    "weak_proof": "2940000;4fafeb3df23f118e0000000000000113",
+    "effort_asked": 16,
     "request_message_id": "2f0c6d1e-3b7a-4c55-9a43-0d6f1b2e8c71",
     "request_text": "hi bob, it's alice",
     "message_id": "7d1f6a0e-95b2-4e3c-8f11-2a9c4b5d6e70",
@@ -557,7 +597,9 @@ SIP_PRESENCE: Json = {
 
 def build_sip_call(inputs: Json) -> Json:
     pair = _SipPair(inputs)
-    offer = SessionDescription(session_id=inputs["offer_session_id"], version=1)
+    offer = SessionDescription(
+        session_id=inputs["offer_session_id"], version=1, paths=inputs["offer_paths"]
+    )
     invite = invite_request(pair.alice, offer.to_bytes()).with_replaced(
         "Call-ID", inputs["call_id"]
     )
@@ -570,6 +612,7 @@ def build_sip_call(inputs: Json) -> Json:
         frame_ms=20,
         bitrate=24000,
         direction=Direction.SENDRECV,
+        paths=inputs["answer_paths"],
     )
     events = pair.respond(
         "bob",
@@ -616,6 +659,8 @@ SIP_CALL: Json = {
     "call_id": CALL_ID,
     "offer_session_id": 1234567890123,
     "answer_session_id": 987654321987,
+    "offer_paths": 2,  # what our node offers (MediaPreferences.paths)
+    "answer_paths": 2,
     "transfer_target_seed": label_bytes("carol identity seed"),
 }
 
@@ -853,30 +898,38 @@ DHT_MESSAGES: Json = {
 def build_media(inputs: Json) -> Json:
     secret = _b(inputs["export_secret"])
     context = media_context(inputs["call_id"], inputs["callee_tag"])
-    caller_keys = derive_media_keys(secret, context, caller=True)
-    sealer = MediaSealer(caller_keys.send)
-    frames = []
-    for frame in inputs["frames"]:
-        if frame.get("end"):
-            wire = sealer.seal_end(seq=frame["seq"], timestamp_ms=frame["timestamp_ms"])
-        else:
-            wire = sealer.seal(
-                seq=frame["seq"],
-                timestamp_ms=frame["timestamp_ms"],
-                packets=[_b(p) for p in frame["packets"]],
-                speech=frame["speech"],
-                echo_ms=frame["echo_ms"],
-                echo_hold_ms=frame["echo_hold_ms"],
-            )
-        frames.append(wire.hex())
+    paths = []
+    for path in inputs["paths"]:
+        caller_keys = derive_media_keys(secret, context, caller=True, path=path)
+        sealer = MediaSealer(caller_keys.send)  # each path its own key and nonce counter
+        frames = []
+        for frame in inputs["frames"]:  # every frame on every path: the first copy plays
+            if frame.get("end"):
+                wire = sealer.seal_end(seq=frame["seq"], timestamp_ms=frame["timestamp_ms"])
+            else:
+                wire = sealer.seal(
+                    seq=frame["seq"],
+                    timestamp_ms=frame["timestamp_ms"],
+                    packets=[_b(p) for p in frame["packets"]],
+                    speech=frame["speech"],
+                    echo_ms=frame["echo_ms"],
+                    echo_hold_ms=frame["echo_hold_ms"],
+                )
+            frames.append(wire.hex())
+        paths.append(
+            {
+                "path": path,
+                "caller_to_callee_key": caller_keys.send.key.hex(),
+                "caller_to_callee_salt": caller_keys.send.salt.hex(),
+                "callee_to_caller_key": caller_keys.receive.key.hex(),
+                "callee_to_caller_salt": caller_keys.receive.salt.hex(),
+                "caller_frames": frames,
+            }
+        )
     return {
         "stream_kind_byte": KIND_MEDIA.hex(),
         "media_context": context.encode().hex(),
-        "caller_to_callee_key": caller_keys.send.key.hex(),
-        "caller_to_callee_salt": caller_keys.send.salt.hex(),
-        "callee_to_caller_key": caller_keys.receive.key.hex(),
-        "callee_to_caller_salt": caller_keys.receive.salt.hex(),
-        "caller_frames": frames,
+        "paths": paths,
     }
 
 
@@ -886,6 +939,7 @@ MEDIA: Json = {
     "export_secret": build_secure_channel(SECURE_CHANNEL)["exports"][0]["key"],
     "call_id": CALL_ID,
     "callee_tag": CALLEE_TAG,
+    "paths": [0, 1],
     "frames": [
         {
             "seq": 0,
@@ -1085,8 +1139,8 @@ VECTORS: dict[str, tuple[str, Json, Builder]] = {
         build_admission_pow,
     ),
     "sip_message": (
-        "MESSAGE transcripts: contact request with proof, 100/202, contact message 100/200, "
-        "a 403, an IMDN delivery notification.",
+        "MESSAGE transcripts: too little work 100/486 with the effort, contact request with "
+        "proof 100/202, contact message 100/200, a 403, an IMDN delivery notification.",
         SIP_MESSAGE,
         build_sip_message,
     ),
@@ -1122,8 +1176,8 @@ VECTORS: dict[str, tuple[str, Json, Builder]] = {
         build_registration,
     ),
     "media": (
-        "Media keys from a session export secret and sealed media frames (two packets "
-        "frames and END).",
+        "Media keys of two paths from a session export secret, and the same frames (one "
+        "packet, two packets, END) sealed on each path.",
         MEDIA,
         build_media,
     ),
