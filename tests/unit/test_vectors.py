@@ -31,6 +31,13 @@ from anonsip.admission import (
 from anonsip.call import Direction, MediaPreferences, SessionDescription, sipfrag_status
 from anonsip.dht import (
     Challenge,
+    Collect,
+    Delete,
+    DeleteResult,
+    DepositOutcome,
+    DepositResult,
+    Deposits,
+    DepositStore,
     DhtRecord,
     Error,
     FindNode,
@@ -42,6 +49,7 @@ from anonsip.dht import (
     Pong,
     Proof,
     Store,
+    StoreDeposit,
     StoreResult,
     Value,
     check_kind,
@@ -49,6 +57,7 @@ from anonsip.dht import (
     satisfies_puzzle,
     verify_identity_proof,
 )
+from anonsip.dht._codec import MAX_FRAME, MAX_PAGE
 from anonsip.dht._identity import PUZZLE_SEED_LABEL
 from anonsip.dht._kinds import KindVerdict
 from anonsip.dht._placement import SharedRandom, value_of_location
@@ -145,6 +154,14 @@ def test_chained_inputs_are_the_other_vectors_outputs() -> None:
     assert load("mailbox_deposit")["inputs"]["sealed_letter"] == sealed
     registration = load("registration")["inputs"]
     assert load("dht_record")["inputs"]["registration"] == registration
+    mailbox = load("dht_messages")["inputs"]
+    deposit = load("mailbox_deposit")["expected"]
+    assert (mailbox["deposit"], mailbox["deletion"]) == (deposit["deposit"], deposit["deletion"])
+    srvs = load("dht_record")["inputs"]
+    assert (mailbox["srv_current"], mailbox["srv_previous"]) == (
+        srvs["srv_current"],
+        srvs["srv_previous"],
+    )
     assert load("dht_messages")["inputs"]["registration"] == registration
 
 
@@ -424,6 +441,9 @@ def test_dht_messages_decode() -> None:
         "Store",
         "StoreResult",
         "Error",
+        *("StoreDeposit", "DepositResult"),
+        *("Collect", "Deposits", "Collect", "Deposits"),
+        *("Delete", "DeleteResult"),
     ]
     messages = [e.message for e in envelopes]
     challenge, proof = messages[0], messages[1]
@@ -441,8 +461,11 @@ def test_dht_messages_decode() -> None:
     assert contact.port == i["caller_port"]
     assert isinstance(messages[3], Ping)
     assert isinstance(messages[4], Pong)
-    assert [e.request_id for e in envelopes] == [0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5]
-    find_node, nodes, find_value, value, store, result, error = messages[5:]
+    assert [e.request_id for e in envelopes] == [
+        *(0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5),
+        *(6, 6, 7, 7, 8, 8, 9, 9),
+    ]
+    find_node, nodes, find_value, value, store, result, error = messages[5:12]
     assert isinstance(find_node, FindNode)
     assert find_node.target == NodeId.from_bytes(_b(i["target"]))
     assert isinstance(nodes, Nodes)
@@ -460,6 +483,56 @@ def test_dht_messages_decode() -> None:
     assert result.outcome == "stored"
     assert isinstance(error, Error)
     assert error.code == "refused"
+    _check_mailbox_messages(i, v["expected"], messages[12:])
+
+
+def _check_mailbox_messages(i: dict[str, Any], e: dict[str, Any], messages: list[Any]) -> None:
+    """The mailbox exchange is what a storing node answers: a store replays it."""
+    deposit_at, deposited, collect, page, collect_more, last_page, delete, deleted = messages
+    location = _b(e["mailbox_location"])
+    raw = _b(i["deposit"])
+    deposit = Deposit.decode(raw)
+    shared = SharedRandom(current=_b(i["srv_current"]), previous=_b(i["srv_previous"]))
+    assert (
+        location
+        == hashlib.sha3_256(
+            b"anonsip-dht-store-at" + deposit.key + shared.current + b"\x00"
+        ).digest()
+    )
+    assert deposit.key == hashlib.sha3_256(deposit.mailbox).digest()
+    store = DepositStore()
+    now = load("mailbox_deposit")["inputs"]["unix_time"]
+    assert isinstance(deposit_at, StoreDeposit)
+    assert (deposit_at.location, deposit_at.deposit) == (location, raw)
+    verdict = store.put(location, raw, now=now, shared=shared)
+    assert isinstance(deposited, DepositResult)
+    assert (deposited.outcome, deposited.work, deposited.floor) == (
+        verdict.outcome.value,
+        verdict.work,
+        verdict.floor,
+    )
+    assert verdict.outcome is DepositOutcome.STORED
+    assert isinstance(collect, Collect)
+    assert (collect.location, collect.after) == (location, b"")
+    assert isinstance(page, Deposits)
+    assert (list(page.deposits), page.more) == store.page(
+        location,
+        b"",
+        now,
+        max_items=MAX_PAGE,
+        max_bytes=MAX_FRAME - 1024,  # as DhtProtocol
+    )
+    assert isinstance(collect_more, Collect)
+    assert collect_more.after == hashlib.sha3_256(page.deposits[-1]).digest()
+    assert isinstance(last_page, Deposits)
+    assert (list(last_page.deposits), last_page.more) == ([], False)
+    assert isinstance(delete, Delete)
+    assert (delete.location, delete.deletion) == (location, _b(i["deletion"]))
+    deletion_time = load("mailbox_deposit")["inputs"]["deletion_time"]
+    outcome, removed = store.delete(location, delete.deletion, now=deletion_time, shared=shared)
+    assert isinstance(deleted, DeleteResult)
+    assert (deleted.outcome, deleted.removed) == (outcome.value, removed) == ("deleted", 1)
+    assert store.put(location, raw, now=now, shared=shared).outcome is DepositOutcome.DELETED
 
 
 def test_dht_identity_decodes() -> None:

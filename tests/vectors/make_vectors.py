@@ -41,6 +41,11 @@ from anonsip.call._signalling import request_for
 from anonsip.dht import (
     Anonymous,
     Challenge,
+    Collect,
+    Delete,
+    DeleteResult,
+    DepositResult,
+    Deposits,
     DhtRecord,
     Envelope,
     Error,
@@ -53,6 +58,7 @@ from anonsip.dht import (
     Pong,
     Proof,
     Store,
+    StoreDeposit,
     StoreResult,
     Value,
     encode_frame,
@@ -869,7 +875,44 @@ def build_dht_messages(inputs: Json) -> Json:
             ),
         ),
     ]
-    return {"frames": [{"type": name, "frame": encode_frame(e).hex()} for name, e in messages]}
+    # Mailboxes: mailbox_deposit.json's deposit, collected and deleted at the first position
+    # of its mailbox under dht_record.json's shared random values.
+    raw_deposit = _b(inputs["deposit"])
+    raw_deletion = _b(inputs["deletion"])
+    deposit = Deposit.decode(raw_deposit)
+    shared = SharedRandom(current=_b(inputs["srv_current"]), previous=_b(inputs["srv_previous"]))
+    box = positions(deposit.key, shared, inputs["replicas"])[0].location
+    messages += [
+        (
+            "DEPOSIT",
+            Envelope(request_id=6, message=StoreDeposit(location=box, deposit=raw_deposit)),
+        ),
+        (
+            "DEPOSIT_RESULT",
+            Envelope(
+                request_id=6,
+                message=DepositResult(
+                    outcome="stored", work=deposit.work, floor=inputs["deposit_floor"]
+                ),
+            ),
+        ),
+        ("COLLECT", Envelope(request_id=7, message=Collect(location=box, after=b""))),
+        ("DEPOSITS", Envelope(request_id=7, message=Deposits(deposits=(raw_deposit,), more=False))),
+        (
+            "COLLECT",
+            Envelope(request_id=8, message=Collect(location=box, after=deposit.deposit_id)),
+        ),
+        ("DEPOSITS", Envelope(request_id=8, message=Deposits(deposits=(), more=False))),
+        ("DELETE", Envelope(request_id=9, message=Delete(location=box, deletion=raw_deletion))),
+        (
+            "DELETE_RESULT",
+            Envelope(request_id=9, message=DeleteResult(outcome="deleted", removed=1)),
+        ),
+    ]
+    return {
+        "mailbox_location": box.hex(),
+        "frames": [{"type": name, "frame": encode_frame(e).hex()} for name, e in messages],
+    }
 
 
 DHT_MESSAGES: Json = {
@@ -889,6 +932,11 @@ DHT_MESSAGES: Json = {
         for i in range(2)
     ],
     "registration": REGISTRATION,
+    "srv_current": DHT_RECORD["srv_current"],
+    "srv_previous": DHT_RECORD["srv_previous"],
+    "replicas": DHT_RECORD["replicas"],
+    "deposit_floor": 12,  # what an empty store asks (DEPOSIT_POW_BITS)
+    # "deposit" and "deletion": mailbox_deposit.json's, set below once it is built
 }
 
 
@@ -1108,6 +1156,10 @@ MAILBOX_DEPOSIT: Json = {
     "deletion_time": NOW + 600,
 }
 
+# dht_messages.json carries this deposit and deletion in its mailbox messages.
+DHT_MESSAGES["deposit"] = build_mailbox_deposit(MAILBOX_DEPOSIT)["deposit"]
+DHT_MESSAGES["deletion"] = build_mailbox_deposit(MAILBOX_DEPOSIT)["deletion"]
+
 
 # -- the table ----------------------------------------------------------------------------------
 
@@ -1160,7 +1212,8 @@ VECTORS: dict[str, tuple[str, Json, Builder]] = {
         build_dht_identity,
     ),
     "dht_messages": (
-        "Every DHT message type as a framed msgpack message.",
+        "Every DHT message type as a framed msgpack message, the mailbox ones carrying "
+        "mailbox_deposit.json's deposit and deletion.",
         DHT_MESSAGES,
         build_dht_messages,
     ),
