@@ -20,7 +20,7 @@ Every wait is on the node's own events (``message``, ``request``, ``status``).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -107,13 +107,20 @@ async def wait_state(
         await wait_event(client, is_message(message_id, state), timeout)
 
 
+def has_collected(status: Mapping[str, Any]) -> bool:
+    return bool(status["mailbox"]["last_collected"] > 0)
+
+
 async def start_and_receive(node: NodeProcess, message_id: str) -> None:
     """Start ``node`` and wait until it shows ``message_id`` as received (from its
-    mailbox: its sender is offline, or cannot reach it before it collects)."""
+    mailbox: its sender is offline, or cannot reach it before it collects), and
+    its status says when it collected."""
     node.start()
     async with node.client() as client:
         await client.subscribe()
         await wait_event(client, is_message(message_id, "received"), timeout=180)
+        if not has_collected(await client.call("status")):
+            await wait_event(client, lambda e: e.event == "status" and has_collected(e.data))
 
 
 async def stopped(*nodes: NodeProcess) -> None:
@@ -149,7 +156,6 @@ async def test_never_online_together(fleet: NodeFleet) -> None:
     await start_and_receive(bob, message_id)
     received = await copies(bob, "alice", message_id)
     assert [(m["text"], m["direction"]) for m in received] == [("while you were away", "in")]
-    assert (await bob.call("status"))["mailbox"]["last_collected"] > 0
 
     alice.start()
     await wait_state(alice, "bob", message_id, "delivered", timeout=180)
