@@ -42,6 +42,7 @@ BENCHMARKS: list[tuple[str, list[str], bool]] = [
     ),
     ("bench.dht", ["--tor"], True),
     ("bench.im", [], True),
+    ("bench.mailbox", [], True),
     ("bench.call", [], True),
     ("bench.bridges", [], True),
 ]

@@ -437,25 +437,49 @@ def _run_targeted(args: argparse.Namespace) -> None:
     print(json.dumps(result))
 
 
-def _run_mailbox(args: argparse.Namespace) -> None:
+def mailbox_config(
+    *,
+    nodes: int,
+    adversarial: float,
+    churn: float,
+    deposits: int,
+    hours: int = 24,
+    k: int = 20,
+    drop: float = 0.3,
+    seed: int = 1,
+) -> MailboxConfig:
+    """The ``--mailbox`` simulation's setup (``bench.mailbox`` runs a small one too)."""
     network = SimConfig(
-        nodes=args.nodes,
-        adversarial=args.adversarial,
-        churn=args.churn,
-        k=args.k,
+        nodes=nodes,
+        adversarial=adversarial,
+        churn=churn,
+        k=k,
         paths=DhtConfig().paths,
         alpha=DhtConfig().alpha,
-        drop=args.drop,
-        seed=args.seed,
+        drop=drop,
+        seed=seed,
     )
-    hours = args.hours
-    config = MailboxConfig(
+    return MailboxConfig(
         network=network,
-        deposits=args.deposits,
+        deposits=deposits,
         hours=hours,
         checkpoints=tuple(sorted({0, hours // 4, hours // 2, 3 * hours // 4, hours})),
         srv_change_hour=hours // 2 if hours >= 2 else None,
         store_spread=DhtConfig().store_spread,
+    )
+
+
+def _run_mailbox(args: argparse.Namespace) -> None:
+    hours = args.hours
+    config = mailbox_config(
+        nodes=args.nodes,
+        adversarial=args.adversarial,
+        churn=args.churn,
+        deposits=args.deposits,
+        hours=hours,
+        k=args.k,
+        drop=args.drop,
+        seed=args.seed,
     )
     started = time.perf_counter()
     print(

@@ -325,6 +325,8 @@ class IdentityView(View):
 class DhtView(View):
     routing_table: int = 0
     records: int = 0
+    deposits: int = 0  # others' mailbox deposits this node holds for the DHT
+    deposit_bytes: int = 0  # what they take
     alone: bool = False  # joined nobody: the user should add a contact's invite
     hint: str = ""
 

@@ -115,6 +115,7 @@ class DhtStatistics:
     routing_contacts: int
     stored_records: int
     stored_deposits: int
+    deposit_bytes: int  # what the stored deposits take, encoded
     open_streams: int
     inbound_streams: int
     dial_backs: int
@@ -231,6 +232,7 @@ class DhtNode:
             routing_contacts=len(self.routing),
             stored_records=len(self.store),
             stored_deposits=len(self.deposits),
+            deposit_bytes=self.deposits.payload_bytes,
             open_streams=self._pool.open_streams if self._pool else 0,
             inbound_streams=len(self._inbound),
             dial_backs=len(self._dial_backs),

@@ -40,7 +40,9 @@ def build_node(
     contacts = ContactsService(context, presence=presence)
     messaging: MessagingService  # the mailbox's direct receipts go through it
     mailbox = MailboxService(
-        context, direct_receipts=lambda peer, ids: messaging.send_receipts(peer, ids)
+        context,
+        direct_receipts=lambda peer, ids: messaging.send_receipts(peer, ids),
+        periods=config.periods,  # the registrations' periods: one clock for both
     )
     messaging = MessagingService(
         context,

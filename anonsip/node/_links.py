@@ -174,6 +174,13 @@ class LinkTable:
             except AnonsipError as exc:
                 errors.append(str(exc))
                 return
+            if not contacts:
+                # Its newest registration, signed by the peer, says it went offline: the
+                # cached onion will not answer either, so fail now rather than after
+                # Tor's timeout (its mail goes to its mailbox at once).
+                errors.append("the peer unregistered (it is offline)")
+                nursery.cancel_scope.cancel()
+                return
             cached = self._cache.get(peer)
             for contact in contacts:
                 if contact != cached:

@@ -314,6 +314,8 @@ class Node:
         return DhtView(
             routing_table=stats.routing_contacts,
             records=stats.stored_records,
+            deposits=stats.stored_deposits,
+            deposit_bytes=stats.deposit_bytes,
             alone=alone,
             hint=hint,
         )

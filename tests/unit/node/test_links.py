@@ -11,6 +11,7 @@ import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import pytest
 import trio
 import trio.testing
 
@@ -22,8 +23,9 @@ from anonsip.node._links import (
     MAX_HANDSHAKES,
     STRANGER_IDLE_S,
     LinkTable,
+    Unreachable,
 )
-from anonsip.registration import Contact
+from anonsip.registration import Contact, onion_address
 
 ME = Identity.generate("me", rng=random.Random(1).randbytes)
 FRIEND = Identity.generate("friend", rng=random.Random(2).randbytes)
@@ -154,3 +156,38 @@ async def test_half_open_handshakes_are_bounded_in_number_and_time(
         await Caller(FRIEND).call(links, nursery)  # and the door is open again
         await trio.sleep(0.1)
         assert links.current(FRIEND.public_key) is not None
+
+
+async def test_a_peer_that_unregistered_fails_at_once_not_after_the_cached_onions_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    dialled: list[str] = []
+
+    async def silent_onion(onion: str, port: int, *, isolation: str) -> trio.abc.Stream:
+        dialled.append(onion)
+        await trio.sleep(30)  # Tor's own timeout for an onion that is gone
+        raise OSError("no answer within 30 s")
+
+    async def offline(key: bytes) -> tuple[Contact, ...]:
+        await trio.sleep(2)  # the DHT lookup
+        return ()  # its newest registration: no contacts, it said goodbye
+
+    async with trio.open_nursery() as nursery:
+        links = LinkTable(
+            ME,
+            open_stream=silent_onion,
+            lookup=offline,
+            on_incoming=_nothing,
+            on_media=_nothing,
+            on_contact=lambda *_a: None,
+            rng=random.Random(3).randbytes,
+            nursery=nursery,
+        )
+        gone = Contact(onion=onion_address(FRIEND.public_key), port=5061)
+        links.remember(FRIEND.public_key, gone)
+        start = trio.current_time()
+        with pytest.raises(Unreachable, match="unregistered"):
+            await links.link_to(FRIEND.public_key)
+        assert trio.current_time() - start < 3
+        assert dialled == [gone.onion]  # the cached onion was tried meanwhile
+        nursery.cancel_scope.cancel()
