@@ -113,16 +113,15 @@ def main() -> int:
             results.setdefault("no network", {})[" ".join([module, *extra])] = figures
             if not ok:
                 failed.append(module)
-    for network in networks:
+    shared = [b for b in chosen if b[2]]
+    for network in networks if shared else []:
         given = args.testnet if network == "loopback" else args.wan_testnet
         directory = given or tempfile.mkdtemp(prefix=f"anonsip-bench-{network}-")
         try:
             if not given:
                 wan = ["--wan", args.wan] if network == "wan" else []
                 _anonsip("testnet", "up", "--dir", directory, *wan)
-            for module, extra, uses_tor in chosen:
-                if not uses_tor:
-                    continue
+            for module, extra, _ in shared:
                 ok, figures = _run(module, extra, directory, network)
                 results.setdefault(network, {})[" ".join([module, *extra])] = figures
                 if not ok:

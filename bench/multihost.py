@@ -1,7 +1,7 @@
 """From a join code to a conversation between two hosts, timed, against Tor's own cost.
 
 Run (as root: it makes network namespaces):
-     .venv/bin/python -m bench.multihost [--runs 2] [--wan PROFILE]
+     .venv/bin/python -m bench.multihost [--runs 3] [--wan PROFILE]
 
 On hosts of ``anonsip.nodeproc.Hosts`` (Linux network namespaces on a
 bridge, each host's files hidden from the others): a network host runs
@@ -81,6 +81,7 @@ class Run:
     join_usable_s: list[float]
     baseline: dict[str, float]
     invite_s: float
+    invite_sent_s: float | None
     rejoin_registered_s: float
     rejoin_delivered_s: float
 
@@ -145,38 +146,45 @@ def baseline_in(node: HostNode) -> dict[str, float]:
 
 async def _receipt(
     client: TrioControlClient, message_id: str, states: tuple[str, ...], *nodes: HostNode
-) -> str:
-    """Wait for the message's state to become one of ``states`` (the peer's node has it)."""
+) -> dict[str, float]:
+    """Wait for the message's state to become one of ``states`` (the peer's node has it);
+    when each state was first seen (monotonic seconds)."""
+    seen: dict[str, float] = {}
     try:
         with trio.fail_after(MESSAGE_TIMEOUT):
             async for event in client.events():
-                state = event.data.get("state")
-                if (
-                    event.event == "message"
-                    and event.data.get("message_id") == message_id
-                    and state in states
-                ):
-                    return str(state)
+                if event.event != "message" or event.data.get("message_id") != message_id:
+                    continue
+                state = str(event.data.get("state"))
+                seen.setdefault(state, time.monotonic())
+                if state in states:
+                    return seen
     except trio.TooSlowError:
         tails = "".join(node.log_tail() for node in nodes)
         raise HostsError(f"no receipt in {MESSAGE_TIMEOUT} s\n{tails}") from None
     raise HostsError("the node closed its control connection")
 
 
-async def first_contact(sender: HostNode, receiver: HostNode, invite: str) -> float:
+async def first_contact(
+    sender: HostNode, receiver: HostNode, invite: str
+) -> tuple[float, float | None]:
     """Seconds from ``sender`` adding ``invite`` to its first message stored by ``receiver``.
 
     A first message is a contact request: the receiver's node stores it and
     answers 202, the message's state becomes ``request`` (``delivered``
-    comes once the request is accepted).
+    comes once the request is accepted). Also the seconds to ``sent``: the
+    request written to a secure session with the receiver's node.
     """
     async with TrioControlClient.connect(sender.home / "control.sock") as client:
         await client.subscribe()
         started = time.monotonic()
         contact = await client.call("contacts.add", address=invite, nick=receiver.nick)
         sent = await client.call("send", peer=contact["address"], text="hello, from the invite")
-        await _receipt(client, sent["message_id"], ("request", "delivered"), sender, receiver)
-        return time.monotonic() - started
+        seen = await _receipt(
+            client, sent["message_id"], ("request", "delivered"), sender, receiver
+        )
+        done = time.monotonic() - started
+        return done, (seen["sent"] - started if "sent" in seen else None)
 
 
 async def accept(node: HostNode, address: str, nick: str) -> None:
@@ -208,7 +216,7 @@ def one_run(hosts: Hosts, network: Network, index: int) -> Run:
     b, b_joined, b_usable = join(hosts.add(f"b{index}"), network.code)
     baseline = baseline_in(a)
     invite = a.host.anonsip("--home", str(a.home), "invite").stdout.splitlines()[-1]
-    invite_s = trio.run(first_contact, b, a, invite)
+    invite_s, invite_sent_s = trio.run(first_contact, b, a, invite)
     trio.run(accept, a, b.address, "b")
     shut_down(b)
     registered_s, delivered_s = trio.run(rejoin, b, a)
@@ -221,6 +229,7 @@ def one_run(hosts: Hosts, network: Network, index: int) -> Run:
         join_usable_s=[a_usable, b_usable],
         baseline=baseline,
         invite_s=invite_s,
+        invite_sent_s=invite_sent_s,
         rejoin_registered_s=registered_s,
         rejoin_delivered_s=delivered_s,
     )
@@ -264,6 +273,9 @@ def _figures(results: list[Run], up_s: float, wan: str | None) -> dict[str, Any]
         "baseline_echo_rtt_median_ms": [r.baseline["echo_rtt_median_ms"] for r in results],
         "invite_first_contact_s": _r(invite),
         "invite_first_contact_median_s": round(statistics.median(invite), 3),
+        "invite_to_sent_s": [
+            None if r.invite_sent_s is None else round(r.invite_sent_s, 3) for r in results
+        ],
         "invite_ratio": _r(ratio, 2),
         "invite_ratio_median": round(statistics.median(ratio), 2),
         "rejoin_registered_s": _r(back),
@@ -280,7 +292,7 @@ def _samples(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--runs", type=int, default=2, help="repetitions (fresh user hosts each)")
+    parser.add_argument("--runs", type=int, default=3, help="repetitions (fresh user hosts each)")
     parser.add_argument("--wan", metavar="PROFILE", help="a WAN-shaped network (testnet up --wan)")
     parser.add_argument(
         "--testnet",
@@ -304,10 +316,14 @@ def main() -> None:
         ("raw onion cold connect, from user host A", _samples(f["baseline_cold_connect_s"])),
         ("raw 64-byte echo RTT median, ms", _samples(f["baseline_echo_rtt_median_ms"])),
         (
-            "first contact by invite: add, send, delivered",
+            "first contact by invite: add, send, stored at A",
             f"{f['invite_first_contact_median_s']:.2f} s",
         ),
         ("  samples", _samples(f["invite_first_contact_s"])),
+        (
+            "  of which to `sent` (lookup, connect, handshake, PoW)",
+            ", ".join("-" if v is None else f"{v:.2f}" for v in f["invite_to_sent_s"]),
+        ),
         ("  ratio to the same run's raw cold connect", f"{f['invite_ratio_median']:.2f}"),
         ("  ratio samples", _samples(f["invite_ratio"])),
         ("rejoin after restart -> registered, median", f"{f['rejoin_registered_median_s']:.2f} s"),
