@@ -13,6 +13,11 @@ delayed as on the Internet, see ``onion/testnet/_linkshape.py``). The
 last lines are a summary: each network's baseline, then each benchmark's
 JSON line per network. Networks started here are stopped at the end,
 also on Ctrl-C.
+
+Benchmarks that start a network of their own (``bench.multihost``: on
+network namespaces, the network on a host of its own) run last, once per
+chosen network (``--wan PROFILE`` for ``wan``), when no other network is
+up; ``--testnet`` and ``--wan-testnet`` do not apply to them.
 """
 
 from __future__ import annotations
@@ -45,6 +50,10 @@ BENCHMARKS: list[tuple[str, list[str], bool]] = [
     ("bench.mailbox", [], True),
     ("bench.call", [], True),
     ("bench.bridges", [], True),
+]
+# (module, arguments): each starts its own network, on namespaced hosts; needs root.
+OWN_NETWORK: list[tuple[str, list[str]]] = [
+    ("bench.multihost", []),
 ]
 NETWORKS = ("loopback", "wan")
 DEFAULT_WAN = "tor"
@@ -105,16 +114,15 @@ def main() -> int:
             results.setdefault("no network", {})[" ".join([module, *extra])] = figures
             if not ok:
                 failed.append(module)
-    for network in networks:
+    shared = [b for b in chosen if b[2]]
+    for network in networks if shared else []:
         given = args.testnet if network == "loopback" else args.wan_testnet
         directory = given or tempfile.mkdtemp(prefix=f"anonsip-bench-{network}-")
         try:
             if not given:
                 wan = ["--wan", args.wan] if network == "wan" else []
                 _anonsip("testnet", "up", "--dir", directory, *wan)
-            for module, extra, uses_tor in chosen:
-                if not uses_tor:
-                    continue
+            for module, extra, _ in shared:
                 ok, figures = _run(module, extra, directory, network)
                 results.setdefault(network, {})[" ".join([module, *extra])] = figures
                 if not ok:
@@ -123,6 +131,15 @@ def main() -> int:
             if not given:
                 _anonsip("testnet", "down", "--dir", directory)
                 shutil.rmtree(directory, ignore_errors=True)
+    for module, extra in OWN_NETWORK:
+        if args.only and module not in args.only:
+            continue
+        for network in networks:
+            wan = ["--wan", args.wan] if network == "wan" else []
+            ok, figures = _run(module, [*extra, *wan], None, f"{network}, its own hosts")
+            results.setdefault(network, {})[" ".join([module, *extra])] = figures
+            if not ok:
+                failed.append(f"{module} ({network})")
     _summary(results, networks, args.wan)
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """A censored host enters the private network through an obfs4 bridge, and chats and calls.
 
-Across network namespaces (``hosts.py``): a network host runs the private
+Across network namespaces (``anonsip.nodeproc.Hosts``): a network host runs the private
 network and a seed node; a bridge host joins it with ``testnet join
 --bridge`` and prints its bridge line; bob's host is uncensored. Alice's
 host is censored: a /32 address and one host route, to the bridge host
@@ -24,15 +24,9 @@ import pytest
 import trio
 
 from anonsip.control import Event, TrioControlClient
+from anonsip.nodeproc import Host, HostNode, Hosts, wait_for_line
 from onion import parse_bridge_line
-from tests.integration.hosts import (
-    Host,
-    HostNode,
-    Hosts,
-    read_pcap,
-    tls_client_hellos,
-    wait_for_line,
-)
+from tests.integration.pcap import read_pcap, tls_client_hellos
 
 pytestmark = pytest.mark.integration
 

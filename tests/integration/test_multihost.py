@@ -7,7 +7,7 @@ that bootstrap their tor through the network host and store their
 registrations in the DHT found through the code's contact; a relay host
 joins with ``--relay`` and the consensus grows. Each node's sockets are
 audited the whole time: it talks to its own tor only. The hosts share no
-files (``hosts.py``).
+files (``anonsip.nodeproc.Hosts``).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 import trio
 
+from anonsip.nodeproc import Host, HostNode, Hosts, SocketAudit
 from onion.testnet import JoinCode
-from tests.integration.hosts import Host, HostNode, Hosts, SocketAudit
 
 pytestmark = pytest.mark.integration
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import trio
 
+from anonsip.nodeproc import unix_connections
 from onion.testnet import TestnetInfo
-from tests.integration.hosts import unix_connections
 from tests.integration.nodes import NodeFleet, NodeProcess, children
 
 pytestmark = pytest.mark.integration

@@ -16,6 +16,7 @@ import nacl.signing
 import pytest
 import trio
 
+from anonsip.nodeproc import tcp_listeners, unix_connections
 from onion import (
     OnionKey,
     OnionNotFound,
@@ -32,7 +33,6 @@ from onion.testnet import TestnetInfo
 from onion.testnet._consensus import parse_router_statuses
 from onion.testnet._network import read_consensus
 from tests.integration.conftest import client_tor
-from tests.integration.hosts import tcp_listeners, unix_connections
 
 pytestmark = pytest.mark.integration
 

@@ -24,11 +24,10 @@ import pytest
 import trio
 
 from anonsip.control import TrioControlClient
-from anonsip.nodeproc import NodeProcess
+from anonsip.nodeproc import NodeProcess, tcp_listeners, unix_connections, wait_for_line
 from onion._process import find_tor, tor_environment
 from onion._torrc import render_torrc
 from onion.testnet import TestnetInfo
-from tests.integration.hosts import tcp_listeners, unix_connections, wait_for_line
 from tests.integration.nodes import NodeFleet, children
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ Alice, and they chat both ways (a request, an acceptance, replies). Bob's
 node then restarts with nothing but its home and reaches Alice again: it
 rejoined through the DHT contacts it saved. Every step runs through the
 real ``anonsip`` command inside each host's network namespace; the hosts
-share no files (``hosts.py``).
+share no files (``anonsip.nodeproc.Hosts``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pytest
 import trio
 
 from anonsip.control import TrioControlClient
-from tests.integration.hosts import Host, HostNode, Hosts, registered
+from anonsip.nodeproc import Host, HostNode, Hosts, registered
 
 pytestmark = pytest.mark.integration
 

@@ -6,15 +6,20 @@ other) and one address of a private range. Every process a host runs is
 started as ``ip netns exec NS unshare -m --propagation private sh -c ...``:
 in its own mount namespace an empty tmpfs covers the directory that holds
 every host's files, and only the host's own directory is put back, so a
-host cannot read what another wrote, whenever either was added. The test
-itself (the operator) sees every host's directory.
+host cannot read what another wrote, whenever either was added. The
+operator (the integration test or the benchmark that made the hosts) sees
+every host's directory.
 
 Clean-up runs on every exit path (``with Hosts(...) as hosts``): every
 process in each namespace (``ip netns pids``, which also finds the
 daemons a host left running) gets SIGTERM, then SIGKILL; then the
-namespaces and the bridge are deleted. Names carry the test process's pid,
+namespaces and the bridge are deleted. Names carry the operator's pid,
 so two runs never collide. Making namespaces needs root and iproute2: if
-that fails the test fails with the reason, it is never skipped.
+that fails ``HostsError`` says why (a test fails with it, never skips).
+
+``HostNode`` is an anonsip node in a host; ``SocketAudit``,
+``tcp_listeners`` and ``unix_connections`` read what a node process's
+sockets reach from /proc, inside its own network namespace.
 
 Usage::
 
@@ -49,7 +54,9 @@ from typing import IO, Any, Self
 
 import trio
 
+from anonsip._errors import LocalError
 from anonsip.control import TrioControlClient
+from anonsip.nodeproc._process import children
 
 DEFAULT_SUBNET = "10.77.0.0/24"
 TERM_GRACE = 5.0
@@ -65,7 +72,7 @@ _HIDE_OTHERS = (
 )
 
 
-class HostsError(RuntimeError):
+class HostsError(LocalError):
     """The hosts could not be made (not root, no iproute2, ...) or a command in one failed."""
 
 
@@ -158,7 +165,7 @@ class Host:
 
         The process is ``argv`` itself (every wrapper execs), so its pid is
         the pid of the program, e.g. of a node whose sockets a test audits.
-        ``output=subprocess.PIPE`` lets the test read what it says.
+        ``output=subprocess.PIPE`` lets the operator read what it says.
         """
         process = subprocess.Popen(
             self.command(*argv),
@@ -184,7 +191,7 @@ class Host:
         return done.stdout
 
     def read_text(self, relative: str) -> str:
-        """A file of this host, read by the operator (the test), not by another host."""
+        """A file of this host, read by the operator, not by another host."""
         return (self.path / relative).read_text(errors="replace")
 
     def pids(self) -> list[int]:
@@ -523,14 +530,6 @@ def unix_connections(pid: int, prefix: str) -> int:
     return count
 
 
-def children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError):
-            found += [int(p) for p in (task / "children").read_text().split()]
-    return found
-
-
 @dataclass
 class SocketAudit:
     """Samples a node process's sockets: it may talk to its own tor only.
@@ -572,68 +571,3 @@ class SocketAudit:
         if udp_raw & mine:
             self.problems.append("a UDP or raw socket")
         self.samples += 1
-
-
-# --- what a capture holds (tcpdump -w: classic pcap, Ethernet) --------------------------------
-
-
-@dataclass(frozen=True)
-class Segment:
-    """One TCP segment with payload, as captured."""
-
-    source: tuple[str, int]
-    destination: tuple[str, int]
-    payload: bytes
-
-
-def read_pcap(path: Path) -> list[Segment]:
-    """The TCP segments with payload in a pcap file of Ethernet frames (IPv4 only)."""
-    data = path.read_bytes()
-    if len(data) < 24:
-        return []
-    magic = data[:4]
-    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
-        order = "<"
-    elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
-        order = ">"
-    else:
-        raise HostsError(f"{path} is not a pcap file")
-    (link,) = struct.unpack(order + "I", data[20:24])
-    if link != 1:
-        raise HostsError(f"{path}: link type {link}, not Ethernet")
-    segments = []
-    at = 24
-    while at + 16 <= len(data):
-        _, _, captured, _ = struct.unpack(order + "IIII", data[at : at + 16])
-        frame = data[at + 16 : at + 16 + captured]
-        at += 16 + captured
-        if len(frame) < 34 or frame[12:14] != b"\x08\x00":
-            continue
-        ip = frame[14:]
-        header = (ip[0] & 0x0F) * 4
-        total = struct.unpack(">H", ip[2:4])[0]
-        if ip[9] != 6 or len(ip) < header + 20:
-            continue
-        tcp = ip[header:total]
-        offset = (tcp[12] >> 4) * 4
-        payload = tcp[offset:]
-        if not payload:
-            continue
-        source = (socket.inet_ntoa(ip[12:16]), struct.unpack(">H", tcp[0:2])[0])
-        destination = (socket.inet_ntoa(ip[16:20]), struct.unpack(">H", tcp[2:4])[0])
-        segments.append(Segment(source=source, destination=destination, payload=payload))
-    return segments
-
-
-def tls_client_hellos(segments: list[Segment]) -> list[Segment]:
-    """Segments that open a TLS handshake: a handshake record (0x16, version 3.x) carrying a
-    ClientHello (type 1), what every plain Tor connection (and any TLS) starts with."""
-    return [
-        s
-        for s in segments
-        if len(s.payload) >= 6
-        and s.payload[0] == 0x16
-        and s.payload[1] == 0x03
-        and s.payload[2] <= 0x04
-        and s.payload[5] == 0x01
-    ]
