@@ -42,7 +42,7 @@ from anonsip.dht._identity import (
     verify_identity_proof,
 )
 from anonsip.dht._kinds import KindVerdict, check_kind, max_payload_of, registration_record
-from anonsip.dht._lookup import Lookup, LookupKind, LookupResult
+from anonsip.dht._lookup import Lookup, LookupKind, LookupResult, ResponseTimes
 from anonsip.dht._messages import (
     Anonymous,
     Challenge,
@@ -153,6 +153,7 @@ __all__ = [
     "RecordStore",
     "Reply",
     "Request",
+    "ResponseTimes",
     "RoutingTable",
     "RpcError",
     "RpcTimeout",

@@ -57,7 +57,7 @@ from anonsip.dht._messages import (
     StoreDeposit,
     StoreResult,
 )
-from anonsip.dht._node import DhtConfig
+from anonsip.dht._node import DhtConfig, response_times
 from anonsip.dht._peers import PeerPool, drive_lookup
 from anonsip.dht._placement import Position, SharedRandomSource, positions
 from anonsip.dht._record import DhtRecord
@@ -111,6 +111,8 @@ class DhtClient:
         self._clock = clock
         self._dial_errors = dial_errors
         self._new_token = new_token
+        # How long answers take (durations only): the soft deadline of hedged requests.
+        self.response_times = response_times(self.config)
 
     def _pool(self, nursery: trio.Nursery) -> PeerPool:
         token = self._new_token()
@@ -130,7 +132,12 @@ class DhtClient:
         )
 
     async def _lookup(
-        self, pool: PeerPool, kind: LookupKind, location: bytes, record_key: bytes | None
+        self,
+        pool: PeerPool,
+        kind: LookupKind,
+        location: bytes,
+        record_key: bytes | None,
+        cut: trio.CancelScope | None = None,
     ) -> LookupResult:
         target = NodeId.from_bytes(location)
         lookup = Lookup(
@@ -152,7 +159,14 @@ class DhtClient:
             except pool.errors as exc:
                 return None, isinstance(exc, RpcTimeout)
 
-        return await drive_lookup(lookup, ask, timeout=self.config.operation_timeout)
+        return await drive_lookup(
+            lookup,
+            ask,
+            timeout=self.config.operation_timeout,
+            hedge=self.response_times,
+            value_grace=self.config.value_grace,
+            cut=cut,
+        )
 
     async def get(self, key: bytes) -> DhtRecord | None:
         """The newest valid record under ``key`` (SHA3-256 of its public key), if found."""
@@ -171,16 +185,25 @@ class DhtClient:
                             if p.value == value
                         ]
 
-                        async def find(p: Position) -> None:
+                        # Once one position gave a value, the others get a grace period.
+                        cuts = [trio.CancelScope() for _ in here]
+
+                        async def find(
+                            p: Position, cut: trio.CancelScope, cuts: list[trio.CancelScope]
+                        ) -> None:
                             result = await self._lookup(
-                                pool, LookupKind.FIND_VALUE, p.location, key
+                                pool, LookupKind.FIND_VALUE, p.location, key, cut
                             )
                             if result.record is not None:
                                 found.append(result.record)
+                                if self.config.value_grace:
+                                    end = trio.current_time() + self.response_times.grace()
+                                    for other in cuts:
+                                        other.deadline = min(other.deadline, end)
 
                         async with trio.open_nursery() as lookups:
-                            for p in here:
-                                lookups.start_soon(find, p)
+                            for p, cut in zip(here, cuts, strict=True):
+                                lookups.start_soon(find, p, cut, cuts)
                         if found:
                             break
                 finally:

@@ -17,19 +17,45 @@ FIND_VALUE asks for a storage location (``_placement``); a value counts only
 if it is a valid record of ``record_key`` (signature, not expired), so a
 node cannot answer with some other record parked at that location.
 
+Hedging (what a dead or slow node costs). A FIND_VALUE request that has not
+been answered within a short soft deadline (``hedge_after``, far below the
+request's own deadline) is *stalled*: it no longer holds one of its path's
+``alpha`` slots, so the next candidate is asked at once, and it no longer
+stands in the way of convergence (the path's frontier is the k closest
+candidates neither failed nor stalled, unless fewer than k are left: then
+stalled requests are waited for). It is still awaited: a late answer counts
+as any other (it may even un-converge a path still running), a late failure
+as a failure. A dead node so costs a FIND_VALUE ``hedge_after`` instead of
+its whole deadline. And once a path holds a value, a driver may give the
+other paths a grace period (``ResponseTimes.grace``) rather than wait for
+each to find one or walk to convergence (a path can converge far from the
+value when another path heard of its holders first), then ``cut`` the
+lookup. ``ResponseTimes`` turns the answers a driver saw into the soft
+deadline: twice the median, within bounds.
+
+A FIND_NODE finds where copies go and ignores stalls: the simulator showed
+hedged placement walks with 20 % adversarial nodes asking more nodes and
+leaving fewer honest holders (mailbox holders, median, 10.5 -> 5 after 12
+hours of churn), so it waits for its closest nodes as before.
+
 The driver (simulator or trio adapter) asks ``next_requests()``, sends each
 request, and reports ``on_response``, ``on_failure`` or ``on_timeout`` (the
-driver owns deadlines). It stops when ``done`` and reads ``result()``.
+driver owns deadlines), and ``on_stalled`` when a request passes the soft
+deadline. It stops when ``done`` and reads ``result()``.
 
 Per-path candidate states (one table, only ``_transition`` changes them):
 
     WAITING --send--> IN_FLIGHT --response--> RESPONDED
                                 --failure/timeout/invalid--> FAILED
+                                --stall--> STALLED --response--> RESPONDED
+                                                   --failure/timeout/invalid--> FAILED
 """
 
 from __future__ import annotations
 
 import enum
+import statistics
+from collections import deque
 from dataclasses import dataclass, field
 
 from anonsip._errors import LocalError
@@ -37,7 +63,7 @@ from anonsip.dht._identity import Contact, NodeId, satisfies_puzzle
 from anonsip.dht._messages import Error, FindNode, FindValue, Nodes, Reply, Request, Value
 from anonsip.dht._record import DhtRecord
 
-__all__ = ["Lookup", "LookupKind", "LookupResult"]
+__all__ = ["Lookup", "LookupKind", "LookupResult", "ResponseTimes"]
 
 
 class LookupKind(enum.Enum):
@@ -48,6 +74,7 @@ class LookupKind(enum.Enum):
 class _State(enum.Enum):
     WAITING = "waiting"
     IN_FLIGHT = "in-flight"
+    STALLED = "stalled"
     RESPONDED = "responded"
     FAILED = "failed"
 
@@ -56,7 +83,11 @@ _TRANSITIONS: dict[tuple[_State, str], _State] = {
     (_State.WAITING, "send"): _State.IN_FLIGHT,
     (_State.IN_FLIGHT, "response"): _State.RESPONDED,
     (_State.IN_FLIGHT, "failure"): _State.FAILED,
+    (_State.IN_FLIGHT, "stall"): _State.STALLED,
+    (_State.STALLED, "response"): _State.RESPONDED,
+    (_State.STALLED, "failure"): _State.FAILED,
 }
+_OUTSTANDING = (_State.IN_FLIGHT, _State.STALLED)
 
 
 @dataclass(slots=True)
@@ -88,6 +119,7 @@ class LookupResult:
     failures: int
     timeouts: int
     paths_with_value: int
+    stalls: int = 0  # requests that passed the soft deadline (and were hedged)
 
 
 class Lookup:
@@ -130,6 +162,7 @@ class Lookup:
         self.messages = 0
         self.failures = 0
         self.timeouts = 0
+        self.stalls = 0
         t = target.value
         ordered = sorted(
             {c.node_id: c for c in seeds if c.node_id != own_id}.values(),
@@ -166,8 +199,9 @@ class Lookup:
         return True
 
     def _frontier(self, path: _Path) -> list[_Candidate]:
-        """The k closest candidates of a path that have not failed."""
-        alive = [c for c in path.candidates.values() if c.state is not _State.FAILED]
+        """The k closest candidates of a path that have neither failed nor stalled."""
+        gone = (_State.FAILED, _State.STALLED)
+        alive = [c for c in path.candidates.values() if c.state not in gone]
         alive.sort(key=lambda c: c.distance)
         return alive[: self.k]
 
@@ -178,7 +212,12 @@ class Lookup:
             path.done = True
             return
         frontier = self._frontier(path)
-        converged = all(c.state is _State.RESPONDED for c in frontier)
+        # With fewer than k candidates left standing, a stalled request may still bring
+        # the rest: wait for it (or its deadline) then, and only then.
+        waiting = len(frontier) < self.k and any(
+            c.state is _State.STALLED for c in path.candidates.values()
+        )
+        converged = not waiting and all(c.state is _State.RESPONDED for c in frontier)
         exhausted = path.sent >= self.max_requests_per_path and path.in_flight == 0
         path.done = converged or exhausted
 
@@ -187,6 +226,22 @@ class Lookup:
             self._update_path(path)
 
     # -- the driver's interface ---------------------------------------------
+
+    @property
+    def has_value(self) -> bool:
+        """Whether some path holds a valid value (the driver's grace period starts)."""
+        return any(p.record is not None for p in self._paths)
+
+    @property
+    def confirmed(self) -> bool:
+        """Whether ``value_quorum`` paths hold a value (a FIND_VALUE's own end)."""
+        return sum(1 for p in self._paths if p.record is not None) >= self.value_quorum
+
+    def cut(self) -> None:
+        """The driver stops waiting (its grace period after the first value ran out): the
+        lookup is done with what it has."""
+        for path in self._paths:
+            path.done = True
 
     @property
     def done(self) -> bool:
@@ -219,14 +274,21 @@ class Lookup:
         return out
 
     def _in_flight(self, contact: Contact) -> tuple[_Path, _Candidate] | None:
+        """The path and candidate of an outstanding (in flight or stalled) request."""
         owner = self._owner.get(contact.node_id)
         if owner is None:
             return None
         path = self._paths[owner]
         candidate = path.candidates.get(contact.node_id)
-        if candidate is None or candidate.state is not _State.IN_FLIGHT:
+        if candidate is None or candidate.state not in _OUTSTANDING:
             return None
         return path, candidate
+
+    def _settle(self, path: _Path, candidate: _Candidate, event: str) -> None:
+        """``candidate``'s request ended; it gives back its slot unless it stalled."""
+        if candidate.state is _State.IN_FLIGHT:
+            path.in_flight -= 1
+        self._transition(candidate, event)
 
     def on_response(self, contact: Contact, reply: Reply) -> None:
         """``contact`` answered; unsolicited or late answers are ignored."""
@@ -251,8 +313,7 @@ class Lookup:
         elif not isinstance(reply, Nodes):
             self._fail(path, candidate)
             return
-        self._transition(candidate, "response")
-        path.in_flight -= 1
+        self._settle(path, candidate, "response")
         index = self._paths.index(path)
         for learnt in reply.contacts[: self.k]:
             self._add(index, learnt, candidate.depth + 1)
@@ -260,8 +321,20 @@ class Lookup:
 
     def _fail(self, path: _Path, candidate: _Candidate) -> None:
         self.failures += 1
-        self._transition(candidate, "failure")
-        path.in_flight -= 1
+        self._settle(path, candidate, "failure")
+        self._update_path(path)
+
+    def on_stalled(self, contact: Contact) -> None:
+        """The request to ``contact`` passed the soft deadline: ask the next candidate now,
+        and stop waiting for this one to converge (its answer still counts if it comes)."""
+        if self.kind is LookupKind.FIND_NODE:
+            return  # placement walks wait for the closest nodes (module docstring)
+        found = self._in_flight(contact)
+        if found is None or found[1].state is not _State.IN_FLIGHT:
+            return
+        path, candidate = found
+        self.stalls += 1
+        self._settle(path, candidate, "stall")
         self._update_path(path)
 
     def on_failure(self, contact: Contact) -> None:
@@ -312,4 +385,50 @@ class Lookup:
             failures=self.failures,
             timeouts=self.timeouts,
             paths_with_value=len(with_value),
+            stalls=self.stalls,
         )
+
+
+class ResponseTimes:
+    """How long answers took lately, and the soft deadline that follows from it.
+
+    The deadline is ``factor`` times the median of the last ``window``
+    answers, within ``[floor, ceiling]``; ``initial`` until ``minimum``
+    answers were seen. Only durations are kept, nothing of who answered.
+    """
+
+    def __init__(
+        self,
+        *,
+        initial: float,
+        floor: float,
+        ceiling: float,
+        factor: float = 2.0,
+        window: int = 64,
+        minimum: int = 8,
+    ) -> None:
+        if not 0 < floor <= ceiling or factor < 1 or window < 1 or minimum < 1:
+            raise LocalError("a soft deadline needs 0 < floor <= ceiling, factor >= 1")
+        self.initial = initial
+        self.floor = floor
+        self.ceiling = ceiling
+        self.factor = factor
+        self.minimum = minimum
+        self._seen: deque[float] = deque(maxlen=window)
+
+    def add(self, seconds: float) -> None:
+        self._seen.append(max(0.0, seconds))
+
+    def hedge_after(self) -> float:
+        """The soft deadline: a request not answered by then is stalled."""
+        if len(self._seen) < self.minimum:
+            guess = self.initial
+        else:
+            guess = self.factor * statistics.median(self._seen)
+        return min(self.ceiling, max(self.floor, guess))
+
+    def grace(self) -> float:
+        """How long other paths (or positions) may still look once one found a value: one
+        soft deadline. (Half of it cut the median further but let stale copies win more
+        often in the simulator: fewer paths vouch for the newest version.)"""
+        return self.hedge_after()

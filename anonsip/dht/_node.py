@@ -38,7 +38,7 @@ import trio
 from anonsip._errors import LocalError, RemoteProtocolError
 from anonsip.dht._deposits import DepositOutcome, DepositStore
 from anonsip.dht._identity import Contact, NodeId, NodeIdentity, verify_identity_proof
-from anonsip.dht._lookup import Lookup, LookupKind, LookupResult
+from anonsip.dht._lookup import Lookup, LookupKind, LookupResult, ResponseTimes
 from anonsip.dht._messages import (
     Anonymous,
     Challenge,
@@ -95,6 +95,14 @@ class DhtConfig:
     store_spread: int = 10  # nodes that get a copy at each position
     probation: float = 48 * 3600.0  # how long a contact is known before it is handed out
     rpc_timeout: float = 10.0
+    # Hedging: a lookup asks another node once a request is slower than twice the median
+    # of recent answers (``ResponseTimes``), between hedge_floor and half the rpc_timeout;
+    # hedge_after until enough answers were seen.
+    hedge_after: float = 2.0
+    hedge_floor: float = 0.5
+    # Once one path of a FIND_VALUE holds a value, the others (and the other positions of
+    # a get) get one typical answer's time (``ResponseTimes.grace``) to find theirs.
+    value_grace: bool = True
     handshake_timeout: float = 10.0
     operation_timeout: float = 60.0  # a whole lookup, store or get
     max_connections: int = 64
@@ -179,6 +187,7 @@ class DhtNode:
         self._nursery_manager: contextlib.AbstractAsyncContextManager[trio.Nursery] | None = None
         self._last_replicate = clock()
         self._replication_cursor = b""
+        self.response_times = response_times(self.config)
 
     # -- lifetime -------------------------------------------------------------
 
@@ -393,7 +402,9 @@ class DhtNode:
             paths=self.config.paths,
             difficulty=self.config.difficulty,
         )
-        result = await drive_lookup(lookup, self._ask, timeout=self.config.operation_timeout)
+        result = await drive_lookup(
+            lookup, self._ask, timeout=self.config.operation_timeout, hedge=self.response_times
+        )
         self.routing.touch(target, self._clock())
         return result
 
@@ -533,6 +544,12 @@ class DhtNode:
             for contact in closest[: self.config.store_spread]:
                 nursery.start_soon(deposit_at, contact)
         return taken
+
+
+def response_times(config: DhtConfig) -> ResponseTimes:
+    """The soft deadline keeper for lookups made with ``config``."""
+    ceiling = max(config.hedge_floor, config.rpc_timeout / 2)
+    return ResponseTimes(initial=config.hedge_after, floor=config.hedge_floor, ceiling=ceiling)
 
 
 _ACCEPTED = {StoreOutcome.STORED.value, StoreOutcome.REFRESHED.value}

@@ -10,7 +10,9 @@ operation and closes it at the end, so no stream outlives the operation.
 
 ``drive_lookup`` runs a sans-IO ``Lookup`` to the end over any ``ask``
 function, every request under its deadline and the whole walk under the
-operation's: nothing here can hang a caller.
+operation's: nothing here can hang a caller. Given a ``ResponseTimes``, it
+hedges: a request slower than the soft deadline is reported stalled, so
+the lookup asks another node without waiting out the slow one.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from anonsip._errors import AnonsipError
+from anonsip._errors import AnonsipError, LocalError
 from anonsip.dht._identity import Contact, NodeId, NodeIdentity
-from anonsip.dht._lookup import Lookup, LookupResult
+from anonsip.dht._lookup import Lookup, LookupResult, ResponseTimes
 from anonsip.dht._messages import Reply, Request
 from anonsip.dht._rpc import Connection, RpcTimeout
 
@@ -135,31 +137,69 @@ class PeerPool:
         return sum(1 for c in self.connections.values() if c.usable)
 
 
-async def drive_lookup(lookup: Lookup, ask: Ask, *, timeout: float) -> LookupResult:
-    """Run ``lookup`` to the end (or until ``timeout``) and return what it learnt."""
+async def drive_lookup(
+    lookup: Lookup,
+    ask: Ask,
+    *,
+    timeout: float,
+    hedge: ResponseTimes | None = None,
+    value_grace: bool = False,
+    cut: trio.CancelScope | None = None,
+) -> LookupResult:
+    """Run ``lookup`` to the end (or until ``timeout``) and return what it learnt.
+
+    With ``hedge``, a request not answered within ``hedge.hedge_after()`` is reported
+    stalled (the lookup asks the next candidate at once) and still awaited; every answer's
+    duration goes into ``hedge``. With ``value_grace`` (it needs ``hedge``), the lookup is
+    cut ``hedge.grace()`` after its first path found a value. ``cut`` is the scope whose
+    deadline ends the walk with what it found so far: a caller running several lookups
+    side by side lowers it once another found a value.
+    """
+    if value_grace and hedge is None:
+        raise LocalError("a grace period after the first value needs response times")
 
     async def one(contact: Contact, request: Request) -> None:
-        reply, timed_out = await ask(contact, request)
+        started = trio.current_time()
+
+        async def stall(soft_deadline: float) -> None:
+            await trio.sleep(soft_deadline)
+            lookup.on_stalled(contact)
+            wake_send.send_nowait(False)
+
+        async with trio.open_nursery() as watch:
+            if hedge is not None:
+                watch.start_soon(stall, hedge.hedge_after())
+            reply, timed_out = await ask(contact, request)
+            watch.cancel_scope.cancel()
         if reply is not None:
+            if hedge is not None:
+                hedge.add(trio.current_time() - started)
             lookup.on_response(contact, reply)
         elif timed_out:
             lookup.on_timeout(contact)
         else:
             lookup.on_failure(contact)
-        wake_send.send_nowait(None)
+        wake_send.send_nowait(True)
 
     pending = 0
-    # Each request in flight sends exactly one wake-up: the channel never fills.
-    wake_send, wake_receive = trio.open_memory_channel[None](1 << 16)
+    # Each request in flight sends at most two wake-ups (stalled, finished): the channel,
+    # far larger than any lookup's requests, never fills.
+    wake_send, wake_receive = trio.open_memory_channel[bool](1 << 16)
+    scope = trio.CancelScope() if cut is None else cut
     with trio.move_on_after(timeout):
         async with trio.open_nursery() as nursery:
-            while not lookup.done:
-                for contact, request in lookup.next_requests():
-                    pending += 1
-                    nursery.start_soon(one, contact, request)
-                if lookup.done or pending == 0:
-                    break
-                await wake_receive.receive()
-                pending -= 1
+            with scope:
+                while not lookup.done:
+                    for contact, request in lookup.next_requests():
+                        pending += 1
+                        nursery.start_soon(one, contact, request)
+                    if lookup.done or pending == 0:
+                        break
+                    if value_grace and hedge is not None and lookup.has_value:
+                        scope.deadline = min(scope.deadline, trio.current_time() + hedge.grace())
+                    if await wake_receive.receive():
+                        pending -= 1
+            if scope.cancelled_caught:
+                lookup.cut()
             nursery.cancel_scope.cancel()  # answers we no longer need
     return lookup.result()

@@ -4,6 +4,7 @@ where (which onion contacts) and how (presence) a user can be reached.
 
 from anonsip.registration._record import (
     MAX_CONTACTS,
+    MAX_EFFORT,
     MAX_VALUE_BYTES,
     BadSignature,
     Contact,
@@ -26,6 +27,7 @@ from anonsip.registration._record import (
 
 __all__ = [
     "MAX_CONTACTS",
+    "MAX_EFFORT",
     "MAX_VALUE_BYTES",
     "BadSignature",
     "Contact",

@@ -45,6 +45,9 @@ from onion import (
 VERSION = 1
 MAX_CONTACTS = 8
 MAX_NOTE_BYTES = 128
+# The contact-request proof-of-work effort (leading zero bits) a record may advertise; 0
+# (and records from before the field) means "not said": senders use their own default.
+MAX_EFFORT = 32
 PADDED_SIZE = 512
 _NONCE_BYTES = 24
 _TAG_BYTES = 16
@@ -135,8 +138,12 @@ class Registration:
     expires: int
     sequence: int
     note: str = ""
+    effort: int = 0  # the proof-of-work bits a contact request needs now (proposal 327)
 
     def __post_init__(self) -> None:
+        bad = not isinstance(self.effort, int) or isinstance(self.effort, bool)
+        if bad or not 0 <= self.effort <= MAX_EFFORT:
+            raise LocalError(f"an advertised effort is between 0 and {MAX_EFFORT} bits")
         if len(self.contacts) > MAX_CONTACTS:
             raise LocalError(f"a registration holds at most {MAX_CONTACTS} contacts")
         if not 0 <= self.sequence < _U64 or not 0 <= self.expires < _U64:
@@ -241,13 +248,14 @@ def record_period(value: bytes) -> int:
 
 
 def _encode_inner(record: Registration) -> bytes:
-    packed: bytes = msgpack.packb(
-        {
-            "c": [[onion_public_key(c.onion), c.port] for c in record.contacts],
-            "p": record.presence.value,
-            "n": record.note,
-        }
-    )
+    content: dict[str, Any] = {
+        "c": [[onion_public_key(c.onion), c.port] for c in record.contacts],
+        "p": record.presence.value,
+        "n": record.note,
+    }
+    if record.effort:  # absent when not said: one encoding per record, old readers unchanged
+        content["e"] = record.effort
+    packed: bytes = msgpack.packb(content)
     if len(packed) + 2 > PADDED_SIZE:
         raise LocalError("the registration is too large to seal")
     return (len(packed).to_bytes(2, "big") + packed).ljust(PADDED_SIZE, b"\0")
@@ -261,8 +269,13 @@ def _decode_inner(padded: bytes, sequence: int, expires: int) -> Registration:
         obj: Any = msgpack.unpackb(padded[2 : 2 + length], raw=False, strict_map_key=True)
     except (ValueError, msgpack.UnpackException) as exc:
         raise MalformedRecord("the record's content is not readable") from exc
-    if not isinstance(obj, dict) or set(obj) != {"c", "p", "n"}:
+    if not isinstance(obj, dict) or set(obj) not in ({"c", "p", "n"}, {"c", "p", "n", "e"}):
         raise MalformedRecord("the record's content has the wrong fields")
+    effort = obj.get("e", 0)
+    if "e" in obj and (
+        not isinstance(effort, int) or isinstance(effort, bool) or not 1 <= effort <= MAX_EFFORT
+    ):
+        raise MalformedRecord("the advertised effort is malformed")
     contacts = obj["c"]
     if not isinstance(contacts, list) or len(contacts) > MAX_CONTACTS:
         raise MalformedRecord("the record's contact list is malformed")
@@ -282,6 +295,7 @@ def _decode_inner(padded: bytes, sequence: int, expires: int) -> Registration:
             expires=expires,
             sequence=sequence,
             note=obj["n"],
+            effort=effort,
         )
     except (LocalError, ValueError) as exc:
         raise MalformedRecord(f"the record's content is invalid: {exc}") from exc

@@ -71,8 +71,9 @@ import nacl.signing
 
 from anonsip.dht._identity import ID_BITS, Contact, NodeId
 from anonsip.dht._kinds import registration_record
-from anonsip.dht._lookup import Lookup, LookupKind, LookupResult
+from anonsip.dht._lookup import Lookup, LookupKind, LookupResult, ResponseTimes
 from anonsip.dht._messages import FindNode, FindValue, Nodes, Reply, Request, Store, Value
+from anonsip.dht._node import DhtConfig
 from anonsip.dht._placement import SharedRandom, positions
 from anonsip.dht._protocol import DhtProtocol
 from anonsip.dht._record import DhtRecord
@@ -102,6 +103,8 @@ class SimConfig:
     rtt_sigma: float = 0.6
     rpc_timeout: float = 5.0
     operation_timeout: float = 60.0  # a lookup is cut here and keeps what it found (DhtConfig)
+    hedge: bool = True  # hedged requests, with DhtConfig's soft deadline (off: the old driver)
+    value_grace: bool = True  # DhtConfig.value_grace (off: wait for every path)
     replicas: int = 2
     store_spread: int = 20
     targeted: bool = False
@@ -119,6 +122,7 @@ class LookupStats:
     messages: int
     timeouts: int
     latency: float
+    stalls: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -147,6 +151,13 @@ class Simulation:
         self.rng = random.Random(config.seed)  # noqa: S311
         self.now = 1_700_000_000.0
         self.shared = SharedRandom.single(self.rng.randbytes(32))
+        defaults = DhtConfig()
+        # One estimator for every simulated client: each has seen many answers before.
+        self.response_times = ResponseTimes(
+            initial=defaults.hedge_after,
+            floor=defaults.hedge_floor,
+            ceiling=max(defaults.hedge_floor, config.rpc_timeout / 2),
+        )
         self._build()
 
     # -- construction -----------------------------------------------------------
@@ -258,43 +269,104 @@ class Simulation:
         value_quorum: int | None = None,
     ) -> tuple[LookupResult, float]:
         """Drive one anonymous lookup to the end on the event heap; its result and duration."""
-        c = self.config
-        mature_at = self.now - _PROBATION if c.probation else None
-        lookup = Lookup(
-            kind=kind,
-            target=target,
-            own_id=None,
-            seeds=origin.protocol.routing.closest(target, c.k, mature_at=mature_at),
-            now=self.now,
-            record_key=record_key,
-            k=c.k,
-            alpha=alpha,
+        results, elapsed = self.run_lookups(
+            origin,
+            kind,
+            [target],
             paths=paths,
+            alpha=alpha,
+            record_key=record_key,
             stop_at_first_value=stop_at_first_value,
             value_quorum=value_quorum,
         )
-        events: list[tuple[float, int, Contact, Reply | None]] = []
+        return results[0], elapsed
+
+    def run_lookups(
+        self,
+        origin: _Node,
+        kind: LookupKind,
+        targets: list[NodeId],
+        *,
+        paths: int,
+        alpha: int,
+        record_key: bytes | None = None,
+        stop_at_first_value: bool = True,
+        value_quorum: int | None = None,
+    ) -> tuple[list[LookupResult], float]:
+        """Lookups of ``targets`` side by side as one client operation, as ``DhtClient.get``
+        runs a record's positions: each is cut a grace period (``ResponseTimes.grace``) after
+        its first value, and once one has ended with a value the others get a grace period
+        more. Their results and how long the operation took."""
+        c = self.config
+        mature_at = self.now - _PROBATION if c.probation else None
+        lookups = [
+            Lookup(
+                kind=kind,
+                target=target,
+                own_id=None,
+                seeds=origin.protocol.routing.closest(target, c.k, mature_at=mature_at),
+                now=self.now,
+                record_key=record_key,
+                k=c.k,
+                alpha=alpha,
+                paths=paths,
+                stop_at_first_value=stop_at_first_value,
+                value_quorum=value_quorum,
+            )
+            for target in targets
+        ]
+        # (time, serial, lookup, answered, contact, reply): answered False is the soft
+        # deadline passing.
+        events: list[tuple[float, int, int, bool, Contact, Reply | None]] = []
         clock = 0.0
         serial = 0
+        hedge = self.response_times if c.hedge else None
+        never = float("inf")
+        cut_at = [never] * len(lookups)
         while True:
-            for contact, request in lookup.next_requests():
-                reply = self._answer(self.nodes[contact.node_id], request)
-                delay = c.rpc_timeout if reply is None else min(self._rtt(), c.rpc_timeout)
-                if reply is None or delay >= c.rpc_timeout:
-                    reply = None
-                serial += 1
-                heapq.heappush(events, (clock + delay, serial, contact, reply))
-            if lookup.done or not events:
+            for i, lookup in enumerate(lookups):
+                for contact, request in lookup.next_requests():
+                    reply = self._answer(self.nodes[contact.node_id], request)
+                    delay = c.rpc_timeout if reply is None else min(self._rtt(), c.rpc_timeout)
+                    if reply is None or delay >= c.rpc_timeout:
+                        reply = None
+                    serial += 1
+                    heapq.heappush(events, (clock + delay, serial, i, True, contact, reply))
+                    if hedge is not None and delay > hedge.hedge_after():
+                        serial += 1
+                        stall = (clock + hedge.hedge_after(), serial, i, False, contact, None)
+                        heapq.heappush(events, stall)
+                    if reply is not None and hedge is not None:
+                        hedge.add(delay)
+            running = [i for i, lookup in enumerate(lookups) if not lookup.done]
+            if not running or not events:
                 break
-            if events[0][0] > c.operation_timeout:
-                clock = c.operation_timeout  # cut: what it found so far is the answer
-                break
-            clock, _, contact, reply = heapq.heappop(events)
-            if reply is None:
+            if c.value_grace and hedge is not None:
+                grace = hedge.grace()
+                for i in running:
+                    if cut_at[i] == never and lookups[i].has_value:
+                        cut_at[i] = clock + grace
+                if any(lookup.done and lookup.has_value for lookup in lookups):
+                    for i in running:
+                        cut_at[i] = min(cut_at[i], clock + grace)
+            deadline = min([c.operation_timeout, *(cut_at[i] for i in running)])
+            if events[0][0] > deadline:
+                clock = deadline  # cut: what they found is the answer
+                for i in running:
+                    if cut_at[i] <= clock or clock >= c.operation_timeout:
+                        lookups[i].cut()
+                continue
+            clock, _, i, answered, contact, reply = heapq.heappop(events)
+            lookup = lookups[i]
+            if lookup.done:
+                continue
+            if not answered:
+                lookup.on_stalled(contact)
+            elif reply is None:
                 lookup.on_timeout(contact)
             else:
                 lookup.on_response(contact, reply)
-        return lookup.result(), clock
+        return [lookup.result() for lookup in lookups], clock
 
     # -- the experiment ------------------------------------------------------------
 
@@ -366,27 +438,28 @@ class Simulation:
 
     def _get(self, origin: _Node, fresh: DhtRecord, options: _Walk) -> LookupStats:
         """One client get: every replica position of the current value, newest wins."""
-        results = [
-            self.run_lookup(
-                origin,
-                LookupKind.FIND_VALUE,
-                NodeId.from_bytes(p.location),
-                record_key=fresh.key,
-                paths=options.paths,
-                alpha=options.alpha,
-                stop_at_first_value=options.stop_at_first_value,
-                value_quorum=options.value_quorum,
-            )
-            for p in positions(fresh.key, self.shared, self.config.replicas)
-        ]
-        found = [r.record for r, _ in results if r.record is not None]
+        results, elapsed = self.run_lookups(
+            origin,
+            LookupKind.FIND_VALUE,
+            [
+                NodeId.from_bytes(p.location)
+                for p in positions(fresh.key, self.shared, self.config.replicas)
+            ],
+            record_key=fresh.key,
+            paths=options.paths,
+            alpha=options.alpha,
+            stop_at_first_value=options.stop_at_first_value,
+            value_quorum=options.value_quorum,
+        )
+        found = [r.record for r in results if r.record is not None]
         newest = max(found, key=lambda r: r.seq, default=None)
         return LookupStats(
             success=newest == fresh,
-            hops=max(r.hops for r, _ in results),
-            messages=sum(r.messages for r, _ in results),
-            timeouts=sum(r.timeouts for r, _ in results),
-            latency=max(t for _, t in results),
+            hops=max(r.hops for r in results),
+            messages=sum(r.messages for r in results),
+            timeouts=sum(r.timeouts for r in results),
+            latency=elapsed,
+            stalls=sum(r.stalls for r in results),
         )
 
     def _prepare(self) -> list[DhtRecord]:
@@ -522,6 +595,7 @@ def summarize(stats: list[LookupStats]) -> dict[str, float]:
         "p95_messages": _percentile(messages, 0.95),
         "mean_messages": statistics.fmean(messages) if messages else 0.0,
         "median_timeouts": metric([float(s.timeouts) for s in stats]) if stats else 0.0,
+        "median_stalls": metric([float(s.stalls) for s in stats]) if stats else 0.0,
         "median_latency_s": metric(latency) if latency else 0.0,
         "p95_latency_s": _percentile(latency, 0.95),
     }

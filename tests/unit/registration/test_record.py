@@ -1,14 +1,17 @@
 """Registration records: round trips, period boundaries, rollback, wrong key, tampering."""
 
+import dataclasses
+
 import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anonsip import RemoteProtocolError
+from anonsip import LocalError, RemoteProtocolError
 from anonsip.dht import record_key as dht_key
 from anonsip.identity import Identity, TimePeriods, blind_public_key
 from anonsip.registration import (
+    MAX_EFFORT,
     MAX_VALUE_BYTES,
     BadSignature,
     Contact,
@@ -27,6 +30,7 @@ from anonsip.registration import (
     seal,
     verify_outer,
 )
+from anonsip.registration._record import PADDED_SIZE, _decode_inner, _encode_inner
 from tests.unit.identity._helpers import CountingRandom
 
 PERIODS = TimePeriods(length_minutes=60, rotation_offset_minutes=0)
@@ -210,3 +214,34 @@ def test_the_size_bound_is_the_longest_canonical_value() -> None:
         verify_outer(longest)  # within the bound: parsed, then refused for its signature
     with pytest.raises(MalformedRecord, match="too large"):
         verify_outer(longest + b"\x00")
+
+
+def test_the_advertised_effort_round_trips() -> None:
+    for effort in (0, 1, 20, MAX_EFFORT):
+        record = dataclasses.replace(_record(), effort=effort)
+        assert _open(_seal(record)).effort == effort
+
+
+def test_a_record_without_the_effort_field_reads_as_not_said() -> None:
+    # What a node from before the field sealed: three keys, no "e"; and effort 0 is sealed
+    # the same way (one encoding per record).
+    old = msgpack.packb({"c": [[bytes(range(32)), 5060]], "p": "available", "n": ""})
+    padded = (len(old).to_bytes(2, "big") + old).ljust(PADDED_SIZE, b"\0")
+    assert _decode_inner(padded, 1, END).effort == 0
+    assert _encode_inner(dataclasses.replace(_record(), effort=0)) == _encode_inner(_record())
+
+
+@pytest.mark.parametrize(
+    "effort", [0, -1, MAX_EFFORT + 1, 2**64 - 1, True, 1.5, "20", b"\x14", None]
+)
+def test_a_hostile_advertised_effort_is_refused(effort: object) -> None:
+    content = msgpack.packb({"c": [], "p": "available", "n": "", "e": effort})
+    padded = (len(content).to_bytes(2, "big") + content).ljust(PADDED_SIZE, b"\0")
+    with pytest.raises(MalformedRecord):
+        _decode_inner(padded, 1, END)
+
+
+@pytest.mark.parametrize("effort", [-1, MAX_EFFORT + 1, True])
+def test_a_registration_cannot_advertise_an_impossible_effort(effort: int) -> None:
+    with pytest.raises(LocalError):
+        dataclasses.replace(_record(), effort=effort)
