@@ -191,13 +191,15 @@ async def _say(screen: TmuxScreen, text: str) -> None:
 
 
 async def _never_sent(screen: TmuxScreen, text: str, seconds: float) -> str:
-    """The screen after ``seconds`` in which ``text`` never stopped being queued."""
-    queued = f"me: {text}  … queued"
-    await screen.wait_for(lambda s: queued in s, SCREEN_TIMEOUT, f"{text!r} queued")
+    """The screen after ``seconds`` in which ``text`` went from queued to the
+    recipient's mailbox (its node is down) and was never shown as sent."""
+    queued, boxed = f"me: {text}  … queued", f"me: {text}  ✓ in mailbox"
+    await screen.wait_for(lambda s: queued in s or boxed in s, SCREEN_TIMEOUT, f"{text!r} queued")
+    await screen.wait_for(lambda s: boxed in s, SCREEN_TIMEOUT, f"{text!r} in the mailbox")
     with trio.move_on_after(seconds):
         while True:
             shown = await screen.screen()
-            assert queued in shown, shown
+            assert boxed in shown, shown
             await trio.sleep(1.0)
     return screen.last
 
@@ -206,7 +208,7 @@ async def _never_sent(screen: TmuxScreen, text: str, seconds: float) -> str:
 async def test_two_tuis_at_80x24_while_one_node_stops(testnet: TestnetInfo, tmp_path: Path) -> None:
     """Alice and Bob chat in two real ``anonsip tui`` at 80x24; Bob's node stops
     mid-conversation: his UI says how to start it again, Alice's message to him
-    stays queued (never "sent"), and it is delivered once his node is back."""
+    goes to his mailbox (never "sent"), and it is delivered once his node is back."""
     alice_home, bob_home = tmp_path / "alice", tmp_path / "bob"
     network = Path(testnet.directory)
     log = ScreenLog(tmp_path / "screens.txt")
@@ -271,7 +273,7 @@ async def test_two_tuis_at_80x24_while_one_node_stops(testnet: TestnetInfo, tmp_
 
             await _say(alice_ui, "still there?")
             shown = await _never_sent(alice_ui, "still there?", 20.0)
-            log.add("alice", "wrote while bob's node is down: still queued", shown)
+            log.add("alice", "wrote while bob's node is down: in his mailbox, not sent", shown)
 
             # Bob starts his node again, as his screen said, and a new UI on it.
             await bob_ui.send_keys("C-q")
