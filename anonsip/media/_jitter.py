@@ -155,6 +155,7 @@ class JitterBuffer:
         self._current_delay = 0.0
         self._since_compress = 0
         self._last_played_speech = False
+        self._last_taken: tuple[int, bool] | None = None  # seq, speech of the last frame out
         self._played = self._concealed = self._stretched = self._late = 0
         self._dropped = self._compressed = self._missing = self._discarded = 0
         self._evicted = self._dropped_speech = 0
@@ -225,7 +226,10 @@ class JitterBuffer:
         if entry.speech:
             return False
         if index == 0:
-            before_silent = not self._last_played_speech
+            # The frame before it left the buffer (played or skipped); one never
+            # seen may have been speech, so only a known silent one counts.
+            taken = self._last_taken
+            before_silent = taken is not None and taken == (entry.seq - 1, False)
         else:
             prev = self._entries[self._seqs[index - 1]]
             before_silent = prev.seq == entry.seq - 1 and not prev.speech
@@ -278,6 +282,7 @@ class JitterBuffer:
             if p.catch_up_in_silence:
                 # Skip silence, as much as it takes, but never a frame next to speech.
                 while delay > self._target + p.frame_ms and self._skippable():
+                    self._last_taken = (first, False)
                     self._remove_at(0)
                     self._dropped += 1
                     self._next_seq = first + 1
@@ -296,6 +301,7 @@ class JitterBuffer:
                 and len(self._seqs) >= 2
                 and self._seqs[1] == first + 1
             ):
+                self._last_taken = (first, True)
                 self._remove_at(0)
                 self._compressed += 1
                 self._dropped_speech += 1
@@ -319,6 +325,7 @@ class JitterBuffer:
         self._since_compress += 1
         self._current_delay = delay
         self._last_played_speech = head.speech
+        self._last_taken = (head.seq, head.speech)
         return Play(seq=head.seq, payload=head.payload, speech=head.speech, send_ms=head.send_ms)
 
     def _skippable(self) -> bool:
