@@ -160,7 +160,7 @@ def _stats_with_frames(call_id: str) -> Callable[[Event], bool]:
     return lambda e: (
         e.event == "call.stats"
         and e.data.get("call_id") == call_id
-        and e.data.get("received_frames", 0) > 50
+        and e.data.get("played_frames", 0) > 50  # what the hang-up's stats then show
     )
 
 

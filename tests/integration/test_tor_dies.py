@@ -57,10 +57,24 @@ def _call_in(state: str) -> Callable[[Event], bool]:
     return lambda e: e.event == "call" and e.data.get("state") == state
 
 
+def _tor_children(node: NodeProcess) -> dict[int, str]:
+    """The node's live children whose program is tor (a zombie or a path naming "tor" is not)."""
+    found = {}
+    for pid in children(node.pid):
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # it ended meanwhile
+        if state != "Z" and Path(argv[0].decode(errors="replace")).name == "tor":
+            found[pid] = b" ".join(argv).decode(errors="replace")
+    return found
+
+
 def kill_tor(node: NodeProcess) -> int:
-    (tor,) = [
-        pid for pid in children(node.pid) if b"tor" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    ]
+    tors = _tor_children(node)
+    assert len(tors) == 1, f"the node should run exactly one tor: {tors}"
+    (tor,) = tors
     os.kill(tor, signal.SIGKILL)
     return tor
 
@@ -71,7 +85,7 @@ async def wait_running_again(node: NodeProcess, old_tor: int) -> None:
     def back(status: dict[str, object]) -> bool:
         registration = status.get("registration")
         registered = isinstance(registration, dict) and registration.get("state") == "registered"
-        tors = children(node.pid)
+        tors = _tor_children(node)
         return (
             status.get("phase") == "running" and registered and old_tor not in tors and bool(tors)
         )
