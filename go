@@ -60,7 +60,9 @@ case "$cmd" in
         echo "== mypy --strict" >&2
         mypy
         echo "== pytest" >&2
-        exec python -m pytest "$@" ;;
+        # Files run in parallel (one worker keeps a file, so module fleets are shared):
+        # most of the integration suite waits on Tor, not on the CPU. -n 0 runs serially.
+        exec python -m pytest -n "${ANONSIP_TEST_WORKERS:-3}" --dist loadfile "$@" ;;
     bench)
         exec python -m bench.all "$@" ;;
     anonsip)
