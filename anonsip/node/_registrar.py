@@ -45,6 +45,7 @@ from typing import Protocol
 
 import trio
 
+from anonsip.admission import GateLimits
 from anonsip.dht import DhtRecord, registration_record
 from anonsip.identity import TOR_TIME_PERIODS, Identity, RandomSource, TimePeriods
 from anonsip.registration import MAX_EFFORT, Contact, Presence, Registration
@@ -108,7 +109,7 @@ class Registrar:
         on_change: Callable[[RegistrationState], None] | None = None,
         shared_random_changed: Callable[[], Awaitable[None]] | None = None,
         effort: Callable[[], int] = lambda: 0,
-        effort_window: float = 120.0,
+        effort_window: float = GateLimits().effort_window,
     ) -> None:
         self._identity = identity
         self._dht = dht
