@@ -3,8 +3,9 @@
 As magic-wormhole's ``_boss`` builds its machines, ``build_node`` makes the
 node's context and each service, hands each the interfaces of the others
 it needs (contacts read presence; messaging tells presence and the echo
-bot who wrote), and gives the list to the ``Node``. Adding a service is
-one class and one line here.
+bot who wrote; the registration advertises messaging's effort), and
+gives the list to the ``Node``. Adding a service is one class and one
+line here.
 """
 
 from __future__ import annotations
@@ -68,5 +69,6 @@ def build_node(
         services=services,
         presence=presence,
         mailbox=mailbox,
+        effort=messaging.effort,
         clock=clock,
     )

@@ -3,7 +3,8 @@
 Services never see the ``Node`` object. They get a ``NodeContext`` when
 they are built (in ``anonsip.node._assembly``): the identity, the message
 store, the clock, a way to publish control events, to say the contacts
-changed, and, once the overlay is up, the peer links and the resolver.
+changed or that the effort asked of strangers did, and, once the overlay
+is up, the peer links and the resolver.
 Asking for the links before tor and the DHT are up raises ``NotReady``
 with a message for the user.
 """
@@ -69,6 +70,7 @@ class NodeContext:
         self._contacts_changed: Callable[[], None] = lambda: None
         self._status_changed: Callable[[], None] = lambda: None
         self._stop: Callable[[], None] = lambda: None
+        self._effort_changed: Callable[[], None] = lambda: None
         self._seeds_learned: SeedsLearned | None = None
         self._links: LinkSource | None = None
         self._resolve: Resolve | None = None
@@ -83,12 +85,14 @@ class NodeContext:
         status_changed: Callable[[], None],
         stop: Callable[[], None],
         seeds_learned: SeedsLearned | None = None,
+        effort_changed: Callable[[], None] = lambda: None,
     ) -> None:
         self._publish = publish
         self._contacts_changed = contacts_changed
         self._status_changed = status_changed
         self._stop = stop
         self._seeds_learned = seeds_learned
+        self._effort_changed = effort_changed
 
     def overlay_up(self, links: LinkSource, resolve: Resolve) -> None:
         self._links, self._resolve = links, resolve
@@ -114,6 +118,10 @@ class NodeContext:
     def status_changed(self) -> None:
         """Something ``status`` reports changed: publish it again."""
         self._status_changed()
+
+    def effort_changed(self) -> None:
+        """The proof of work we ask of strangers changed: our registration may say so."""
+        self._effort_changed()
 
     def stop(self) -> None:
         self._stop()

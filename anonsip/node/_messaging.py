@@ -16,6 +16,15 @@ From a stranger it is a contact request: it must carry a proof of work
 messages from the same stranger wait at the sender (480) until the user
 accepts. Every refusal (blocked, bad proof) is one and the same 403, so a
 stranger cannot tell which it met. Store work runs off the event loop.
+
+The work asked of strangers is the gate's effort (proposal 327's model):
+it rises under a flood, a 486 names it (``Anonsip-Effort``), and our
+registration advertises it (the node re-publishes when it rises). As a
+sender we prove the most a peer asked of us or advertised in the
+registration a lookup found, never less than our resting effort and never
+more than ``MAX_EFFORT``; a registration found while Tor dials starts the
+proof again at once if it asks more, so the first request is not spent on
+a 486.
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ from anonsip.node._contacts import request_view
 from anonsip.node._context import NodeContext
 from anonsip.node._link import PeerLink
 from anonsip.node._service import NodeService, OperationHandler
+from anonsip.registration import Registration
 from anonsip.sip import (
     IMDN_CONTENT_TYPE,
     Request,
@@ -137,6 +147,9 @@ class MessagingService(NodeService):
         self._on_queue_change = on_queue_change  # a contact's "queued" count changed
         self._mailbox = mailbox
         self._efforts: OrderedDict[str, int] = OrderedDict()  # what strangers asked of us
+        self._advertised: OrderedDict[str, int] = OrderedDict()  # ... said in registrations
+        self._learned = trio.Event()  # set (and replaced) when a peer's advertised effort rose
+        self._told_effort = pow_difficulty  # the gate's effort as we last told the node
 
     def effort(self) -> int:
         """The work we ask of strangers now (advertised with our registration)."""
@@ -197,6 +210,20 @@ class MessagingService(NodeService):
 
     def contacts_changed(self) -> None:
         self.kick()
+
+    def registration_found(self, peer_key: bytes, registration: Registration) -> None:
+        """A lookup found the peer's registration: note the effort it advertises (more
+        than our resting one and at most ``MAX_EFFORT``), for the proof to it."""
+        peer = Address(peer_key).text
+        before = self._effort_for(peer)
+        effort = min(registration.effort, MAX_EFFORT)
+        if effort <= self._pow_difficulty:
+            self._advertised.pop(peer, None)  # calm again (or never said)
+            return
+        _remember(self._advertised, peer, effort)
+        if self._effort_for(peer) > before:
+            self._learned.set()  # a proof being solved for it starts again
+            self._learned = trio.Event()
 
     def link_up(self, peer_key: bytes) -> None:
         """A link to the peer came up: send what waits for it without waiting out
@@ -422,11 +449,21 @@ class MessagingService(NodeService):
         links = self._ctx.links
         if not needs_proof:
             return await links.link_to(peer_key), None
-        proof: list[str] = []
+        proofs: list[tuple[int, str]] = []  # (effort, proof): the last one is the one to send
+        dialled: list[bool] = []
         failure: list[AnonsipError | trio.TooSlowError] = []
 
         async def solve() -> None:
-            proof.append(await self._ctx.compute(self._prove, peer))
+            # Again at once if the peer's registration, found while Tor dials, asks
+            # more than the proof in hand.
+            while True:
+                effort = self._effort_for(peer)
+                if not proofs or proofs[-1][0] < effort:
+                    proofs.append((effort, await self._ctx.compute(self._prove, peer, effort)))
+                elif dialled:
+                    return
+                else:
+                    await self._learned.wait()
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(solve)
@@ -436,13 +473,18 @@ class MessagingService(NodeService):
                 # Raised here, not through the nursery (which would wrap it).
                 failure.append(exc)
                 nursery.cancel_scope.cancel()
+            else:
+                dialled.append(True)
+                if proofs and proofs[-1][0] >= self._effort_for(peer):
+                    nursery.cancel_scope.cancel()  # the solver only waits for news
         if failure:
             raise failure[0]
-        return link, proof[0]
+        return link, proofs[-1][1]
 
     def _effort_for(self, peer: str) -> int:
-        """The effort to prove to ``peer``: what it last asked of us, else our resting one."""
-        return self._efforts.get(peer, self._pow_difficulty)
+        """The effort to prove to ``peer``: the most it asked of us (a 486) or advertised
+        (its registration), and never less than our resting one."""
+        return max(self._pow_difficulty, self._efforts.get(peer, 0), self._advertised.get(peer, 0))
 
     def _asked(self, peer: str, response: Response) -> bool:
         """A 486 that asks for more work than we proved: remember it; True to try again."""
@@ -452,14 +494,10 @@ class MessagingService(NodeService):
         effort = int(value)
         if not self._effort_for(peer) < effort <= MAX_EFFORT:
             return False  # no more than we gave, or more than we will ever pay
-        self._efforts[peer] = effort
-        self._efforts.move_to_end(peer)
-        while len(self._efforts) > MAX_REMEMBERED_EFFORTS:
-            self._efforts.popitem(last=False)
+        _remember(self._efforts, peer, effort)
         return True
 
-    def _prove(self, peer: str) -> str:
-        effort = self._effort_for(peer)
+    def _prove(self, peer: str, effort: int) -> str:
         proof = prove(peer, self._address, self._ctx.clock(), difficulty_bits=effort)
         return f"{proof.bucket};{proof.nonce.hex()}"
 
@@ -495,6 +533,7 @@ class MessagingService(NodeService):
             # A stranger's work is judged before anything else, so the answer to too
             # little says nothing of whether we blocked it.
             verdict = self._check_work(request, peer)
+            self._note_effort()
             if verdict is Verdict.REJECT_LOW_EFFORT:
                 effort = (EFFORT_HEADER, str(self._gate.effort()))
                 await link.respond(request, *BUSY, headers=(effort,))
@@ -574,6 +613,7 @@ class MessagingService(NodeService):
             await link.respond(request, 480, "Temporarily Unavailable")
             return
         verdict = self._gate.admit(peer)  # its work was judged on arrival
+        self._note_effort()
         if verdict is not Verdict.ADMIT:
             log.info("turned a contact request away for now: %s", verdict.value)
             await link.respond(request, *BUSY)
@@ -590,6 +630,14 @@ class MessagingService(NodeService):
     def _record_request(self, peer: str, text: str, now: float, message_id: str) -> bool:
         return self._store.record_request(peer, text, now, message_id=message_id)
 
+    def _note_effort(self) -> None:
+        """The gate's effort moves at its windows' ends, seen as strangers arrive: when
+        it changed, tell the node (its registrar re-publishes a rise)."""
+        effort = self._gate.effort()
+        if effort != self._told_effort:
+            self._told_effort = effort
+            self._ctx.effort_changed()
+
     def _check_work(self, request: Request, peer: str) -> Verdict:
         value = request.get(PROOF_HEADER)
         if value is None:
@@ -601,3 +649,11 @@ class MessagingService(NodeService):
         except ValueError:
             return Verdict.REJECT_BAD_POW
         return self._gate.check_work(sender=peer, bucket=bucket, nonce=nonce)
+
+
+def _remember(table: OrderedDict[str, int], peer: str, effort: int) -> None:
+    """``peer``'s effort in a bounded table: the least recently told go first."""
+    table[peer] = effort
+    table.move_to_end(peer)
+    while len(table) > MAX_REMEMBERED_EFFORTS:
+        table.popitem(last=False)

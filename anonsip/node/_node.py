@@ -65,7 +65,7 @@ from anonsip.node._registrar import Registrar, RegistrationState
 from anonsip.node._resolver import NotRegistered, Resolver
 from anonsip.node._seeds import SeedSource, parse_seed, seed_sources
 from anonsip.node._service import NodeService, OperationHandler, ServiceTable
-from anonsip.registration import Contact
+from anonsip.registration import Contact, Registration
 from anonsip.sip import RequestReceived, SipEvent
 from anonsip.store import ContactState
 from onion import (
@@ -221,6 +221,7 @@ class Node:
         services: Sequence[NodeService],
         presence: PresenceSource | None = None,
         mailbox: MailboxSource | None = None,
+        effort: Callable[[], int] = lambda: 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.home = home
@@ -233,6 +234,7 @@ class Node:
         self.store = context.store
         self._presence: PresenceSource = presence or _NoPresence()
         self._mailbox = mailbox
+        self._effort = effort  # what our registration advertises (the messaging gate's)
         self.services = ServiceTable([_NodeOps(self), *services])
         self.tor: Tor | None = None
         self.dht: OnionDht | None = None
@@ -251,6 +253,7 @@ class Node:
             status_changed=self._publish_status,
             stop=self.stop,
             seeds_learned=self.join_through,
+            effort_changed=self._effort_changed,
         )
 
     # -- events and status --------------------------------------------------------------
@@ -350,6 +353,14 @@ class Node:
     def _link_up(self, peer_key: bytes) -> None:
         for service in self.services.services:
             service.link_up(peer_key)
+
+    def _registration_found(self, peer_key: bytes, registration: Registration) -> None:
+        for service in self.services.services:
+            service.registration_found(peer_key, registration)
+
+    def _effort_changed(self) -> None:
+        if self.registrar is not None:
+            self.registrar.effort_changed()
 
     # -- the control API ----------------------------------------------------------------
 
@@ -505,8 +516,13 @@ class Node:
     async def _run_services(self, tor: Tor, dht: OnionDht, running: trio.Event) -> None:
         resolver = Resolver(dht.client, clock=self.clock, periods=self.config.periods)
 
+        async def resolve(peer: bytes) -> tuple[int, Registration]:
+            period, registration = await resolver.lookup(peer)
+            self._registration_found(peer, registration)
+            return period, registration
+
         async def lookup(peer: bytes) -> tuple[Contact, ...]:
-            _, registration = await resolver.lookup(peer)
+            _, registration = await resolve(peer)
             return registration.contacts
 
         async def open_stream(onion: str, port: int, *, isolation: str) -> trio.abc.Stream:
@@ -537,13 +553,14 @@ class Node:
                 periods=self.config.periods,
                 on_change=lambda _state: self._publish_status(),
                 shared_random_changed=dht.shared_random.wait_changed,
+                effort=self._effort,
             )
             key = OnionKey.from_seed(self.keys.onion_seed)
             async with tor.publish_service(links.serve, virtual_port=SIP_PORT, key=key) as svc:
                 self.onion_address = svc.address
                 self._set_phase(NodePhase.PUBLISHING)
                 await svc.wait_published()
-                self.context.overlay_up(links, resolver.lookup)
+                self.context.overlay_up(links, resolve)
                 if self._mailbox is not None:
                     self._mailbox.attach(dht.client)
                 self.registrar.set_contacts((Contact(onion=svc.hostname, port=SIP_PORT),))

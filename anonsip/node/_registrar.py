@@ -22,6 +22,14 @@ period is scheduled on its own (``_Schedule``):
   restarts without storing anything, and neither reveal the clock nor
   match between periods.
 
+Each record also says how much proof of work a stranger's contact request
+needs now (the ``effort`` callable: the messaging gate's, proposal 327's
+advertised effort). When it rises under a flood, the live records are
+published again at once, so strangers read it before their first try, but
+no record sooner than ``effort_window`` after its last publication (one
+change per window is all the gate makes; a flood cannot make us hammer
+the DHT). A fall waits for the next regular publication.
+
 On a clean shutdown ``unregister`` replaces every record that may still be
 live (this period's, the next one's, the last one's) with an empty one.
 """
@@ -37,9 +45,10 @@ from typing import Protocol
 
 import trio
 
+from anonsip.admission import GateLimits
 from anonsip.dht import DhtRecord, registration_record
 from anonsip.identity import TOR_TIME_PERIODS, Identity, RandomSource, TimePeriods
-from anonsip.registration import Contact, Presence, Registration
+from anonsip.registration import MAX_EFFORT, Contact, Presence, Registration
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +68,7 @@ class RegistrationState:
     seq: int = 0
     expires: float = 0.0
     stored_at: int = 0
+    effort: int = 0  # the contact-request effort the record advertises
 
 
 def sequence_number(identity: Identity, period: int, now: float, periods: TimePeriods) -> int:
@@ -98,6 +108,8 @@ class Registrar:
         max_retry_after: float = 30.0,
         on_change: Callable[[RegistrationState], None] | None = None,
         shared_random_changed: Callable[[], Awaitable[None]] | None = None,
+        effort: Callable[[], int] = lambda: 0,
+        effort_window: float = GateLimits().effort_window,
     ) -> None:
         self._identity = identity
         self._dht = dht
@@ -113,6 +125,9 @@ class Registrar:
         self._failures: dict[int, int] = {}
         self._on_change = on_change
         self._shared_random_changed = shared_random_changed
+        self._effort = effort
+        self._effort_window = effort_window
+        self._published_at: dict[int, float] = {}  # period -> when its record was last stored
         self._contacts: tuple[Contact, ...] = ()
         self._changed = trio.Event()
         self._due: dict[int, float] = {}  # period -> when its record is (re)published next
@@ -130,6 +145,27 @@ class Registrar:
                 spread = 0.0 if period == current else self._reposition_within
                 self._due[period] = now + self._uniform(0.0, spread)
             self._changed.set()
+
+    def effort_changed(self) -> None:
+        """The effort we ask of strangers changed: if it rose above what a live record
+        says, publish that record again, no sooner than a window after its last time
+        (the current period's first, the others at random times of their own)."""
+        effort = self._advertised_effort()
+        now = self._clock()
+        current = self._periods.number_at(now)
+        raised = False
+        for period, state in self._live.items():
+            if period not in self._due or state.effort >= effort:
+                continue
+            soonest = max(now, self._published_at.get(period, -math.inf) + self._effort_window)
+            spread = 0.0 if period == current else self._reposition_within
+            self._due[period] = min(self._due[period], soonest + self._uniform(0.0, spread))
+            raised = True
+        if raised:
+            self._changed.set()
+
+    def _advertised_effort(self) -> int:
+        return max(0, min(MAX_EFFORT, self._effort()))
 
     def _set_state(self, state: RegistrationState) -> None:
         self.state = state
@@ -154,9 +190,10 @@ class Registrar:
         end = self._periods.end_of(period + 1)
         expires = int(min(now + self._ttl * self._uniform(0.75, 1.0), end))
         presence = Presence.AVAILABLE if contacts else Presence.OFFLINE
+        effort = self._advertised_effort() if contacts else 0  # nobody dials an empty one
         seq = self._next_seq(period, now)
         registration = Registration(
-            contacts=contacts, presence=presence, expires=expires, sequence=seq
+            contacts=contacts, presence=presence, expires=expires, sequence=seq, effort=effort
         )
         record = registration_record(
             self._identity, period, registration, rng=self._rng, periods=self._periods
@@ -168,6 +205,7 @@ class Registrar:
             seq=seq,
             expires=float(expires),
             stored_at=stored,
+            effort=effort,
         )
 
     def _plan(self, now: float) -> None:
@@ -192,8 +230,11 @@ class Registrar:
         if state.state == "registered":
             self._failures.pop(period, None)
             self._live[period] = state
+            stored_at = self._published_at[period] = self._clock()
             refresh = self._uniform(self._refresh_before, 2 * self._refresh_before)
             self._due[period] = max(now + 1.0, state.expires - refresh)
+            if self._advertised_effort() > state.effort:  # it rose while we stored
+                self._due[period] = min(self._due[period], stored_at + self._effort_window)
             if period != current:
                 log.info("published the next period's registration on %d nodes", state.stored_at)
         else:
@@ -236,6 +277,7 @@ class Registrar:
                 if due <= now:
                     await self._publish_due(period, now)
             self._live = {p: s for p, s in self._live.items() if s.expires > self._clock()}
+            self._published_at = {p: t for p, t in self._published_at.items() if p in self._live}
             wake = min(self._due.values())
             delay = max(1.0, wake - self._clock())
             with trio.move_on_after(delay if math.isfinite(delay) else 60.0):

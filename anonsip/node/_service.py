@@ -13,7 +13,8 @@ echo bot, mailboxes, …). Each service declares what it handles:
 
 and has a lifecycle: ``run`` in the node's nursery once the node is
 reachable, ``contacts_changed`` when anyone changes the contact list,
-``link_up`` when a secure link to a peer comes up, ``stopping`` while the
+``link_up`` when a secure link to a peer comes up, ``registration_found``
+when a lookup found a peer's registration, ``stopping`` while the
 links are still up before the node unregisters. Two services claiming the
 same method, package, operation or the media streams is an error when the
 node is built (``ServiceConflict``), not a silent override.
@@ -29,6 +30,7 @@ import trio
 from anonsip._errors import LocalError
 from anonsip.control import OPERATIONS, View
 from anonsip.node._link import PeerLink
+from anonsip.registration import Registration
 from anonsip.sip import AckReceived, InviteCancelled, RequestReceived, SipEvent
 
 __all__ = [
@@ -75,6 +77,9 @@ class NodeService:
 
     def link_up(self, peer_key: bytes) -> None:
         """A secure link to ``peer_key`` came up (either side dialled)."""
+
+    def registration_found(self, peer_key: bytes, registration: Registration) -> None:
+        """A lookup found ``peer_key``'s newest registration (verified and decrypted)."""
 
     async def stopping(self) -> None:
         """The node is stopping and its links are still up: say goodbye (briefly)."""

@@ -7,7 +7,10 @@ control operations to them, as the node does. A ``Mesh`` joins nodes by
 in-memory streams: ``link_to`` runs the real IK handshake and starts a
 ``PeerLink`` on both ends; ``open_media`` hands a stream to the peer's
 media service. ``cut`` breaks a link; ``down`` makes a node unreachable (a
-dial then hangs as a dead onion does, and fails). Pairs, not mocks.
+dial then hangs as a dead onion does, and fails). A node with a
+registration in ``registrations`` is looked up (for ``LOOKUP_S``, the
+services told what was found) before each dial to it, as the node's links
+do. Pairs, not mocks.
 """
 
 from __future__ import annotations
@@ -26,10 +29,13 @@ from anonsip.identity import Identity
 from anonsip.node import NodeContext, NodeService, ServiceTable, Session
 from anonsip.node._link import PeerLink
 from anonsip.node._links import Unreachable, sip_uri
+from anonsip.registration import Registration
 from anonsip.sip import RequestReceived, SipEndpoint, SipEvent
 from anonsip.store import ContactState, MessageStore
 
-__all__ = ["MemoryNode", "Mesh", "Recorder", "seeded"]
+__all__ = ["LOOKUP_S", "MemoryNode", "Mesh", "Recorder", "seeded"]
+
+LOOKUP_S = 2.0  # how long a lookup in the "DHT" of registrations takes
 
 
 def seeded(seed: int) -> Callable[[int], bytes]:
@@ -105,11 +111,13 @@ class MemoryNode:
         self.scope = trio.CancelScope()
         self.stopped = trio.Event()
         self.dials = 0
+        self.effort_changes = 0  # times a service said the effort asked of strangers changed
         self.context.connect(
             publish=self.recorder,
             contacts_changed=self._contacts_changed,
             status_changed=lambda: None,
             stop=lambda: self.scope.cancel(),
+            effort_changed=self._effort_changed,
         )
         self.context.overlay_up(self, self._resolve)
 
@@ -127,12 +135,21 @@ class MemoryNode:
         self.store.add_contact(other.address, other.name, 0.0, state=state)
         self._contacts_changed()
 
+    def _effort_changed(self) -> None:
+        self.effort_changes += 1
+
     def _contacts_changed(self) -> None:
         for service in self.table.services:
             service.contacts_changed()
 
-    async def _resolve(self, key: bytes) -> Any:
-        raise Unreachable("no DHT in memory")
+    async def _resolve(self, key: bytes) -> tuple[int, Registration]:
+        registration = self.mesh.registrations.get(key)
+        if registration is None:
+            raise Unreachable("no registration in memory")
+        await trio.sleep(LOOKUP_S)
+        for service in self.table.services:
+            service.registration_found(key, registration)
+        return 0, registration
 
     # -- LinkSource -------------------------------------------------------------
 
@@ -144,6 +161,8 @@ class MemoryNode:
         link = self.current(peer)
         if link is not None:
             return link
+        if peer in self.mesh.registrations:
+            await self._resolve(peer)
         return await self.mesh.dial(self, self.mesh.nodes[peer])
 
     async def open_media(self, peer: bytes) -> trio.abc.Stream:
@@ -174,6 +193,7 @@ class Mesh:
         self.clock = clock
         self.nodes: dict[bytes, MemoryNode] = {}
         self.down: set[bytes] = set()
+        self.registrations: dict[bytes, Registration] = {}
         self.media: list[tuple[trio.abc.Stream, trio.abc.Stream]] = []
         self.dials = 0
 

@@ -17,10 +17,18 @@ import pytest
 import trio
 import trio.testing
 
-from anonsip.admission import time_bucket
+from anonsip.admission import GateLimits, time_bucket
 from anonsip.control import MessageView
 from anonsip.node._contacts import ContactsService
-from anonsip.node._messaging import EFFORT_HEADER, PROOF_HEADER, MessagingService
+from anonsip.node._messaging import (
+    EFFORT_HEADER,
+    MAX_EFFORT,
+    MAX_REMEMBERED_EFFORTS,
+    PROOF_HEADER,
+    MessagingService,
+)
+from anonsip.registration import MAX_EFFORT as MAX_RECORD_EFFORT
+from anonsip.registration import Contact, Presence, Registration, onion_address
 from anonsip.sip import message_request
 from anonsip.store import ContactState, MessageState
 from tests.unit.node.mesh import MemoryNode, Mesh
@@ -144,6 +152,78 @@ async def test_a_stranger_asked_for_more_work_pays_it_once_and_gets_through(
     assert alice._effort_for(b.address) == 16
     stats = bob.gate_statistics()
     assert (stats.low_effort, stats.admitted, stats.effort) == (1, 1, 16)
+
+
+def _registration(effort: int) -> Registration:
+    """A registration as the peer's registrar seals it, advertising ``effort``."""
+    onion = Contact(onion=onion_address(bytes(range(32))), port=5061)
+    return Registration(
+        contacts=(onion,), presence=Presence.AVAILABLE, expires=2**40, sequence=1, effort=effort
+    )
+
+
+@pytest.mark.parametrize("advertised", [True, False])
+async def test_a_stranger_pays_the_effort_its_registration_advertises_at_the_first_try(
+    mesh: Mesh, autojump_clock: trio.testing.MockClock, advertised: bool
+) -> None:
+    a, b = mesh.add("alice", 1), mesh.add("bob", 2)
+    alice = _give_services(a)  # rests at 4 bits
+    bob = _give_services(b, pow_bits=16)  # asks 16 (as if flooded), and advertises it
+    if advertised:
+        # Found by the lookup of the dial, while alice solves her resting proof.
+        mesh.registrations[b.key] = _registration(bob.effort())
+    await mesh.start(a)
+    await mesh.start(b)
+    first = MessageView.decode(await a.op("send", peer=b.address, text="hi, it's alice"))
+    await _state(a, first.message_id, "request", timeout=60)
+    stats = bob.gate_statistics()
+    if advertised:
+        # Its first request proved 16 bits: no 486, nothing asked of alice.
+        assert (stats.low_effort, stats.admitted) == (0, 1)
+        assert alice._efforts == {}
+        assert alice._effort_for(b.address) == 16
+    else:  # the control: a resting proof, a 486, and a second try
+        assert (stats.low_effort, stats.admitted) == (1, 1)
+
+
+async def test_an_advertised_effort_is_capped_and_a_calm_registration_forgets_it(
+    mesh: Mesh, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b = mesh.add("alice", 1), mesh.add("bob", 2)
+    alice = _give_services(a)
+    for advertised, proved in ((20, 20), (MAX_RECORD_EFFORT, MAX_EFFORT), (2, POW), (0, POW)):
+        alice.registration_found(b.key, _registration(advertised))
+        assert alice._effort_for(b.address) == proved, advertised
+    assert alice._advertised == {}  # at or below the resting effort: nothing kept
+    # What a 486 asked and what the registration says: the more of the two.
+    alice._efforts[b.address] = 18
+    alice.registration_found(b.key, _registration(22))
+    assert alice._effort_for(b.address) == 22
+    alice.registration_found(b.key, _registration(0))
+    assert alice._effort_for(b.address) == 18
+    # The table is bounded: the least recently told go first.
+    peers = [mesh.add(f"peer{i}", 100 + i) for i in range(MAX_REMEMBERED_EFFORTS + 8)]
+    for peer in peers:
+        alice.registration_found(peer.key, _registration(20))
+    assert len(alice._advertised) == MAX_REMEMBERED_EFFORTS
+    assert alice._effort_for(peers[0].address) == POW
+    assert alice._effort_for(peers[-1].address) == 20
+
+
+async def test_a_raised_effort_is_told_to_the_node_when_the_next_stranger_arrives(
+    mesh: Mesh, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b = await _pair(mesh, friends=False)
+    bob = b.service(MessagingService)
+    # A flood with enough work: twice what the gate lets through in one window.
+    for i in range(40):
+        bob._gate.admit(f"flooder{i}")
+    await trio.sleep(GateLimits().effort_window)
+    assert b.effort_changes == 0
+    first = MessageView.decode(await a.op("send", peer=b.address, text="hi, it's alice"))
+    await _state(a, first.message_id, "request", timeout=60)
+    assert bob.effort() == POW + 1  # log2(40 / 20) bits more
+    assert b.effort_changes == 1  # its registrar publishes that (rate-limited there)
 
 
 async def test_too_little_work_gets_the_same_answer_whether_blocked_or_not(

@@ -7,7 +7,10 @@ whose boundary is 2000 s later. The registrar registers P at once,
 re-registers at a random time before expiry and publishes P+1 at a random
 time in the last ``next_period_lead`` before the boundary; lookups succeed
 on both sides of it, an unregister leaves empty records for both periods,
-and an older record served after a newer one is refused. The last tests
+and an older record served after a newer one is refused. The record
+carries, sealed, the proof-of-work effort asked of strangers; a rise is
+published again at most once per effort window, a fall waits for the
+regular republication. The last tests
 let storing and looked-up nodes record everything they see and show they
 cannot link a pseudonym's records across periods, nor a lookup to the
 node that stores the looker's own record.
@@ -38,7 +41,7 @@ from anonsip.dht import record_key as dht_key
 from anonsip.identity import Identity, TimePeriods, blind_public_key
 from anonsip.node._registrar import Registrar, RegistrationState, sequence_number
 from anonsip.node._resolver import NotRegistered, Resolver
-from anonsip.registration import Contact, Presence, Registration
+from anonsip.registration import Contact, Presence, Registration, open_record
 from anonsip.registration._record import onion_address
 from tests.unit.dht.helpers import SHARED
 from tests.unit.dht.memnet import EPOCH, MemoryNet, Seen, clock, network
@@ -49,6 +52,7 @@ BOUNDARY = PERIODS.end_of(P) - EPOCH  # trio time of the P -> P+1 boundary
 TTL = 1800.0
 REFRESH_BEFORE = 300.0
 LEAD = 600.0
+WINDOW = 120.0  # the admission gate's effort window
 ONION = Contact(onion=onion_address(bytes(range(32))), port=5061)
 
 
@@ -114,7 +118,12 @@ class Recorder:
 
 
 def make_registrar(
-    net: MemoryNet, node: DhtNode, identity: Identity, seed: int, log: StateLog | None = None
+    net: MemoryNet,
+    node: DhtNode,
+    identity: Identity,
+    seed: int,
+    log: StateLog | None = None,
+    effort: Callable[[], int] = lambda: 0,
 ) -> tuple[Registrar, Recorder]:
     recorder = Recorder(net.client(node))
     registrar = Registrar(
@@ -128,6 +137,8 @@ def make_registrar(
         next_period_lead=LEAD,
         reposition_within=60.0,
         on_change=log,
+        effort=effort,
+        effort_window=WINDOW,
     )
     registrar.set_contacts((ONION,))
     return registrar, recorder
@@ -315,6 +326,84 @@ async def test_a_new_shared_random_value_moves_the_records(
         key = recorder.puts[1].record.key
         where = positions(key, SharedRandom.single(bytes(32)))[0].location
         assert any(n.store.get(where, clock()) for n in nodes)
+        nursery.cancel_scope.cancel()
+
+
+# -- the proof-of-work effort a registration advertises (proposal 327) ----------------------
+
+
+def _effort_of(put: Put, period: int = P) -> int:
+    """The effort sealed in a stored record, as someone who knows the address reads it."""
+    payload = put.record.payload
+    return open_record(ALICE.public_key, period, payload, clock(), periods=PERIODS).effort
+
+
+async def test_the_record_advertises_the_effort_asked_of_strangers(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with network(8) as (net, nodes), trio.open_nursery() as nursery:
+        log = StateLog()
+        registrar, recorder = make_registrar(net, nodes[0], ALICE, 2, log, effort=lambda: 20)
+        nursery.start_soon(registrar.run)
+        await log.wait_stored(1)
+        assert registrar.state.effort == 20
+        assert _effort_of(recorder.puts[0]) == 20
+        _, found = await resolver(net, nodes[5]).lookup(ALICE.public_key)
+        assert found.effort == 20
+        # The value a storing node keeps does not carry it in the clear.
+        assert bytes([0xA1, ord("e"), 20]) not in recorder.puts[0].record.payload
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_rising_effort_is_published_again_at_most_once_a_window(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    asked = [16]
+    async with network(8) as (net, nodes), trio.open_nursery() as nursery:
+        log = StateLog()
+        registrar, recorder = make_registrar(net, nodes[0], ALICE, 2, log, effort=lambda: asked[-1])
+        nursery.start_soon(registrar.run)
+        await log.wait_stored(1)
+        first = recorder.puts[0].at
+        assert _effort_of(recorder.puts[0]) == 16
+        # A flood: the effort rises, and the messaging service says so at every request.
+        for second in range(1, 300):
+            await trio.sleep_until(first + second)
+            if second in (10, 50, 100, 150):
+                asked.append(asked[-1] + 2)
+            registrar.effort_changed()
+        puts = recorder.of_period(P)
+        # Not at once (the first record is younger than a window), then once a window.
+        assert [round(p.at - first) for p in puts] == [0, 120, 240]
+        # Each carries the effort asked when it went out: strangers learn the newest.
+        assert [_effort_of(p) for p in puts] == [16, 22, 24]
+        _, found = await resolver(net, nodes[5]).lookup(ALICE.public_key)
+        assert found.effort == 24
+        # Calm: the effort falls back; no extra publication, the next regular one says so.
+        asked.append(16)
+        registrar.effort_changed()
+        await trio.sleep(60)
+        assert len(recorder.of_period(P)) == 3
+        await log.wait_stored(4)
+        (_, third), (_, fourth) = log.stored()[2:4]
+        assert fourth.seq == recorder.of_period(P)[3].record.seq
+        assert recorder.of_period(P)[3].at >= third.expires - EPOCH - 2 * REFRESH_BEFORE - 1
+        assert _effort_of(recorder.of_period(P)[3]) == 16
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_effort_that_does_not_rise_publishes_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with network(8) as (net, nodes), trio.open_nursery() as nursery:
+        log = StateLog()
+        registrar, recorder = make_registrar(net, nodes[0], ALICE, 2, log, effort=lambda: 20)
+        nursery.start_soon(registrar.run)
+        await log.wait_stored(1)
+        for _ in range(600):
+            await trio.sleep(1)
+            registrar.effort_changed()
+        assert len(recorder.puts) == 1
         nursery.cancel_scope.cancel()
 
 
