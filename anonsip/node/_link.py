@@ -134,9 +134,10 @@ class PeerLink:
                 self._drain_events()
             except SipParseError:
                 log.info("peer lost SIP framing; closing the session")
-                await self._flush()
+                await self._flush_own()
                 return
-            await self._flush()
+            if not await self._flush_own():
+                return
 
     def _drain_events(self) -> None:
         while (event := self.endpoint.next_event()) is not None:
@@ -212,7 +213,8 @@ class PeerLink:
                 continue
             self.endpoint.on_timer(trio.current_time())
             self._drain_events()
-            await self._flush()
+            if not await self._flush_own():
+                return
 
     # -- sending -------------------------------------------------------------
 
@@ -232,6 +234,18 @@ class PeerLink:
                     self._break()
                     raise
         self._wake_timer.set()
+
+    async def _flush_own(self) -> bool:
+        """Send what the link's own tasks owe (answers the endpoint makes by itself,
+        timer output); a broken session ends the link here, as a read that fails
+        does. False once it has."""
+        try:
+            await self._flush()
+        except LinkBroken as exc:
+            log.info("session with peer broke: %s", exc)
+            self._break()
+            return False
+        return True
 
     def _break(self) -> None:
         self._closed.set()

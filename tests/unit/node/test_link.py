@@ -163,3 +163,19 @@ async def test_a_silent_peer_times_out_on_timer_f(autojump_clock: trio.testing.M
         bob.answer = 200
         response = await a.request(message(a, "now?"))
         assert response.status_code == 200
+
+
+async def test_an_answer_the_link_owes_on_a_broken_stream_ends_it_quietly() -> None:
+    """The link's own reading task answers some requests itself (501 for an unknown
+    method); if the stream broke meanwhile, the link ends — nothing escapes ``run()``
+    (a node once died of it when a peer vanished mid-burst)."""
+    alice, bob = Peer(ALICE), Peer(BOB)
+    async with linked(alice, bob) as (a, b, (_a_stream, b_stream)):
+        assert (await a.request(message(a, "hello"))).status_code == 200
+        await b_stream.send_stream.aclose()  # bob still reads, can no longer send
+        unknown = message(a, "?").to_bytes().replace(b"MESSAGE", b"FROBNICATE")
+        await a.session.send(unknown)
+        with trio.fail_after(5):
+            await b.wait_closed()
+        assert not b.is_open
+        assert [e.request.method for e in bob.received] == ["MESSAGE"]  # never handed on
