@@ -168,6 +168,16 @@ class PeerLink:
                     else LinkBroken("the session to the peer ended")
                 )
                 pending.done.set()
+            if isinstance(event, TransactionTimedOut):
+                # On a reliable, ordered session a live peer answers everything, if only
+                # with an error: silence means the stream is dead without having said so
+                # (a peer whose tor vanished can leave an onion stream half-open for
+                # minutes). End the link, so the next request dials afresh.
+                log.info(
+                    "the peer did not answer a %s in time; closing the session",
+                    event.request.method,
+                )
+                self._break()
         elif (
             isinstance(event, RequestReceived)
             and event.request.method in self._ordered_methods

@@ -365,10 +365,13 @@ class MessagingService(NodeService):
             return False
         delivered: list[str] = []
         failed: list[str] = []
+        unanswered: list[str] = []
         settled = True
         for message_id, result in zip(ids, results, strict=True):
             if isinstance(result, AnonsipError) or not settled:
                 settled = False  # an error, or after one: retried later, in order
+                if isinstance(result, AnonsipError):
+                    unanswered.append(message_id)
                 continue
             if result.status_code == 200:
                 if not delivered:
@@ -382,6 +385,11 @@ class MessagingService(NodeService):
         await self._ctx.db(self._store.finish_many, delivered, failed)
         for message_id in (*delivered, *failed):
             self._publish_state(message_id)
+        if unanswered:
+            # Timed out or cut off on the way (the session died under them): as when the
+            # dial fails, they also go to the mailbox and stay queued for a direct try.
+            log.info("%d messages were not answered; they stay in the outbox", len(unanswered))
+            await self._to_mailbox(peer, unanswered, request=False)
         return settled
 
     async def _to_mailbox(self, peer: str, message_ids: list[str], *, request: bool) -> None:

@@ -3,7 +3,8 @@
 A MESSAGE is answered in either direction; when the stream breaks every
 pending request fails with ``LinkBroken``; a peer that never answers costs
 exactly Timer F (64*T1) and ``RequestTimedOut``, driven by the link's own
-timer task on the autojump clock.
+timer task on the autojump clock, and ends the link (silence on a reliable
+session is a dead stream).
 """
 
 from __future__ import annotations
@@ -158,11 +159,32 @@ async def test_a_silent_peer_times_out_on_timer_f(autojump_clock: trio.testing.M
             await a.request(message(a, "anyone?"))
         assert trio.current_time() - start == pytest.approx(64 * T1, abs=0.01)
         assert len(bob.received) == 1  # a reliable transport: no retransmissions
-        # The link itself survives a timed-out transaction.
-        assert a.is_open
-        bob.answer = 200
-        response = await a.request(message(a, "now?"))
-        assert response.status_code == 200
+        # Silence on a reliable session means a dead stream (a peer whose tor vanished
+        # can leave it half-open): the link ends, and every other pending request with it.
+        await a.wait_closed()
+        assert not a.is_open
+        with pytest.raises(LinkBroken):
+            await a.request(message(a, "now?"))
+
+
+async def test_other_requests_pending_on_a_silent_link_fail_with_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    alice, bob = Peer(ALICE), Peer(BOB, answer=None)
+    async with linked(alice, bob) as (a, _b, _):
+        outcomes: list[type[BaseException]] = []
+
+        async def ask(text: str) -> None:
+            with pytest.raises((RequestTimedOut, LinkBroken)) as caught:
+                await a.request(message(a, text))
+            outcomes.append(caught.type)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask, "first")
+            await trio.sleep(10)  # the second is asked later: its Timer F has not fired
+            nursery.start_soon(ask, "second")
+        assert outcomes == [RequestTimedOut, LinkBroken]
+        assert trio.current_time() == pytest.approx(64 * T1, abs=0.01)
 
 
 async def test_an_answer_the_link_owes_on_a_broken_stream_ends_it_quietly() -> None:

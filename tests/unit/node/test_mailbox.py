@@ -27,8 +27,10 @@ from anonsip.mailbox import (
     seal_letter,
 )
 from anonsip.node._contacts import ContactsService
+from anonsip.node._link import PeerLink
 from anonsip.node._mailbox import MailboxService
 from anonsip.node._messaging import MessagingService
+from anonsip.sip import SipEvent
 from anonsip.store import MessageState
 from tests.unit.node.mesh import MemoryNode, Mesh
 
@@ -308,3 +310,37 @@ async def test_a_strangers_oversized_request_letter_does_not_stop_the_collection
     assert await bob.op("requests") == []
     period = TOR_TIME_PERIODS.number_at(trio.current_time() + NOW)
     assert boxes.kept[dht_key(mailbox_key(bob.key, period))] == {}  # dropped like any junk
+
+
+async def test_messages_unanswered_on_a_dead_session_go_to_the_mailbox(
+    world: tuple[Mesh, Mailboxes], autojump_clock: trio.testing.MockClock
+) -> None:
+    """Bob's end of the session goes silent (a stream left half-open when his tor
+    vanished): alice's pipelined window times out, the link ends, and the messages
+    go to his mailbox instead of waiting on the silent session for ever."""
+    mesh, boxes = world
+    alice, bob = mesh.add("alice", 1), mesh.add("bob", 2)
+    _services(alice, boxes)
+    _services(bob, boxes)
+    alice.befriend(bob)
+    bob.befriend(alice)
+    await mesh.start(alice)
+    await mesh.start(bob)
+    first = MessageView.decode(await alice.op("send", peer="bob", text="hello"))
+    await _state(alice, first.message_id, "delivered")
+    link = bob.current(alice.key)
+    assert link is not None
+
+    async def silent(_link: PeerLink, _event: SipEvent) -> None:
+        await trio.sleep_forever()
+
+    link._on_incoming = silent  # bob's node still reads, and never answers again
+    mesh.down.add(bob.key)  # nor can he be dialled afresh
+    sent = [
+        MessageView.decode(await alice.op("send", peer="bob", text=f"into the void {i}"))
+        for i in range(3)
+    ]
+    for message in sent:
+        await _state(alice, message.message_id, "in_mailbox", timeout=120)
+    assert boxes.deposits == 3
+    assert alice.store.outbox_size() == 3  # and still queued for a direct try
