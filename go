@@ -28,6 +28,7 @@ command -v tcpdump >/dev/null || missing+=(tcpdump)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v unshare >/dev/null || missing+=(util-linux)
 command -v mount >/dev/null || missing+=(mount)
+command -v umount >/dev/null || missing+=(mount)  # the full-disk test unmounts its tmpfs
 command -v gcc >/dev/null || missing+=(gcc python3-dev)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "go: installing system packages: ${missing[*]}" >&2

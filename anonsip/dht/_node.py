@@ -183,6 +183,8 @@ class DhtNode:
         # Re-read when the table is empty (a bootstrap file other nodes keep
         # adding to); without it the node retries the contacts it was given.
         self.bootstrap_source: Callable[[], Sequence[Contact]] | None = None
+        # Told when maintenance joins again an emptied (or never filled) routing table.
+        self.on_rejoined: Callable[[], None] | None = None
         self._nursery: trio.Nursery | None = None
         self._nursery_manager: contextlib.AbstractAsyncContextManager[trio.Nursery] | None = None
         self._last_replicate = clock()
@@ -486,7 +488,8 @@ class DhtNode:
             contacts = contacts or self._bootstrap
             if contacts:
                 log.info("the DHT routing table is empty: joining again through the bootstrap list")
-                await self.bootstrap(contacts)
+                if await self.bootstrap(contacts) and self.on_rejoined is not None:
+                    self.on_rejoined()
         await self._refresh()
         await self.republish_deposits()
         if now - self._last_replicate >= self.config.replicate_interval:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import trio
 
@@ -61,10 +62,16 @@ def media_context(call_id: str, callee_tag: str) -> str:
     return f"{call_id}\x00{callee_tag}"
 
 
-def media_token(link: PeerLink, context: str, path: int = 0) -> bytes:
+class KeyExporter(Protocol):
+    """A secure session's two ends (``Session``, ``SecureChannel``): keys only they derive."""
+
+    def export_key(self, label: bytes) -> bytes: ...
+
+
+def media_token(session: KeyExporter, context: str, path: int = 0) -> bytes:
     """The token that names path ``path`` of a call; only the session's two ends know it."""
     suffix = b"" if path == 0 else b"\x00path" + bytes([path])
-    return link.session.export_key(MEDIA_TOKEN_LABEL + context.encode() + suffix)[:TOKEN_BYTES]
+    return session.export_key(MEDIA_TOKEN_LABEL + context.encode() + suffix)[:TOKEN_BYTES]
 
 
 def media_keys(link: PeerLink, context: str, *, caller: bool, path: int = 0) -> MediaKeys:
@@ -265,7 +272,7 @@ class CallMedia:
         paths.tokens = tokens
         paths.name(context)
         for number in range(MAX_PATH_NUMBERS):
-            token = media_token(leg.link, context, number)
+            token = media_token(leg.link.session, context, number)
             paths.tokens.append(token)
 
             def deliver(stream: trio.abc.Stream, number: int = number) -> bool:
@@ -298,7 +305,7 @@ class CallMedia:
                 stream = await self._open_media(leg.peer_key)
             await paths.named.wait()
             assert paths.context is not None
-            await stream.send_all(media_token(link, paths.context, number))
+            await stream.send_all(media_token(link.session, paths.context, number))
         except (AnonsipError, OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
             paths.dialling -= 1
             if stream is not None:

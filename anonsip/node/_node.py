@@ -476,6 +476,7 @@ class Node:
             return [c for source in self._seed_sources(dht) for c in source.contacts]
 
         dht.node.bootstrap_source = everyone
+        dht.node.on_rejoined = self._publish_status  # clients see the routing table fill
         for source in self._seed_sources(dht):
             if not source.contacts:
                 continue

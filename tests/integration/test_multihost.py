@@ -48,6 +48,10 @@ def _running(status: dict[str, Any]) -> bool:
     return status.get("phase") == "running"
 
 
+def _in_the_dht(status: dict[str, Any]) -> bool:
+    return int((status.get("dht") or {}).get("routing_table", 0)) >= 1
+
+
 @pytest.fixture(scope="module")
 def lan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lan]:
     with Hosts(tmp_path_factory.mktemp("multihost") / "hosts") as hosts:
@@ -135,10 +139,8 @@ def test_two_users_join_from_the_code_and_register(
         # The registration went out as anonymous requests; the node's own DHT node joins
         # through the code's contact on its own schedule (a first dial of a fresh onion can
         # outlast one RPC timeout; maintenance joins again while the table is empty).
-        deadline = time.monotonic() + JOIN_TIMEOUT
-        while status["dht"]["routing_table"] < 1 and time.monotonic() < deadline:
-            time.sleep(1.0)
-            status = node.status()
+        if status["dht"]["routing_table"] < 1:
+            status = trio.run(node.wait_status, _in_the_dht, JOIN_TIMEOUT)
         assert status["dht"]["routing_table"] >= 1, "the code's DHT contact was not reached"
     for audit in audits:
         assert audit.problems == [], f"{audit.name}: {audit.problems}"

@@ -316,13 +316,6 @@ def _channel_pair(inputs: Json) -> tuple[SecureChannel, SecureChannel, list[Json
     return initiator, responder, writes
 
 
-class _Link:
-    """What ``media_token`` reads of a node's link: its secure session."""
-
-    def __init__(self, session: SecureChannel) -> None:
-        self.session = session
-
-
 def build_secure_channel(inputs: Json) -> Json:
     initiator, responder, writes = _channel_pair(inputs)
     exports = []
@@ -330,9 +323,8 @@ def build_secure_channel(inputs: Json) -> Json:
         key = initiator.export_key(_b(label_hex))
         assert key == responder.export_key(_b(label_hex))
         exports.append({"label": label_hex, "key": key.hex()})
-    link = _Link(initiator)
     tokens = [
-        {"path": path, "token": media_token(link, MEDIA_CONTEXT, path).hex()}  # type: ignore[arg-type]
+        {"path": path, "token": media_token(initiator, MEDIA_CONTEXT, path).hex()}
         for path in inputs["media_token_paths"]
     ]
     return {

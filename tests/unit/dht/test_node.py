@@ -363,3 +363,20 @@ async def test_nodes_joining_together_through_one_contact_meet(
         assert all(size >= 2 for size in sizes.values()), sizes
         assert max(sizes.values()) >= 4, sizes
         nursery.cancel_scope.cancel()
+
+
+async def test_maintenance_joins_an_empty_table_again_and_says_so(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with network(6) as (net, nodes):
+        late = await net.start(6)
+        rejoined: list[int] = []
+        late.on_rejoined = lambda: rejoined.append(late.statistics().routing_contacts)
+        await late.maintain()  # nobody to join through yet: nothing to say
+        assert rejoined == []
+        late.bootstrap_source = lambda: [nodes[0].contact]
+        await late.maintain()
+        assert len(rejoined) == 1
+        assert rejoined[0] >= 1
+        await late.maintain()  # a table that has contacts is not joined again
+        assert len(rejoined) == 1

@@ -291,8 +291,8 @@ async def test_media_token_and_keys_are_shared_per_call_and_mix_the_callees_choi
         link_a = await a.node.link_to(b.node.key)
         link_b = b.node.links[a.node.key]
         same = media_context("call-1", "tag-1")
-        assert media_token(link_a, same) == media_token(link_b, same)
-        assert len(media_token(link_a, same)) == TOKEN_BYTES
+        assert media_token(link_a.session, same) == media_token(link_b.session, same)
+        assert len(media_token(link_a.session, same)) == TOKEN_BYTES
         keys_a, keys_b = (
             media_keys(link_a, same, caller=True),
             media_keys(link_b, same, caller=False),
@@ -300,7 +300,7 @@ async def test_media_token_and_keys_are_shared_per_call_and_mix_the_callees_choi
         assert (keys_a.send, keys_a.receive) == (keys_b.receive, keys_b.send)
         # A caller reusing a Call-ID meets a new To tag of the callee: new token, new keys.
         again = media_context("call-1", "tag-2")
-        assert media_token(link_a, again) != media_token(link_a, same)
+        assert media_token(link_a.session, again) != media_token(link_a.session, same)
         assert media_keys(link_a, again, caller=True) != media_keys(link_a, same, caller=True)
 
 
