@@ -183,8 +183,10 @@ class DhtNode:
         # Re-read when the table is empty (a bootstrap file other nodes keep
         # adding to); without it the node retries the contacts it was given.
         self.bootstrap_source: Callable[[], Sequence[Contact]] | None = None
-        # Told when maintenance joins again an emptied (or never filled) routing table.
+        # Told when an emptied (or never filled) routing table has contacts again:
+        # maintenance joined through the bootstrap list, or other nodes found us.
         self.on_rejoined: Callable[[], None] | None = None
+        self._alone = False  # the table was empty at the end of the last round or join
         self._nursery: trio.Nursery | None = None
         self._nursery_manager: contextlib.AbstractAsyncContextManager[trio.Nursery] | None = None
         self._last_replicate = clock()
@@ -424,6 +426,7 @@ class DhtNode:
             for contact in self._bootstrap:
                 nursery.start_soon(self._call, contact, Ping())
         if len(self.routing) == 0:
+            self._alone = True
             return 0
         await self._run_lookup(self.contact.node_id)
         if len(self.routing) <= len(self._bootstrap):
@@ -435,6 +438,7 @@ class DhtNode:
             await self._run_lookup(self.contact.node_id)
         with trio.move_on_after(self.config.operation_timeout):
             await self._refresh(force=True)  # a head start; maintenance goes on with it
+        self._alone = len(self.routing) == 0
         return len(self.routing)
 
     async def find_node(self, node_id: NodeId) -> list[Contact]:
@@ -483,13 +487,16 @@ class DhtNode:
         self.store.sweep(now, shared)
         self.deposits.sweep(now, shared)
         await pool.close_idle(self.config.idle_timeout)
+        was_alone = self._alone or len(self.routing) == 0
         if len(self.routing) == 0:
             contacts = list(self.bootstrap_source()) if self.bootstrap_source else []
             contacts = contacts or self._bootstrap
             if contacts:
                 log.info("the DHT routing table is empty: joining again through the bootstrap list")
-                if await self.bootstrap(contacts) and self.on_rejoined is not None:
-                    self.on_rejoined()
+                await self.bootstrap(contacts)
+        self._alone = len(self.routing) == 0
+        if was_alone and not self._alone and self.on_rejoined is not None:
+            self.on_rejoined()
         await self._refresh()
         await self.republish_deposits()
         if now - self._last_replicate >= self.config.replicate_interval:

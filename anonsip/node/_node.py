@@ -192,6 +192,12 @@ class _NodeOps(NodeService):
         try:
             period, registration = await ctx.resolve(address.public_key)
         except NotRegistered as exc:
+            dht = self._node.dht
+            if dht is not None and len(dht.node.routing) == 0:
+                return LookupView(
+                    found=False,
+                    reason=f"{exc}; this node knows no other DHT node yet (add a contact's invite)",
+                )
             return LookupView(found=False, reason=str(exc))
         return LookupView(
             found=bool(registration.contacts),
@@ -476,7 +482,7 @@ class Node:
             return [c for source in self._seed_sources(dht) for c in source.contacts]
 
         dht.node.bootstrap_source = everyone
-        dht.node.on_rejoined = self._publish_status  # clients see the routing table fill
+        dht.node.on_rejoined = self._rejoined
         for source in self._seed_sources(dht):
             if not source.contacts:
                 continue
@@ -492,6 +498,13 @@ class Node:
             except OSError as exc:
                 log.warning("could not add ourselves to a bootstrap list: %s", exc.strerror)
 
+    def _rejoined(self) -> None:
+        """The DHT node joined again an empty table: clients see it fill, and the
+        registrar stores again what it stored while the node was alone."""
+        self._publish_status()
+        if self.registrar is not None:
+            self.registrar.rejoined()
+
     async def join_through(self, contacts: Sequence[DhtContact], source: str) -> None:
         """New contacts to join through (an invite, ``bootstrap add``): keep them, and use
         them now if this node is alone."""
@@ -501,7 +514,10 @@ class Node:
         if dht is not None and len(dht.node.routing) == 0 and contacts:
             joined = await dht.node.bootstrap(list(contacts))
             log.info("joined the DHT through new %s contacts: %d nodes known", source, joined)
-            self._publish_status()
+            if joined:
+                self._rejoined()
+            else:
+                self._publish_status()
 
     async def _keep_good_contacts(self, dht: OnionDht) -> None:
         """Every few minutes, the routing table's contacts go to the store for the next start."""

@@ -30,6 +30,11 @@ no record sooner than ``effort_window`` after its last publication (one
 change per window is all the gate makes; a flood cannot make us hammer
 the DHT). A fall waits for the next regular publication.
 
+A record stored while our own DHT node knew no other node (a join that
+failed, a network cut off) is held by that node alone, where only nodes
+that join through us look: when the node joins again (``rejoined``) every
+record is stored again at once, where everyone's lookups go.
+
 On a clean shutdown ``unregister`` replaces every record that may still be
 live (this period's, the next one's, the last one's) with an empty one.
 """
@@ -139,12 +144,23 @@ class Registrar:
         """Our reachable onion contacts changed: re-register now."""
         if contacts != self._contacts:
             self._contacts = contacts
-            now = self._clock()
-            current = self._periods.number_at(now)
-            for period in self._due:  # the others at times of their own, not together
-                spread = 0.0 if period == current else self._reposition_within
-                self._due[period] = now + self._uniform(0.0, spread)
-            self._changed.set()
+            self._publish_again_soon()
+
+    def rejoined(self) -> None:
+        """Our DHT node joined the network again (its table had emptied, or never
+        filled): what we stored while it was alone sits where only nodes that join
+        through us look, so store every record again now."""
+        self._publish_again_soon()
+
+    def _publish_again_soon(self) -> None:
+        """The current period's record at once, the others at random times of their own
+        (never together: nothing may tie them to each other)."""
+        now = self._clock()
+        current = self._periods.number_at(now)
+        for period in self._due:
+            spread = 0.0 if period == current else self._reposition_within
+            self._due[period] = min(self._due[period], now + self._uniform(0.0, spread))
+        self._changed.set()
 
     def effort_changed(self) -> None:
         """The effort we ask of strangers changed: if it rose above what a live record

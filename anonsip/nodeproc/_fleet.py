@@ -56,18 +56,22 @@ class NodeFleet:
     async def start_all(
         self, *names: str, timeout: float = READY_TIMEOUT, registered: bool = False
     ) -> None:
-        """Start the named nodes side by side and wait until all are running."""
+        """Start the named nodes side by side and wait until all are running (and, if
+        asked, registered where the fleet's other nodes find them)."""
+        others = len(names) > 1 or any(n.running for n in self if n.name not in names)
         for name in names:
             self.nodes[name].start()
         try:
             async with trio.open_nursery() as nursery:
                 for name in names:
-                    nursery.start_soon(self._wait, name, timeout, registered)
+                    nursery.start_soon(self._wait, name, timeout, registered, others)
         except BaseExceptionGroup as group:
             error = sole_error(group)
             if error is group:
                 raise
             raise error from None
 
-    async def _wait(self, name: str, timeout: float, registered: bool) -> None:
-        await self.nodes[name].wait_ready(timeout, registered=registered)
+    async def _wait(self, name: str, timeout: float, registered: bool, others: bool) -> None:
+        await self.nodes[name].wait_ready(
+            timeout, registered=registered, joined=registered and others
+        )

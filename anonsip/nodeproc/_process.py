@@ -140,8 +140,10 @@ def _kill_and_wait(pid: int, timeout: float = 10.0) -> None:
         time.sleep(0.02)  # waiting for the kernel to tear a killed process down
 
 
-def _ready(status: StatusView, registered: bool) -> bool:
+def _ready(status: StatusView, registered: bool, joined: bool) -> bool:
     if status.phase.value != "running":
+        return False
+    if joined and status.dht.routing_table < 1:
         return False
     return not registered or status.registration.state == "registered"
 
@@ -299,16 +301,17 @@ class NodeProcess:
                 return await client.call(op, **args)
 
     async def wait_ready(
-        self, timeout: float = READY_TIMEOUT, *, registered: bool = False
+        self, timeout: float = READY_TIMEOUT, *, registered: bool = False, joined: bool = False
     ) -> dict[str, Any]:
         """Wait until the node is running (and, if asked, its registration is stored,
-        so peers can find it); its status."""
+        and its DHT node knows another node: a node whose join failed holds its own
+        record alone, where the others' lookups do not go until it joins); its status."""
         try:
             with _unwrapped(), trio.fail_after(timeout):
                 async with self.client(timeout) as client:
                     await client.subscribe()
                     status = await client.call("status")
-                    while not _ready(StatusView.decode(status), registered):
+                    while not _ready(StatusView.decode(status), registered, joined):
                         async for event in client.events():
                             if event.event == "status":
                                 status = dict(event.data)

@@ -132,7 +132,7 @@ async def stopped(*nodes: NodeProcess) -> None:
 async def running(fleet: NodeFleet, *names: str) -> None:
     await fleet.start_all(*(n for n in names if not fleet[n].running), registered=True)
     for name in names:
-        await fleet[name].wait_ready(registered=True)
+        await fleet[name].wait_ready(registered=True, joined=True)
 
 
 async def deposits_held(fleet: NodeFleet, names: tuple[str, ...]) -> dict[str, int]:

@@ -88,7 +88,7 @@ async def contact_state(node: NodeProcess, address: str) -> str | None:
 async def befriend(alice: NodeProcess, bob: NodeProcess) -> None:
     """Alice finds bob by address alone, asks, bob accepts; both directions delivered."""
     found = await alice.call("lookup", address=bob.address)
-    assert found["found"]
+    assert found["found"], found["reason"]
     bob_status = await bob.call("status")
     assert [c["onion"] for c in found["contacts"]] == [bob_status["onion_address"] + ".onion"]
 
@@ -168,7 +168,7 @@ async def test_offline_peer_gets_the_message_when_back(
         assert [m["state"] for m in history if m["message_id"] == message_id] == ["in_mailbox"]
 
         bob.start()
-        await bob.wait_ready(registered=True)
+        await bob.wait_ready(registered=True, joined=True)
         await wait_event(client, message_state(message_id, "delivered"), timeout=90)
     assert (await texts(bob, "alice", "in"))[-1] == "while you were away"
     assert (await alice.call("status"))["outbox"] == 0
@@ -217,7 +217,7 @@ async def test_crash_in_the_middle_of_a_burst_loses_and_repeats_nothing(
     assert len(acknowledged) == KILL_AFTER + IN_FLIGHT + 1
 
     alice.start()
-    status = await alice.wait_ready(registered=True)
+    status = await alice.wait_ready(registered=True, joined=True)
     assert status["outbox"] > 0, "the kill came after every message was delivered"
 
     # Wait, woken by each delivery, until alice's outbox is empty.

@@ -380,3 +380,25 @@ async def test_maintenance_joins_an_empty_table_again_and_says_so(
         assert rejoined[0] >= 1
         await late.maintain()  # a table that has contacts is not joined again
         assert len(rejoined) == 1
+
+
+async def test_a_lonely_table_that_others_fill_says_so_at_the_next_round(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A node whose join failed may be found by others before its own round joins
+    again: its next round says the table has contacts again, once."""
+    async with network(3) as (net, nodes):
+        lonely = await net.start(6)
+        rejoined: list[int] = []
+        lonely.on_rejoined = lambda: rejoined.append(len(lonely.routing))
+        net.vanished.add(nodes[0].contact.node_id)
+        assert await lonely.bootstrap([nodes[0].contact]) == 0  # its join failed
+        net.vanished.clear()
+        newcomer = await net.start(7)
+        assert await newcomer.bootstrap([lonely.contact, nodes[1].contact]) >= 1
+        assert len(lonely.routing) >= 1  # filled by a node that found it
+        await lonely.maintain()
+        assert len(rejoined) == 1
+        assert rejoined[0] >= 1
+        await lonely.maintain()
+        assert len(rejoined) == 1

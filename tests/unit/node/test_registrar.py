@@ -292,6 +292,46 @@ async def test_a_restarted_registrar_supersedes_its_records(
         assert found.contacts == ()
 
 
+async def test_a_node_that_joins_again_stores_its_records_where_lookups_go(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A node whose join failed stores its record with itself alone, where the network's
+    lookups do not go; once it has joined, ``rejoined`` stores it again at once (not at
+    the next refresh), where they do."""
+    async with network(6) as (net, nodes), trio.open_nursery() as nursery:
+        lonely = await net.start(50)  # its join failed: it knows nobody
+        log = StateLog()
+        recorder = Recorder(net.client(lonely))
+        registrar = Registrar(
+            ALICE,
+            recorder,
+            rng=_rng(4),
+            clock=clock,
+            periods=PERIODS,
+            ttl=TTL,
+            refresh_before=REFRESH_BEFORE,
+            on_change=log,
+        )
+        registrar.set_contacts((ONION,))
+        nursery.start_soon(registrar.run)
+        await log.wait_stored(1)
+        [alone] = recorder.puts
+        assert alone.stored >= 1  # our own node took it
+        with pytest.raises(NotRegistered):
+            await resolver(net, nodes[3]).lookup(ALICE.public_key)
+
+        assert await lonely.bootstrap([nodes[0].contact]) > 0
+        joined_at = trio.current_time()
+        registrar.rejoined()
+        await log.wait_stored(2, timeout=10.0)  # the refresh is half an hour away
+        [_, again] = recorder.puts
+        assert again.at - joined_at < 10.0
+        assert again.stored > alone.stored
+        period, found = await resolver(net, nodes[3]).lookup(ALICE.public_key)
+        assert (period, found.contacts, found.sequence) == (P, (ONION,), registrar.state.seq)
+        nursery.cancel_scope.cancel()
+
+
 async def test_a_new_shared_random_value_moves_the_records(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
