@@ -153,11 +153,15 @@ class Registrar:
         self._publish_again_soon()
 
     def _publish_again_soon(self) -> None:
-        """The current period's record at once, the others at random times of their own
-        (never together: nothing may tie them to each other)."""
+        """The current period's record at once, the other live ones at random times of
+        their own (never together: nothing may tie them to each other). The next
+        period's first record keeps its time before the boundary: published now, it
+        could not live into its period."""
         now = self._clock()
         current = self._periods.number_at(now)
         for period in self._due:
+            if period != current and period not in self._live:
+                continue
             spread = 0.0 if period == current else self._reposition_within
             self._due[period] = min(self._due[period], now + self._uniform(0.0, spread))
         self._changed.set()

@@ -373,6 +373,24 @@ async def _probe(info: TestnetInfo, timeout: float) -> None:
                     raise TestnetError("the probe onion service echoed the wrong bytes")
 
 
+async def _wait_listed(info: TestnetInfo, timeout: float) -> None:
+    """Until the consensus lists every authority and relay: an onion echo works with
+    fewer, but ``status`` calls the network usable only then, and so does ``up``."""
+    wanted = {n.fingerprint for n in info.nodes if n.role in ("authority", "relay")}
+    missing = wanted
+    with trio.move_on_after(timeout):
+        while True:
+            with contextlib.suppress(DirectoryError):
+                consensus = await read_consensus(info)
+                missing = wanted - {r.fingerprint for r in consensus.relays}
+                if not missing:
+                    return
+            await trio.sleep(1.0)
+    raise TestnetError(
+        f"{len(missing)} of {len(wanted)} relays were not in the consensus after {timeout:.0f} s"
+    )
+
+
 async def start_network(
     directory: Path | str,
     *,
@@ -450,6 +468,7 @@ async def start_network(
                     for node, process in zip(nodes, tors, strict=True):
                         nursery.start_soon(_watch, node, process)
                     await _probe(info, timeout)
+                    await _wait_listed(info, timeout)
                     nursery.cancel_scope.cancel()
         except PortInUse:
             await _stop_processes(processes)

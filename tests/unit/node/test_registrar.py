@@ -329,6 +329,14 @@ async def test_a_node_that_joins_again_stores_its_records_where_lookups_go(
         assert again.stored > alone.stored
         period, found = await resolver(net, nodes[3]).lookup(ALICE.public_key)
         assert (period, found.contacts, found.sequence) == (P, (ONION,), registrar.state.seq)
+
+        # The next period's first record keeps its own time before the boundary (stored
+        # now, it could not live into its period: sealing it would fail).
+        await trio.sleep(120.0)
+        assert recorder.of_period(P + 1) == []
+        await trio.sleep_until(BOUNDARY)
+        [first_next] = recorder.of_period(P + 1)
+        assert BOUNDARY - 1800.0 <= first_next.at < BOUNDARY
         nursery.cancel_scope.cancel()
 
 
