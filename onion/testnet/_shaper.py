@@ -124,33 +124,44 @@ async def _forward(
             nursery.start_soon(_pump, source, sink, delay, nursery.cancel_scope)
 
 
+_BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+
 async def _pump(
     source: trio.SocketStream,
     sink: trio.SocketStream,
     delay: LinkDelay,
     connection: trio.CancelScope,
 ) -> None:
-    """Read from ``source``; hand each chunk to ``sink`` at its arrival time, in order."""
+    """Read from ``source``; hand each chunk to ``sink`` at its arrival time, in order.
+    Either side breaking takes the link down both ways, and only this link: each task
+    catches its own error (a nursery would wrap it in a group no ``except`` here sees)."""
     send, receive = trio.open_memory_channel[tuple[float, bytes]](QUEUED_CHUNKS)
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_deliver, receive, sink)
-            async with send:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_deliver, receive, sink, connection)
+        async with send:
+            try:
                 while chunk := await source.receive_some(RECEIVE_SIZE):
                     now_ms = trio.current_time() * 1000
                     await send.send((delay.arrival(now_ms) / 1000, chunk))
-    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-        connection.cancel()  # one side broke: the link is down both ways
+            except _BROKEN:
+                connection.cancel()
 
 
 async def _deliver(
-    receive: trio.MemoryReceiveChannel[tuple[float, bytes]], sink: trio.SocketStream
+    receive: trio.MemoryReceiveChannel[tuple[float, bytes]],
+    sink: trio.SocketStream,
+    connection: trio.CancelScope,
 ) -> None:
-    async with receive:
-        async for at, chunk in receive:
-            await trio.sleep_until(at)
-            await sink.send_all(chunk)
-    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+    try:
+        async with receive:
+            async for at, chunk in receive:
+                await trio.sleep_until(at)
+                await sink.send_all(chunk)
+    except _BROKEN:
+        connection.cancel()
+        return
+    with contextlib.suppress(*_BROKEN):
         await sink.send_eof()  # the other side finished sending: pass the half-close on
 
 
@@ -181,6 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         trio.run(run)
     except OSError as exc:
         print(f"shaper: cannot listen: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except Exception:
+        log.exception("the link shaper stopped")  # stderr is gone: say it in the log
         return 1
     return 0
 

@@ -6,6 +6,7 @@ import os
 import random
 import socket
 import statistics
+import struct
 from pathlib import Path
 
 import pytest
@@ -161,4 +162,36 @@ async def test_the_forwarder_delays_both_ways_keeps_every_byte_and_passes_the_en
             assert bytes(got) == payload
             await stream.send_eof()
             assert await stream.receive_some(1) == b""  # the echo's end came back through
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_connection_reset_mid_delivery_leaves_the_forwarder_serving() -> None:
+    """A relay's peer that vanishes (reset) while chunks are still delayed for it: that
+    link ends, the forwarder serves the next connection (it once died of it, silently)."""
+    profile = LinkProfile(delay=40.0, jitter=1.0)
+    async with trio.open_nursery() as nursery:
+        target = await nursery.start(_echo_server)
+        front = _free_port()
+        route = Route(
+            name="relay0",
+            listen_host="127.0.0.1",
+            listen_port=front,
+            target_host="127.0.0.1",
+            target_port=target,
+        )
+        await nursery.start(serve_routes, [route], profile, 1)
+        for _ in range(3):
+            rude = await trio.open_tcp_stream("127.0.0.1", front)
+            await rude.send_all(os.urandom(200_000))  # echoed back, delayed for 40 ms
+            await trio.sleep(0.02)
+            rude.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            rude.socket.close()  # a reset, with the echo still on its way
+            await trio.sleep(0.1)
+        stream = await trio.open_tcp_stream("127.0.0.1", front)
+        async with stream:
+            await stream.send_all(b"still there?")
+            got = b""
+            while len(got) < 12:
+                got += await stream.receive_some(12)
+            assert got == b"still there?"
         nursery.cancel_scope.cancel()
