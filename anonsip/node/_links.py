@@ -28,7 +28,7 @@ from anonsip.identity import Address, Identity, RandomSource
 from anonsip.node._link import IncomingHandler, LinkBroken, PeerLink
 from anonsip.node._session import Session, SessionBroken
 from anonsip.registration import Contact
-from anonsip.sip import SipEndpoint, Uri
+from anonsip.sip import SipEndpoint, Uri, options_request
 from onion import OnionError
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,10 @@ MAX_CONTACT_LINKS = 256  # contacts are bounded by the store (MAX_CONTACTS) anyw
 MAX_STRANGER_LINKS = 16  # strangers share a small pool of their own
 STRANGER_IDLE_S = 60.0  # a stranger's session with nothing on it is closed
 SWEEP_INTERVAL_S = 10.0
+# A contact's link with nothing on it for a random 20-40 s (drawn afresh at each
+# sweep) is probed with an OPTIONS: a stream whose far end vanished without a word
+# can stay half-open for minutes, and the unanswered probe ends it (Timer F).
+KEEPALIVE_IDLE_S = (20.0, 40.0)
 MAX_HANDSHAKES = 32  # inbound handshakes in progress at once; more are closed at once
 HANDSHAKE_TIMEOUT_S = 20.0
 
@@ -78,6 +82,7 @@ class LinkTable:
         connect_timeout: float = 45.0,
         max_stranger_links: int = MAX_STRANGER_LINKS,
         stranger_idle_s: float = STRANGER_IDLE_S,
+        keepalive_idle_s: tuple[float, float] = KEEPALIVE_IDLE_S,
     ) -> None:
         self._identity = identity
         self._open_stream = open_stream
@@ -91,6 +96,8 @@ class LinkTable:
         self._is_contact = is_contact
         self._max_stranger_links = max_stranger_links
         self._stranger_idle_s = stranger_idle_s
+        self._keepalive_idle_s = keepalive_idle_s
+        self._probing: set[PeerLink] = set()  # at most one probe per link in flight
         self._handshakes = trio.Semaphore(MAX_HANDSHAKES)
         # One link per peer and direction: a new inbound session replaces the
         # peer's previous inbound one (a flood of sessions under one key holds
@@ -268,15 +275,35 @@ class LinkTable:
                 self._nursery.start_soon(self._links.pop(slot).aclose)
 
     async def sweep_idle(self) -> None:
-        """Close strangers' links that carried nothing for a while (runs until cancelled)."""
+        """Close strangers' links that carried nothing for a while, probe contacts'
+        (runs until cancelled)."""
         while True:
             await trio.sleep(SWEEP_INTERVAL_S)
-            cutoff = trio.current_time() - self._stranger_idle_s
+            now = trio.current_time()
             for slot, link in list(self._links.items()):
-                if link.last_activity < cutoff and not self._is_contact(slot[0]):
-                    log.debug("closing an idle stranger's session")
-                    del self._links[slot]
-                    self._nursery.start_soon(link.aclose)
+                idle = now - link.last_activity
+                if not self._is_contact(slot[0]):
+                    if idle > self._stranger_idle_s:
+                        log.debug("closing an idle stranger's session")
+                        del self._links[slot]
+                        self._nursery.start_soon(link.aclose)
+                elif link.is_open and link not in self._probing and idle > self._keepalive_after():
+                    self._probing.add(link)
+                    self._nursery.start_soon(self._probe, link)
+
+    def _keepalive_after(self) -> float:
+        low, high = self._keepalive_idle_s
+        return low + (high - low) * int.from_bytes(self._rng(4), "big") / 2**32
+
+    async def _probe(self, link: PeerLink) -> None:
+        """One OPTIONS on an idle contact's link: any answer shows the stream alive; none
+        within Timer F ends the link (``PeerLink``), and the next use dials afresh."""
+        try:
+            await link.request(options_request(link.endpoint))
+        except AnonsipError as exc:
+            log.info("a contact's idle session did not answer a probe: %s", exc)
+        finally:
+            self._probing.discard(link)
 
     async def aclose(self) -> None:
         """Say goodbye on every session at once, two seconds at most in all."""

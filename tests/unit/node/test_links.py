@@ -17,19 +17,25 @@ import trio.testing
 
 from anonsip.identity import Identity
 from anonsip.node import Session
+from anonsip.node._link import PeerLink
 from anonsip.node._links import (
     HANDSHAKE_TIMEOUT_S,
+    KEEPALIVE_IDLE_S,
     KIND_SESSION,
     MAX_HANDSHAKES,
     STRANGER_IDLE_S,
+    SWEEP_INTERVAL_S,
     LinkTable,
     Unreachable,
+    sip_uri,
 )
 from anonsip.registration import Contact, onion_address
+from anonsip.sip import RequestReceived, SipEndpoint, SipEvent
 
 ME = Identity.generate("me", rng=random.Random(1).randbytes)
 FRIEND = Identity.generate("friend", rng=random.Random(2).randbytes)
 STRANGER_POOL = 4
+TIMER_F = 64 * 0.5  # the endpoint's default T1
 
 
 async def _nothing(*_args: object) -> None:
@@ -51,6 +57,24 @@ class Caller:
             theirs, self.identity, ME.public_key, rng=random.Random(7).randbytes
         )
         return self.session
+
+    async def answering(self, table: LinkTable, nursery: trio.Nursery) -> list[str]:
+        """Call, and answer on the session as a live node does; the methods it got."""
+        session = await self.call(table, nursery)
+        got: list[str] = []
+
+        async def on_incoming(link: PeerLink, event: SipEvent) -> None:
+            if isinstance(event, RequestReceived):
+                got.append(event.request.method)
+                await link.respond(event.request, 200)
+
+        endpoint = SipEndpoint(
+            local_aor=sip_uri(self.identity.public_key),
+            peer_aor=sip_uri(ME.public_key),
+            rng=random.Random(8).randbytes,
+        )
+        await nursery.start(PeerLink(session, endpoint, on_incoming).run)
+        return got
 
 
 @asynccontextmanager
@@ -122,13 +146,38 @@ async def test_idle_strangers_are_closed_and_contacts_are_not(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with table() as (links, nursery):
-        await Caller(FRIEND).call(links, nursery)
+        got = await Caller(FRIEND).answering(links, nursery)
         await Caller(_stranger(1)).call(links, nursery)
         await trio.sleep(0.1)
         assert links.statistics() == {"links": 2, "stranger_links": 1}
         await trio.sleep(STRANGER_IDLE_S + 20)
         assert links.statistics() == {"links": 1, "stranger_links": 0}
-        assert links.current(FRIEND.public_key) is not None
+        friend_link = links.current(FRIEND.public_key)
+        assert friend_link is not None
+        # An idle contact's link is probed now and then, at random idle times, and stays.
+        await trio.sleep(600)
+        assert links.current(FRIEND.public_key) is friend_link
+        assert set(got) == {"OPTIONS"}
+        longest = KEEPALIVE_IDLE_S[1] + SWEEP_INTERVAL_S
+        assert 600 / longest <= len(got) <= (600 + 80) / KEEPALIVE_IDLE_S[0]
+
+
+async def test_a_contact_that_vanished_without_a_word_loses_its_link_after_one_probe(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Its stream half-open (nothing reads the far end, nothing closes it): the idle
+    probe goes unanswered and Timer F ends the link, so presence and the next message
+    see the truth within about a minute and a half instead of Tor's minutes."""
+    async with table() as (links, nursery):
+        await Caller(FRIEND).call(links, nursery)  # a session, and then silence
+        await trio.sleep(0.1)
+        link = links.current(FRIEND.public_key)
+        assert link is not None
+        await trio.sleep(KEEPALIVE_IDLE_S[0])
+        assert link.is_open  # not probed before it was idle long enough
+        await trio.sleep(KEEPALIVE_IDLE_S[1] - KEEPALIVE_IDLE_S[0] + 10 + TIMER_F + 1)
+        assert not link.is_open
+        assert links.current(FRIEND.public_key) is None
 
 
 async def test_half_open_handshakes_are_bounded_in_number_and_time(
