@@ -14,9 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import trio
-
-from anonsip.cli._client import call_node, home_of, one_error
+from anonsip.cli._client import call_node, home_of, run_trio
 from anonsip.control import CallState, CallStatsView, CallView, TrioControlClient
 from anonsip.media.io import list_audio_devices
 
@@ -103,14 +101,12 @@ async def _follow_call(args: argparse.Namespace, call_id_box: list[str]) -> int:
 def cmd_call(args: argparse.Namespace) -> int:
     call_id_box: list[str] = []
     try:
-        return trio.run(_follow_call, args, call_id_box)
-    except KeyboardInterrupt:
+        return run_trio(_follow_call, args, call_id_box)
+    except KeyboardInterrupt:  # Ctrl-C: hang the call up, not only the command
         if call_id_box:
             _call_node(args, "hangup", call_id=call_id_box[0])
             print("hung up")
         return 130
-    except BaseExceptionGroup as group:
-        raise one_error(group) from None
 
 
 def cmd_answer(args: argparse.Namespace) -> int:

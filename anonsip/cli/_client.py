@@ -15,9 +15,9 @@ import json
 import os
 import secrets
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -25,6 +25,8 @@ from anonsip._errors import LocalError
 from anonsip.control import NodeNotRunning, TrioControlClient, View
 from anonsip.identity import WrongPassphrase
 from anonsip.node import Home, Unlocked
+
+T = TypeVar("T")
 
 __all__ = [
     "DEFAULT_HOME",
@@ -34,6 +36,7 @@ __all__ = [
     "home_of",
     "leaves",
     "one_error",
+    "run_trio",
     "unlock",
 ]
 
@@ -89,6 +92,16 @@ def one_error(exc: BaseException) -> BaseException:
     return found[0] if found else exc
 
 
+def run_trio(async_fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """``trio.run``, raising the one error a user should see instead of the group our
+    nurseries wrap it in: Ctrl-C in a task inside a nursery comes out as
+    ``KeyboardInterrupt`` again, so ``except KeyboardInterrupt`` around it works."""
+    try:
+        return trio.run(async_fn, *args)
+    except BaseExceptionGroup as group:
+        raise one_error(group) from None
+
+
 def call_node(args: argparse.Namespace, op: str, **op_args: Any) -> Any:
     """Run ``op`` on the node in ``--home``; arguments left at None are not sent."""
     home = home_of(args)
@@ -99,11 +112,9 @@ def call_node(args: argparse.Namespace, op: str, **op_args: Any) -> Any:
             return await client.call(op, **clean)
 
     try:
-        return trio.run(go)
+        return run_trio(go)
     except NodeNotRunning:
         raise NodeNotRunning(str(home.path)) from None
-    except BaseExceptionGroup as group:
-        raise one_error(group) from None
 
 
 def emit(args: argparse.Namespace, result: Any, human: Callable[[Any], str]) -> int:

@@ -416,7 +416,12 @@ class CallMedia:
                 else:
                     await media.hang_up()
                 leg.final_stats = stats_view(media.statistics(), call_id=leg.call_id, peer=leg.peer)
-        except (AnonsipError, trio.BrokenResourceError, OSError) as exc:
+        except* (AnonsipError, trio.BrokenResourceError, OSError) as group:
+            # The media pipeline runs in nurseries: its errors come out grouped (a sink
+            # that cannot be written, a path that broke). They end this call, not the node.
+            exc: BaseException = group
+            while isinstance(exc, BaseExceptionGroup):
+                exc = exc.exceptions[0]
             ended = MediaEnded(reason=EndReason.BROKEN, detail=f"the media stream failed: {exc}")
         finally:
             leg.media = None

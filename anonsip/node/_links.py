@@ -166,7 +166,7 @@ class LinkTable:
         async def attempt(contact: Contact, scope: trio.CancelScope) -> None:
             try:
                 stream = await self._open_stream(contact.onion, contact.port, isolation=isolation)
-            except (AnonsipError, OnionError, OSError) as exc:
+            except (AnonsipError, OnionError, OSError, trio.BrokenResourceError) as exc:
                 errors.append(str(exc))
                 return
             if winner:

@@ -253,9 +253,11 @@ class MailboxService(NodeService):
             async with limiter:
                 letters.extend(await self._collect_box(dht, box))
 
+        # Outside the nursery: a store error here must reach run() as itself.
+        contacts_secret = self.secret()
         async with trio.open_nursery() as nursery:
             for period in range(current, current - span, -1):
-                for secret in (b"", self.secret()):  # the open mailbox, the contacts' one
+                for secret in (b"", contacts_secret):  # the open mailbox, the contacts' one
                     nursery.start_soon(collect_box, Box(period, secret))
         letters.sort(key=lambda item: item[0].time_ms)  # in order per conversation
         # A letter's deposit is deleted only once its receipt went out, directly or by

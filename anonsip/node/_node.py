@@ -611,8 +611,8 @@ class Node:
                 try:
                     assert self.registrar is not None
                     await self.registrar.unregister()
-                except AnonsipError as exc:
-                    log.info("could not unregister: %s", exc)
+                except* AnonsipError as group:  # each period is unregistered in a task
+                    log.info("could not unregister: %s", group.exceptions[0])
 
     # -- peers ----------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import trio
 
-from onion._errors import TestnetError
+from onion._errors import TestnetError, unwrapped_errors
 from onion.testnet._linkshape import LinkDelay, LinkProfile, parse_profile
 
 __all__ = ["CONFIG_FILE", "READY", "Route", "ShaperConfig", "serve_routes"]
@@ -189,7 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.close(devnull)
 
     try:
-        trio.run(run)
+        with unwrapped_errors():  # a bind error comes out of our nursery grouped
+            trio.run(run)
     except OSError as exc:
         print(f"shaper: cannot listen: {exc}", file=sys.stderr, flush=True)
         return 1

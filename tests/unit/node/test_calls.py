@@ -23,7 +23,7 @@ from pesq import pesq
 from anonsip._errors import LocalError
 from anonsip.call import MediaPreferences
 from anonsip.control import BadArguments
-from anonsip.media.io import CallAudio, MemorySink
+from anonsip.media.io import CallAudio, MemorySink, SilenceSource
 from anonsip.node._call_media import TOKEN_BYTES, media_context, media_keys, media_token
 from anonsip.node._calls import CallService, CallSettings
 from anonsip.store import ContactState
@@ -544,3 +544,24 @@ async def test_a_side_that_wants_one_path_gets_one(
             assert leg.media.open_paths == 1
         await a.op("hangup")
         assert (await b.recorder.wait_call("ended"))["reason"] == "remote-hung-up"
+
+
+async def test_a_recording_that_cannot_be_written_ends_that_call_not_the_node(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """The caller's sink fills (a disk full under ``--record``) a second into the call:
+    the call ends on both sides with a reason, and both nodes go on (it once came out of
+    the media pipeline's nursery as a group that took the whole node down)."""
+    async with call_pair(tmp=tmp_path, settings_b=CallSettings(auto_answer=True)) as (a, b):
+        full = MemorySink(max_bytes=50 * 640)  # one second of 16 kHz audio
+        audio = CallAudio(source=SilenceSource(), sink=full, description="a full disk")
+        await a.calls.place_call(b.address, audio=audio)
+        await a.recorder.wait_call("active")
+        ended_a = await a.recorder.wait_call("ended", timeout=10)
+        assert "the in-memory audio sink is full" in ended_a["detail"]
+        await b.recorder.wait_call("ended", timeout=40)
+        assert a.calls.calls() == []
+        # Both nodes still call.
+        await _ring(a, b, tmp_path, seconds=2)
+        await a.op("hangup")
+        await b.recorder.wait_call("ended")

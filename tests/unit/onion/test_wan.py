@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from onion._errors import TestnetError
 from onion._torrc import authority_config, relay_config, render_torrc
 from onion.testnet._linkshape import PROFILES, LinkDelay, LinkProfile, parse_profile
-from onion.testnet._shaper import Route, ShaperConfig, serve_routes
+from onion.testnet._shaper import Route, ShaperConfig, main, serve_routes
 
 
 def test_the_default_profile_puts_an_onion_circuit_near_a_quarter_second_one_way() -> None:
@@ -195,3 +195,33 @@ async def test_a_connection_reset_mid_delivery_leaves_the_forwarder_serving() ->
                 got += await stream.receive_some(12)
             assert got == b"still there?"
         nursery.cancel_scope.cancel()
+
+
+def test_a_port_in_use_is_said_on_stderr_where_up_looks_for_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``testnet up`` retries with other ports when the shaper says it cannot listen
+    (it once said nothing: the bind error came out of a nursery as a group)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = ShaperConfig(
+            profile="delay=1",
+            seed=1,
+            routes=(
+                Route(
+                    name="r",
+                    listen_host="127.0.0.1",
+                    listen_port=port,
+                    target_host="127.0.0.1",
+                    target_port=1,
+                ),
+            ),
+            log_file=str(tmp_path / "shaper.log"),
+        )
+        config.save(tmp_path / "c.json")
+        assert main([str(tmp_path / "c.json")]) == 1
+    said = capsys.readouterr().err
+    assert "shaper: cannot listen:" in said
+    assert "Address already in use" in said
