@@ -31,6 +31,7 @@ from anonsip.control import Event, TrioControlClient
 from anonsip.demo._clip import speak
 from onion import attach_tor
 from onion.testnet import TestnetInfo
+from tests.integration.events import next_event
 from tests.integration.nodes import NodeFleet, NodeProcess
 from tests.unit.media.conftest import first_100_ms_heard
 
@@ -90,11 +91,7 @@ def aligned(reference: np.ndarray, recording: np.ndarray) -> np.ndarray:
 async def wait_event(
     client: TrioControlClient, match: Callable[[Event], bool], timeout: float = CALL_TIMEOUT
 ) -> dict[str, Any]:
-    with trio.fail_after(timeout):
-        async for event in client.events():
-            if match(event):
-                return dict(event.data)
-    raise AssertionError("the node closed the control connection")
+    return dict((await next_event(client, match, timeout)).data)
 
 
 def call_state(state: str, call_id: str | None = None) -> Callable[[Event], bool]:

@@ -25,6 +25,7 @@ from anonsip.node._links import KIND_SESSION, MAX_STRANGER_LINKS
 from anonsip.nodeproc import NodeFleet
 from onion.testnet import TestnetInfo
 from tests.integration.conftest import client_tor
+from tests.integration.events import next_event
 
 pytestmark = pytest.mark.integration
 
@@ -65,11 +66,7 @@ def call_in(state: str) -> Callable[[Event], bool]:
 async def wait_event(
     client: TrioControlClient, match: Callable[[Event], bool], timeout: float
 ) -> dict[str, object]:
-    with trio.fail_after(timeout):
-        async for event in client.events():
-            if match(event):
-                return dict(event.data)
-    raise AssertionError("the node closed the control connection")
+    return dict((await next_event(client, match, timeout)).data)
 
 
 async def test_a_contact_chats_and_calls_through_a_flood_of_strangers(

@@ -30,6 +30,7 @@ import trio
 
 from anonsip.control import Event, TrioControlClient
 from onion.testnet import TestnetInfo
+from tests.integration.events import next_event
 from tests.integration.nodes import NodeFleet, NodeProcess
 
 pytestmark = pytest.mark.integration
@@ -66,11 +67,7 @@ def fleet(testnet: TestnetInfo, tmp_path_factory: pytest.TempPathFactory) -> Ite
 async def wait_event(
     client: TrioControlClient, match: Callable[[Event], bool], timeout: float = TIMEOUT
 ) -> Event:
-    with trio.fail_after(timeout):
-        async for event in client.events():
-            if match(event):
-                return event
-    raise AssertionError("the node closed the control connection")
+    return await next_event(client, match, timeout)
 
 
 def is_message(message_id: str, state: str) -> Callable[[Event], bool]:

@@ -29,6 +29,7 @@ from anonsip.node._node import SIP_PORT
 from anonsip.sip import RequestReceived, SipEndpoint, SipEvent, subscribe_request
 from onion.testnet import TestnetInfo
 from tests.integration.conftest import client_tor
+from tests.integration.events import next_event
 from tests.integration.nodes import NodeFleet, NodeProcess
 
 pytestmark = pytest.mark.integration
@@ -56,11 +57,7 @@ def fleet(testnet: TestnetInfo, tmp_path_factory: pytest.TempPathFactory) -> Ite
 async def wait_event(
     client: TrioControlClient, match: Callable[[Event], bool], timeout: float
 ) -> Event:
-    with trio.fail_after(timeout):
-        async for event in client.events():
-            if match(event):
-                return event
-    raise AssertionError("the node closed the control connection")
+    return await next_event(client, match, timeout)
 
 
 def presence_of(address: str, presence: str) -> Callable[[Event], bool]:
