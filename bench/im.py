@@ -9,8 +9,9 @@ between two plain client tors, then anonsip nodes as subprocesses. Figures:
   event, on a session already open; against the raw 64-byte echo RTT.
 * first message to a never-contacted pseudonym: DHT lookup, rendezvous,
   Noise handshake, the contact request with the sender's proof of work at
-  the network's difficulty, and its receipt; against raw cold connect + one
-  echo. The proof-of-work time alone is measured too.
+  the network's difficulty, until the stranger's node says it holds it (202:
+  the ``request`` state; a stranger sends no receipt before accepting);
+  against raw cold connect + one echo. The proof-of-work time alone is measured too.
 * messages per second on one session (a burst through one control connection).
 * the node process's RSS (VmRSS) and idle CPU over ~10 s, and its tor's.
 """
@@ -39,11 +40,15 @@ IDLE_SECONDS = 10.0
 TIMEOUT = 120.0
 
 
-async def _delivered(client: TrioControlClient, message_id: str) -> None:
+async def _delivered(client: TrioControlClient, message_id: str, state: str = "delivered") -> None:
+    """Until the message reaches ``state``: ``delivered`` for a contact's receipt,
+    ``request`` once a stranger's node holds it as a contact request (202)."""
     with trio.fail_after(TIMEOUT):
         async for event in client.events():
-            if _is(event, message_id, "delivered"):
+            if _is(event, message_id, state):
                 return
+            if _is(event, message_id, "failed") or _is(event, message_id, "in_mailbox"):
+                raise RuntimeError(f"the message went {event.data.get('state')}, not {state}")
     raise RuntimeError("the node closed the control connection")
 
 
@@ -55,10 +60,12 @@ def _is(event: Event, message_id: str, state: str) -> bool:
     )
 
 
-async def _send_timed(client: TrioControlClient, peer: str, text: str) -> float:
+async def _send_timed(
+    client: TrioControlClient, peer: str, text: str, state: str = "delivered"
+) -> float:
     start = time.perf_counter()
     sent = await client.call("send", peer=peer, text=text)
-    await _delivered(client, sent["message_id"])
+    await _delivered(client, sent["message_id"], state)
     return time.perf_counter() - start
 
 
@@ -67,7 +74,7 @@ async def warm_round_trips(sender: NodeProcess, receiver: NodeProcess, count: in
     async with sender.client() as client, receiver.client() as other:
         await client.subscribe()
         await other.subscribe()
-        await _send_timed(client, receiver.address, "hello")
+        await _send_timed(client, receiver.address, "hello", "request")
         await other.call("accept", address=sender.address, nick=sender.name)
         reply = await other.call("send", peer=sender.address, text="hi")
         await _delivered(other, reply["message_id"])
@@ -81,7 +88,8 @@ async def cold_first_messages(sender: NodeProcess, targets: list[NodeProcess]) -
     async with sender.client() as client:
         await client.subscribe()
         for target in targets:
-            times.append(await _send_timed(client, target.address, "hello, stranger"))
+            # A stranger's node holds it as a contact request: that is the first contact.
+            times.append(await _send_timed(client, target.address, "hello, stranger", "request"))
     return times
 
 
