@@ -27,6 +27,7 @@ from anonsip.node._link import PeerLink
 from anonsip.node._links import KIND_SESSION, sip_uri
 from anonsip.node._node import SIP_PORT
 from anonsip.sip import RequestReceived, SipEndpoint, SipEvent, subscribe_request
+from onion import OnionTimeout
 from onion.testnet import TestnetInfo
 from tests.integration.conftest import client_tor
 from tests.integration.events import next_event
@@ -126,7 +127,12 @@ async def stranger_is_refused(testnet: TestnetInfo, bob: NodeProcess) -> None:
             await link.respond(event.request, 405)
 
     async with client_tor(testnet, "presence-stranger") as tor, trio.open_nursery() as nursery:
-        stream = await tor.open_stream(onion, SIP_PORT, isolation="stranger", timeout=60)
+        try:
+            stream = await tor.open_stream(onion, SIP_PORT, isolation="stranger", timeout=60)
+        except OnionTimeout:
+            # A fresh tor's first rendezvous can stall on a loaded machine (seen once in a
+            # CI-sized run): what is tested is bob's answer, so dial once more, new circuits.
+            stream = await tor.open_stream(onion, SIP_PORT, isolation="stranger-2", timeout=60)
         await stream.send_all(KIND_SESSION)
         session = await Session.connect(stream, stranger, bob_key, rng=secrets.token_bytes)
         endpoint = SipEndpoint(
