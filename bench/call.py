@@ -55,7 +55,7 @@ import sys
 import tempfile
 import time
 import wave
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -275,8 +275,8 @@ def _keys(caller: bool) -> Callable[[int], MediaKeys]:
 
 
 async def one_call(
-    streams_a: list[trio.abc.Stream],
-    streams_b: list[trio.abc.Stream],
+    streams_a: Sequence[trio.abc.Stream],
+    streams_b: Sequence[trio.abc.Stream],
     wav: pathlib.Path,
     params: MediaParams | None = None,
 ) -> dict[str, Any]:
@@ -293,9 +293,9 @@ async def one_call(
             params=params,
         ) as b,
     ):
-        for i, (sa, sb) in enumerate(zip(streams_a, streams_b, strict=True)):
-            a.add_path(sa, path=i)
-            b.add_path(sb, path=i)
+        for i, (end_a, end_b) in enumerate(zip(streams_a, streams_b, strict=True)):
+            a.add_path(end_a, path=i)
+            b.add_path(end_b, path=i)
         with trio.fail_after(seconds + 60):
             await a.wait_ended()
             await b.wait_ended()
