@@ -4,7 +4,8 @@ Every stream to an identity's onion service starts with one byte that says
 what it carries: ``S`` a secure session (Noise, then SIP), ``M`` a call's
 media (see the calls module). A dial tries the peer's last good contact and
 a fresh DHT lookup at once and keeps whichever connects first, so a cached
-contact costs one rendezvous and a stale one costs nothing extra.
+contact costs one rendezvous and a stale one costs nothing extra. A call's
+media paths go to the onion its session reached, without a lookup of their own.
 
 Strangers cannot crowd out contacts: a new inbound session for a key
 replaces that key's previous inbound one (both sides dialling at once keep
@@ -152,10 +153,34 @@ class LinkTable:
             return await self._start(session)
 
     async def open_media(self, peer: bytes) -> trio.abc.Stream:
-        """A second stream to the peer for a call's media."""
-        stream, _ = await self._connect(peer)
+        """A second stream to the peer for a call's media, on a circuit of its own.
+
+        While the session we dialled is up, its onion is where the peer is: the
+        path goes there at once, with no DHT lookup of its own (which would tell
+        the DHT about the call and load our tor while the call sets up). Only if
+        that fails, or the peer dialled us, is it found as a session's is.
+        """
+        stream: trio.abc.Stream | None = None
+        dialled = self._dialled(peer)
+        if dialled is not None:
+            try:
+                stream = await self._open_stream(
+                    dialled.onion, dialled.port, isolation=secrets.token_hex(8)
+                )
+            except (AnonsipError, OnionError, OSError, trio.BrokenResourceError) as exc:
+                log.info("a media path to the session's onion failed (%s); looking it up", exc)
+        if stream is None:
+            stream, _ = await self._connect(peer)
         await stream.send_all(KIND_MEDIA)
         return stream
+
+    def _dialled(self, peer: bytes) -> Contact | None:
+        """The contact our open outgoing session with ``peer`` went to, if there is one
+        (``link_to`` remembers the contact it connected to)."""
+        link = self._links.get((peer, OUT))
+        if link is None or not link.is_open:
+            return None
+        return self._cache.get(peer)
 
     async def _connect(self, peer: bytes) -> tuple[trio.abc.Stream, Contact]:
         """Race the cached contact against a fresh lookup; first stream wins."""

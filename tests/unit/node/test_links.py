@@ -240,3 +240,107 @@ async def test_a_peer_that_unregistered_fails_at_once_not_after_the_cached_onion
         assert trio.current_time() - start < 3
         assert dialled == [gone.onion]  # the cached onion was tried meanwhile
         nursery.cancel_scope.cancel()
+
+
+class PeerOnion:
+    """The peer's onion service, in memory: every stream opened to it is served by
+    the peer's own ``LinkTable`` (the real IK handshake as the peer's identity)."""
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self.contact = Contact(onion=onion_address(FRIEND.public_key), port=5061)
+        self.media: list[trio.abc.Stream] = []
+        self.table = LinkTable(
+            FRIEND,
+            open_stream=self.open_stream,
+            lookup=self.lookup,
+            on_incoming=_nothing,
+            on_media=self._on_media,
+            on_contact=lambda *_a: None,
+            rng=random.Random(4).randbytes,
+            nursery=nursery,
+        )
+        self._nursery = nursery
+        self.opened: list[tuple[str, str]] = []  # (onion, isolation) of every dial to it
+        self.lookups = 0
+        self.up = True
+
+    async def open_stream(self, onion: str, port: int, *, isolation: str) -> trio.abc.Stream:
+        await trio.sleep(3)  # a rendezvous
+        self.opened.append((onion, isolation))
+        if not self.up or onion != self.contact.onion:
+            raise OSError("the onion service is not reachable")
+        ours, theirs = trio.testing.memory_stream_pair()
+        self._nursery.start_soon(self.table.serve, theirs)
+        return ours
+
+    async def lookup(self, key: bytes) -> tuple[Contact, ...]:
+        self.lookups += 1
+        await trio.sleep(5)  # an anonymous DHT lookup
+        return (self.contact,)
+
+    async def _on_media(self, stream: trio.abc.Stream) -> None:
+        self.media.append(stream)
+
+
+def _dialler(peer: PeerOnion, nursery: trio.Nursery) -> LinkTable:
+    return LinkTable(
+        ME,
+        open_stream=peer.open_stream,
+        lookup=peer.lookup,
+        on_incoming=_nothing,
+        on_media=_nothing,
+        on_contact=lambda *_a: None,
+        rng=random.Random(3).randbytes,
+        nursery=nursery,
+    )
+
+
+async def test_a_calls_media_paths_go_to_the_sessions_onion_without_lookups_of_their_own(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        friend = PeerOnion(nursery)
+        links = _dialler(friend, nursery)
+        await links.link_to(FRIEND.public_key)
+        assert friend.lookups == 1  # nothing cached: the session's dial looked it up
+        start = trio.current_time()
+        async with trio.open_nursery() as paths:
+            for _ in range(2):
+                paths.start_soon(links.open_media, FRIEND.public_key)
+        assert trio.current_time() - start < 5  # one rendezvous each, no lookup first
+        assert friend.lookups == 1
+        await trio.sleep(0.1)
+        assert len(friend.media) == 2  # the peer's door got both, marked as media
+        media_dials = friend.opened[1:]
+        assert [onion for onion, _ in media_dials] == [friend.contact.onion] * 2
+        isolations = {isolation for _, isolation in friend.opened}
+        assert len(isolations) == 3  # the session and each path on circuits of their own
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_media_path_the_sessions_onion_refuses_is_found_afresh(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        friend = PeerOnion(nursery)
+        links = _dialler(friend, nursery)
+        await links.link_to(FRIEND.public_key)
+        friend.up = False
+        with pytest.raises(Unreachable):
+            await links.open_media(FRIEND.public_key)
+        assert friend.lookups == 2  # the direct try failed, then a lookup as for a session
+        friend.up = True
+        await links.open_media(FRIEND.public_key)
+        assert friend.lookups == 2  # up again: straight to the session's onion
+        nursery.cancel_scope.cancel()
+
+
+async def test_without_a_session_we_dialled_a_media_path_looks_the_peer_up(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        friend = PeerOnion(nursery)
+        links = _dialler(friend, nursery)
+        await links.open_media(FRIEND.public_key)  # e.g. the peer's session dialled us
+        assert friend.lookups == 1
+        nursery.cancel_scope.cancel()
