@@ -293,28 +293,41 @@ class PeerLink:
         self,
         requests: Sequence[Request],
         *,
+        window: int | None = None,
         on_provisional: Callable[[int, Response], None] | None = None,
     ) -> list[Response | AnonsipError]:
-        """Send ``requests`` in order without waiting between them (pipelined), then
-        wait for all; each result is its final response or the error it met."""
+        """Send ``requests`` in order without waiting a round trip between them
+        (pipelined), at most ``window`` unanswered at once (a sliding window: the
+        next goes as soon as the oldest is answered), then wait for all; each result
+        is its final response or the error it met. If the session ends part way,
+        the answers already in are kept and the rest fail with ``LinkBroken``."""
         if not self.is_open:
             raise LinkBroken("the session to the peer is closed")
         slots: list[tuple[tuple[str, str], _Pending]] = []
-        for index, request in enumerate(requests):
-            key = (request.top_via.branch or "", request.method)
-
-            def provisional(response: Response, index: int = index) -> None:
-                if on_provisional is not None:
-                    on_provisional(index, response)
-
-            pending = _Pending(on_provisional=provisional)
-            self._pending[key] = pending
-            slots.append((key, pending))
-            self.endpoint.send_request(request, trio.current_time())
         try:
+            for index, request in enumerate(requests):
+                if window is not None and index >= window:
+                    # Our peer answers an ordered session's requests in order: the
+                    # oldest one outstanding frees the next slot.
+                    await self._flush()
+                    await slots[index - window][1].done.wait()
+                if not self.is_open:
+                    break
+                key = (request.top_via.branch or "", request.method)
+
+                def provisional(response: Response, index: int = index) -> None:
+                    if on_provisional is not None:
+                        on_provisional(index, response)
+
+                pending = _Pending(on_provisional=provisional)
+                self._pending[key] = pending
+                slots.append((key, pending))
+                self.endpoint.send_request(request, trio.current_time())
             await self._flush()
             for _key, pending in slots:
                 await pending.done.wait()
+        except LinkBroken:
+            self._break()  # the session failed under a send: answers in so far stay
         finally:
             for key, _pending in slots:
                 self._pending.pop(key, None)
@@ -322,9 +335,12 @@ class PeerLink:
         for _key, pending in slots:
             if pending.error is not None:
                 results.append(pending.error)
-            else:
-                assert pending.response is not None
+            elif pending.response is not None:
                 results.append(pending.response)
+            else:
+                results.append(LinkBroken("the session to the peer ended"))
+        broken = LinkBroken("the session to the peer ended before this was sent")
+        results.extend(broken for _ in range(len(requests) - len(slots)))
         return results
 
     async def send_only(self, request: Request) -> None:

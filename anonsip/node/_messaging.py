@@ -79,7 +79,12 @@ TEXT_PLAIN = "text/plain;charset=utf-8"
 REFUSED = (403, "Forbidden")  # one answer for every refusal: blocked, bad proof
 BUSY = (486, "Busy Here")  # try later: too many requests right now
 TOO_LARGE = (413, "Request Entity Too Large")  # longer than we keep: never retried
-WINDOW = 32  # a contact's messages in flight at once on one link
+# A contact's messages go pipelined on one link: at most WINDOW unanswered at once
+# (a sliding window; a link's SIP endpoint keeps at most 64 transactions each way,
+# so 16 stay free for receipts, presence and calls), BATCH per outbox read and per
+# commit of their outcomes.
+WINDOW = 48
+BATCH = 256
 MAX_MESSAGE_ID = 64  # a message's id is its Call-ID; the store keeps at most this
 GIVE_UP = frozenset({403, 404, 413, 415, 603})
 MAX_EFFORT = 28  # the most work we prove for one contact request (~90 s of one core)
@@ -270,8 +275,8 @@ class MessagingService(NodeService):
                     return
                 contact = self._store.contact(peer)
                 if contact is not None and contact.state is ContactState.ACCEPTED:
-                    # A contact's messages go pipelined, a window at a time, in order.
-                    if not await self._deliver_window(peer, items[:WINDOW]):
+                    # A contact's messages go pipelined, in order, a batch at a time.
+                    if not await self._deliver_batch(peer, items[:BATCH]):
                         return
                     continue
                 item = items[0]
@@ -334,31 +339,34 @@ class MessagingService(NodeService):
         log.info("the peer answered %d; retrying later", code)
         return False
 
-    async def _deliver_window(self, peer: str, items: list[OutboxItem]) -> bool:
-        """Up to ``WINDOW`` of a contact's messages on one link without waiting between
-        them; True if all were settled (delivered or refused for good)."""
+    async def _deliver_batch(self, peer: str, items: list[OutboxItem]) -> bool:
+        """Up to ``BATCH`` of a contact's messages on one link without waiting a round
+        trip between them (``WINDOW`` unanswered at most); True if all were settled
+        (delivered or refused for good). Their outcomes are committed once."""
         peer_key = Address.parse(peer).public_key
         ids = [item.message_id for item in items]
         await self._ctx.db(self._store.note_attempts, ids, self._ctx.clock())
         try:
             with trio.fail_after(self._request_timeout):
                 link = await self._ctx.links.link_to(peer_key)
-                box = self._box_headers()
-                requests = [
-                    link.endpoint.create_request(
-                        "MESSAGE",
-                        # Our mailbox secret rides on a window's first message only.
-                        headers=(("Content-Type", TEXT_PLAIN), *(box if index == 0 else ())),
-                        body=item.text.encode("utf-8"),
-                    ).with_replaced("Call-ID", item.message_id)
-                    for index, item in enumerate(items)
-                ]
+            box = self._box_headers()
+            requests = [
+                link.endpoint.create_request(
+                    "MESSAGE",
+                    # Our mailbox secret rides on a batch's first message only.
+                    headers=(("Content-Type", TEXT_PLAIN), *(box if index == 0 else ())),
+                    body=item.text.encode("utf-8"),
+                ).with_replaced("Call-ID", item.message_id)
+                for index, item in enumerate(items)
+            ]
 
-                def trying(index: int, _response: object) -> None:
-                    if self._store.set_outgoing_state(ids[index], MessageState.SENT):
-                        self._publish_state(ids[index])
+            def trying(index: int, _response: object) -> None:
+                if self._store.set_outgoing_state(ids[index], MessageState.SENT):
+                    self._publish_state(ids[index])
 
-                results = await link.request_many(requests, on_provisional=trying)
+            # No overall deadline: each request has Timer F, and one unanswered ends
+            # the link (and the rest with it), so answers already in are never lost.
+            results = await link.request_many(requests, window=WINDOW, on_provisional=trying)
         except (AnonsipError, trio.TooSlowError) as exc:
             log.info("messages were not delivered yet (%s); they stay in the outbox", exc)
             await self._to_mailbox(peer, ids, request=False)
@@ -381,7 +389,7 @@ class MessagingService(NodeService):
                 failed.append(message_id)
             else:
                 settled = False
-        # One commit for the window: a receipt is as safe in a batch as alone.
+        # One commit for the batch: a receipt is as safe in a batch as alone.
         await self._ctx.db(self._store.finish_many, delivered, failed)
         for message_id in (*delivered, *failed):
             self._publish_state(message_id)
@@ -422,7 +430,7 @@ class MessagingService(NodeService):
                     )
                     for message_id in message_ids
                 ]
-                results = await link.request_many(requests)
+                results = await link.request_many(requests, window=WINDOW)
         except (AnonsipError, trio.TooSlowError) as exc:
             log.info("receipts could not go directly (%s); they go by mail", exc)
             return False

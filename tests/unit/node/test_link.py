@@ -201,3 +201,47 @@ async def test_an_answer_the_link_owes_on_a_broken_stream_ends_it_quietly() -> N
             await b.wait_closed()
         assert not b.is_open
         assert [e.request.method for e in bob.received] == ["MESSAGE"]  # never handed on
+
+
+async def test_a_sliding_window_sends_the_next_request_as_soon_as_the_oldest_is_answered() -> None:
+    alice, bob = Peer(ALICE), Peer(BOB, answer=None)  # the test answers for bob
+    async with linked(alice, bob) as (a, b, _):
+        requests = [message(a, f"m{i}") for i in range(10)]
+        results: list[object] = []
+
+        async def send() -> None:
+            results.extend(await a.request_many(requests, window=3))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send)
+            for answered in range(10):
+                await trio.testing.wait_all_tasks_blocked()
+                # Never more than the window unanswered, and never fewer while any wait.
+                assert len(bob.received) == min(10, answered + 3)
+                await b.respond(bob.received[answered].request, 200)
+        assert [r.status_code for r in results] == [200] * 10  # type: ignore[attr-defined]
+        assert [e.request.body for e in bob.received] == [f"m{i}".encode() for i in range(10)]
+
+
+async def test_a_session_that_ends_mid_window_keeps_the_answers_already_in() -> None:
+    alice, bob = Peer(ALICE), Peer(BOB, answer=None)
+    async with linked(alice, bob) as (a, b, (_a_stream, b_stream)):
+        requests = [message(a, f"m{i}") for i in range(6)]
+        results: list[object] = []
+
+        async def send() -> None:
+            results.extend(await a.request_many(requests, window=4))
+
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send)
+                await trio.testing.wait_all_tasks_blocked()
+                for event in bob.received[:2]:
+                    await b.respond(event.request, 200)
+                await trio.testing.wait_all_tasks_blocked()
+                assert len(bob.received) == 6  # two slots freed: the last two went out
+                await trio.aclose_forcefully(b_stream)
+        assert len(results) == 6
+        codes = [getattr(r, "status_code", None) for r in results]
+        assert codes == [200, 200, None, None, None, None]
+        assert all(isinstance(r, LinkBroken) for r in results[2:])
