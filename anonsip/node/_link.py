@@ -311,8 +311,8 @@ class PeerLink:
                     # oldest one outstanding frees the next slot.
                     await self._flush()
                     await slots[index - window][1].done.wait()
-                if not self.is_open:
-                    break
+                if self._closed.is_set():
+                    break  # ended while we waited: the rest are not sent
                 key = (request.top_via.branch or "", request.method)
 
                 def provisional(response: Response, index: int = index) -> None:
