@@ -56,7 +56,7 @@ import trio
 
 from anonsip._errors import LocalError
 from anonsip.control import TrioControlClient
-from anonsip.nodeproc._process import children
+from anonsip.nodeproc._process import children, unwrapped
 
 DEFAULT_SUBNET = "10.77.0.0/24"
 TERM_GRACE = 5.0
@@ -424,7 +424,9 @@ class HostNode:
         """Wait for a status event that satisfies ``ready`` (through the control socket)."""
         path = self.home / "control.sock"
         try:
-            with trio.fail_after(timeout):
+            # The control client's reader runs in a nursery: unwrapped, a HostsError
+            # raised inside it reaches the caller as itself, not as a group.
+            with unwrapped(), trio.fail_after(timeout):
                 while True:
                     self._check_running()
                     try:

@@ -88,7 +88,8 @@ def sole_error(exc: BaseException) -> BaseException:
 
 
 @contextlib.contextmanager
-def _unwrapped() -> Any:
+def unwrapped() -> Any:
+    """Re-raise the one error a nursery wrapped (see ``sole_error``); groups of more stay."""
     try:
         yield
     except BaseExceptionGroup as group:
@@ -290,7 +291,7 @@ class NodeProcess:
                     continue
                 await stream.aclose()
                 break
-        with _unwrapped():
+        with unwrapped():
             async with TrioControlClient.connect(self.control_path) as client:
                 yield client
 
@@ -307,7 +308,7 @@ class NodeProcess:
         and its DHT node knows another node: a node whose join failed holds its own
         record alone, where the others' lookups do not go until it joins); its status."""
         try:
-            with _unwrapped(), trio.fail_after(timeout):
+            with unwrapped(), trio.fail_after(timeout):
                 async with self.client(timeout) as client:
                     await client.subscribe()
                     status = await client.call("status")
