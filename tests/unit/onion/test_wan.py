@@ -134,19 +134,26 @@ def _free_port() -> int:
         return port
 
 
+async def _shaped_echo(nursery: trio.Nursery, profile: LinkProfile) -> int:
+    """An echo server behind a forwarder that shapes its link with ``profile``: the
+    forwarder's port."""
+    target = await nursery.start(_echo_server)
+    front = _free_port()
+    route = Route(
+        name="relay0",
+        listen_host="127.0.0.1",
+        listen_port=front,
+        target_host="127.0.0.1",
+        target_port=target,
+    )
+    await nursery.start(serve_routes, [route], profile, 1)
+    return front
+
+
 async def test_the_forwarder_delays_both_ways_keeps_every_byte_and_passes_the_end_on() -> None:
     profile = LinkProfile(delay=40.0, jitter=1.0)
     async with trio.open_nursery() as nursery:
-        target = await nursery.start(_echo_server)
-        front = _free_port()
-        route = Route(
-            name="relay0",
-            listen_host="127.0.0.1",
-            listen_port=front,
-            target_host="127.0.0.1",
-            target_port=target,
-        )
-        await nursery.start(serve_routes, [route], profile, 1)
+        front = await _shaped_echo(nursery, profile)
         stream = await trio.open_tcp_stream("127.0.0.1", front)
         async with stream:
             start = trio.current_time()
@@ -170,16 +177,7 @@ async def test_a_connection_reset_mid_delivery_leaves_the_forwarder_serving() ->
     link ends, the forwarder serves the next connection (it once died of it, silently)."""
     profile = LinkProfile(delay=40.0, jitter=1.0)
     async with trio.open_nursery() as nursery:
-        target = await nursery.start(_echo_server)
-        front = _free_port()
-        route = Route(
-            name="relay0",
-            listen_host="127.0.0.1",
-            listen_port=front,
-            target_host="127.0.0.1",
-            target_port=target,
-        )
-        await nursery.start(serve_routes, [route], profile, 1)
+        front = await _shaped_echo(nursery, profile)
         for _ in range(3):
             rude = await trio.open_tcp_stream("127.0.0.1", front)
             await rude.send_all(os.urandom(200_000))  # echoed back, delayed for 40 ms
