@@ -400,16 +400,25 @@ def test_kill_9_mid_write_leaves_a_consistent_store(db_path: Path, kill_after: i
     assert proc.stdout is not None
     queued: list[str] = []
     delivered: set[str] = set()
-    for line in proc.stdout:
+
+    def acknowledged(line: str) -> None:
         kind, message_id = line.split()
         if kind == "Q":
             queued.append(message_id)
         else:
             delivered.add(message_id)
+
+    for line in proc.stdout:
+        acknowledged(line)
         if len(queued) >= kill_after:
             break
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    # The child runs ahead of our reading: what it printed before it died (still in
+    # the pipe) was acknowledged too. A line cut short by the kill is not.
+    for line in proc.stdout.read().splitlines(keepends=True):
+        if line.endswith("\n"):
+            acknowledged(line)
     proc.stdout.close()
 
     with MessageStore.open(db_path, KEY) as s:
