@@ -82,9 +82,11 @@ TOO_LARGE = (413, "Request Entity Too Large")  # longer than we keep: never retr
 # A contact's messages go pipelined on one link: at most WINDOW unanswered at once
 # (a sliding window; a link's SIP endpoint keeps at most 64 transactions each way,
 # so 16 stay free for receipts, presence and calls), BATCH per outbox read and per
-# commit of their outcomes.
+# commit of their outcomes. A batch's outcomes are published together: BATCH stays
+# well under a control subscriber's queue (256 events, the server drops a
+# subscriber that falls behind), and publishing yields between events.
 WINDOW = 48
-BATCH = 256
+BATCH = 128
 MAX_MESSAGE_ID = 64  # a message's id is its Call-ID; the store keeps at most this
 GIVE_UP = frozenset({403, 404, 413, 415, 603})
 MAX_EFFORT = 28  # the most work we prove for one contact request (~90 s of one core)
@@ -392,7 +394,10 @@ class MessagingService(NodeService):
         # One commit for the batch: a receipt is as safe in a batch as alone.
         await self._ctx.db(self._store.finish_many, delivered, failed)
         for message_id in (*delivered, *failed):
-            self._publish_state(message_id)
+            self._publish_state(message_id, queue_changed=False)
+            await trio.sleep(0)  # the subscribers' writers keep up with a batch's events
+        if delivered or failed:
+            self._on_queue_change(peer)  # one "contact" event for the batch, not one each
         if unanswered:
             # Timed out or cut off on the way (the session died under them): as when the
             # dial fails, they also go to the mailbox and stay queued for a direct try.
@@ -517,11 +522,11 @@ class MessagingService(NodeService):
         proof = prove(peer, self._address, self._ctx.clock(), difficulty_bits=effort)
         return f"{proof.bucket};{proof.nonce.hex()}"
 
-    def _publish_state(self, message_id: str) -> None:
+    def _publish_state(self, message_id: str, *, queue_changed: bool = True) -> None:
         message = self._store.outgoing(message_id)
         if message is not None:
             self._ctx.publish("message", message_view(message))
-            if message.state is not MessageState.SENT:  # it left the outbox
+            if queue_changed and message.state is not MessageState.SENT:  # it left the outbox
                 self._on_queue_change(message.peer)
 
     # -- receiving -----------------------------------------------------------

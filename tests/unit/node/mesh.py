@@ -49,9 +49,13 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[tuple[str, dict[str, Any]]] = []
         self._changed = trio.Event()
+        # Also handed every event (a real control server's ``publish``, say).
+        self.also: list[Callable[[str, dict[str, Any]], None]] = []
 
     def __call__(self, event: str, view: View) -> None:
         self.events.append((event, view.encode()))
+        for publish in self.also:
+            publish(event, view.encode())
         self._changed.set()
         self._changed = trio.Event()
 

@@ -9,6 +9,8 @@ holds it as a contact request.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ import trio
 import trio.testing
 
 from anonsip.admission import GateLimits, time_bucket
-from anonsip.control import MessageView
+from anonsip.control import ControlServer, MessageView, TrioControlClient
 from anonsip.node._contacts import ContactsService
 from anonsip.node._messaging import (
     EFFORT_HEADER,
@@ -339,3 +341,61 @@ async def test_a_first_message_too_long_for_a_request_fails_instead_of_waiting_f
     sent = MessageView.decode(await a.op("send", peer=b.address, text="x" * 2000))
     await _state(a, sent.message_id, "failed")
     assert await b.op("requests") == []
+
+
+async def test_a_burst_delivered_in_batches_keeps_a_control_subscriber_connected(
+    tmp_path: Path,
+) -> None:
+    """Real time, a real control server and client: a batch's outcomes are published
+    together, and a subscriber whose queue (256 events) overflows is dropped. With
+    batches of 256 and a "message" and a "contact" event per delivered message, the
+    bench's (or the TUI's) connection was cut in a burst."""
+    home = Path(tempfile.mkdtemp(prefix="ctl"))  # short: a socket path has 107 bytes
+    try:
+        async with trio.open_nursery() as nursery:
+            mesh = Mesh(nursery, tmp_path, clock=trio.current_time)
+            a, b = mesh.add("alice", 1), mesh.add("bob", 2)
+            contacts = ContactsService(a.context)  # wired as the node's assembly wires them
+            messaging = MessagingService(
+                a.context, pow_difficulty=POW, on_queue_change=contacts.publish
+            )
+            a.use([contacts, messaging])
+            _give_services(b)
+            a.befriend(b)
+            b.befriend(a)
+            await mesh.start(a)
+            await mesh.start(b)
+            # Bob is found by a lookup (2 s): the burst piles up in the outbox meanwhile,
+            # and goes out in batches as big as they come.
+            mesh.registrations[b.key] = _registration(0)
+            async with (
+                ControlServer(home / "control.sock", {}) as server,
+                TrioControlClient.connect(home / "control.sock") as client,
+            ):
+                await client.subscribe()
+                a.recorder.also.append(server.publish)
+                wanted: set[str] = set()
+                delivered: set[str] = set()
+                all_in = trio.Event()
+
+                async def watch() -> None:
+                    # Read every event as it comes, as the TUI and the bench do.
+                    async for event in client.events():
+                        if event.event == "message" and event.data["state"] == "delivered":
+                            delivered.add(event.data["message_id"])
+                            if len(wanted) == 300 and delivered >= wanted:
+                                all_in.set()
+                    all_in.set()  # the connection was dropped
+
+                nursery.start_soon(watch)
+                for i in range(300):
+                    sent = await a.op("send", peer="bob", text=f"burst {i}")
+                    wanted.add(MessageView.decode(sent).message_id)
+                    await trio.sleep(0.001)  # a node takes ops one by one from a socket
+                with trio.fail_after(60):
+                    await all_in.wait()
+                assert delivered == wanted  # not cut off on the way
+                assert server.statistics().subscribers == 1
+            nursery.cancel_scope.cancel()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
