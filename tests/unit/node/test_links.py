@@ -282,25 +282,29 @@ class PeerOnion:
         self.media.append(stream)
 
 
-def _dialler(peer: PeerOnion, nursery: trio.Nursery) -> LinkTable:
-    return LinkTable(
-        ME,
-        open_stream=peer.open_stream,
-        lookup=peer.lookup,
-        on_incoming=_nothing,
-        on_media=_nothing,
-        on_contact=lambda *_a: None,
-        rng=random.Random(3).randbytes,
-        nursery=nursery,
-    )
+@asynccontextmanager
+async def dialling_friend() -> AsyncIterator[tuple[PeerOnion, LinkTable]]:
+    """The friend's onion service, and our link table that dials it."""
+    async with trio.open_nursery() as nursery:
+        friend = PeerOnion(nursery)
+        links = LinkTable(
+            ME,
+            open_stream=friend.open_stream,
+            lookup=friend.lookup,
+            on_incoming=_nothing,
+            on_media=_nothing,
+            on_contact=lambda *_a: None,
+            rng=random.Random(3).randbytes,
+            nursery=nursery,
+        )
+        yield friend, links
+        nursery.cancel_scope.cancel()
 
 
 async def test_a_calls_media_paths_go_to_the_sessions_onion_without_lookups_of_their_own(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        friend = PeerOnion(nursery)
-        links = _dialler(friend, nursery)
+    async with dialling_friend() as (friend, links):
         await links.link_to(FRIEND.public_key)
         assert friend.lookups == 1  # nothing cached: the session's dial looked it up
         start = trio.current_time()
@@ -309,21 +313,18 @@ async def test_a_calls_media_paths_go_to_the_sessions_onion_without_lookups_of_t
                 paths.start_soon(links.open_media, FRIEND.public_key)
         assert trio.current_time() - start < 5  # one rendezvous each, no lookup first
         assert friend.lookups == 1
-        await trio.sleep(0.1)
+        await trio.testing.wait_all_tasks_blocked()
         assert len(friend.media) == 2  # the peer's door got both, marked as media
         media_dials = friend.opened[1:]
         assert [onion for onion, _ in media_dials] == [friend.contact.onion] * 2
         isolations = {isolation for _, isolation in friend.opened}
         assert len(isolations) == 3  # the session and each path on circuits of their own
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_media_path_the_sessions_onion_refuses_is_found_afresh(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        friend = PeerOnion(nursery)
-        links = _dialler(friend, nursery)
+    async with dialling_friend() as (friend, links):
         await links.link_to(FRIEND.public_key)
         friend.up = False
         with pytest.raises(Unreachable):
@@ -332,15 +333,11 @@ async def test_a_media_path_the_sessions_onion_refuses_is_found_afresh(
         friend.up = True
         await links.open_media(FRIEND.public_key)
         assert friend.lookups == 2  # up again: straight to the session's onion
-        nursery.cancel_scope.cancel()
 
 
 async def test_without_a_session_we_dialled_a_media_path_looks_the_peer_up(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        friend = PeerOnion(nursery)
-        links = _dialler(friend, nursery)
+    async with dialling_friend() as (friend, links):
         await links.open_media(FRIEND.public_key)  # e.g. the peer's session dialled us
         assert friend.lookups == 1
-        nursery.cancel_scope.cancel()
