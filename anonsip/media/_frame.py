@@ -19,7 +19,9 @@ Wire format of one frame (all integers big-endian)::
         u32 sequence number of the first 20 ms packet
         u32 sender timestamp of the first packet, ms since the call started
     ciphertext of:
-        u8  inner flags: bit 0 = speech (sender's voice activity)
+        u8  inner flags: bit 0 = speech (sender's voice activity), bit 1 =
+            held (said before the call's first path opened and sent from
+            the start backlog: its delay says nothing about the network)
         u32 echo: the newest peer timestamp this side had received (ms)
         u16 echo hold: ms between receiving that frame and sealing this one
         per packet: u16 length, Opus packet
@@ -66,6 +68,8 @@ _INNER = struct.Struct(">BIH")
 _LEN = struct.Struct(">H")
 _TAG = 16
 _FLAG_END = 0x80
+_INNER_SPEECH = 0x01
+_INNER_HELD = 0x02
 _KDF_PERSON = b"anonsip-media-v1"
 CALLER_TO_CALLEE = b"caller->callee"
 CALLEE_TO_CALLER = b"callee->caller"
@@ -132,6 +136,7 @@ class MediaFrame:
     timestamp_ms: int
     packets: tuple[bytes, ...]
     speech: bool = False
+    held: bool = False
     echo_ms: int = 0
     echo_hold_ms: int = 0
     end: bool = False
@@ -153,12 +158,14 @@ class MediaSealer:
         timestamp_ms: int,
         packets: tuple[bytes, ...] | list[bytes],
         speech: bool = False,
+        held: bool = False,
         echo_ms: int = 0,
         echo_hold_ms: int = 0,
     ) -> bytes:
         if not 1 <= len(packets) <= MAX_PACKETS_PER_FRAME:
             raise LocalError(f"a frame holds 1..{MAX_PACKETS_PER_FRAME} packets")
-        body = _INNER.pack(1 if speech else 0, echo_ms & _U32, min(echo_hold_ms, 0xFFFF))
+        inner = (_INNER_SPEECH if speech else 0) | (_INNER_HELD if held else 0)
+        body = _INNER.pack(inner, echo_ms & _U32, min(echo_hold_ms, 0xFFFF))
         body += b"".join(_LEN.pack(len(p)) + p for p in packets)
         return self._seal(seq, timestamp_ms, len(packets) - 1, body)
 
@@ -276,7 +283,8 @@ class MediaReceiver:
             seq=seq,
             timestamp_ms=timestamp,
             packets=tuple(packets),
-            speech=bool(inner_flags & 1),
+            speech=bool(inner_flags & _INNER_SPEECH),
+            held=bool(inner_flags & _INNER_HELD),
             echo_ms=echo,
             echo_hold_ms=hold,
         )

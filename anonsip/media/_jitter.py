@@ -28,6 +28,11 @@ where waiting pays off:
   is an opt-in experiment, off by default.
 * The buffer is bounded (``capacity_frames``): when full, it evicts the
   oldest silent frame, and speech only if it holds nothing else.
+* A frame the sender held back until the call's first path opened (its
+  start backlog, flagged ``held``) plays like any other, but its transit
+  (seconds spent waiting at the sender) is not the network's: it does not
+  enter the window, so a late first path does not push the target to its
+  maximum. Such a burst is caught up inside its silences like any delay.
 """
 
 from __future__ import annotations
@@ -93,7 +98,7 @@ class JitterPolicy:
     silence_lookahead_frames: int = 3  # silent frames that must follow a skipped one
     compress_every: int = 0  # drop at most one speech frame in N; 0: never
     compress_above_ms: float = 200.0  # only when this far above target
-    capacity_frames: int = 200
+    capacity_frames: int = 600  # 12 s: a sender's whole start backlog (10 s) fits
 
     @classmethod
     def for_paths(cls, paths: int, *, frame_ms: int = 20) -> JitterPolicy:
@@ -146,6 +151,7 @@ class JitterBuffer:
         self._entries: dict[int, _Entry] = {}
         self._transits: collections.deque[float] = collections.deque()
         self._sorted: list[float] = []
+        self._held_base: float | None = None  # least transit of a held frame
         self._target = p.min_target_ms
         self._last_target_update: float | None = None
         self._next_seq: int | None = None  # the slot to play next, once started
@@ -163,9 +169,17 @@ class JitterBuffer:
     # -- input -------------------------------------------------------------
 
     def put(
-        self, *, seq: int, send_ms: float, arrival_ms: float, payload: bytes, speech: bool
+        self,
+        *,
+        seq: int,
+        send_ms: float,
+        arrival_ms: float,
+        payload: bytes,
+        speech: bool,
+        held: bool = False,
     ) -> None:
-        """A frame arrived (any order; a frame whose slot has passed is discarded)."""
+        """A frame arrived (any order; a frame whose slot has passed is discarded).
+        ``held``: the sender kept it until the first path opened (see the module)."""
         if seq < 0:
             raise LocalError("sequence numbers are not negative")
         if (self._next_seq is not None and seq < self._next_seq) or seq in self._entries:
@@ -174,7 +188,12 @@ class JitterBuffer:
         if self._underrun:
             self._late += 1
             self._underrun = False
-        self._observe(arrival_ms - send_ms, arrival_ms)
+        if held:
+            transit = arrival_ms - send_ms
+            if self._held_base is None or transit < self._held_base:
+                self._held_base = transit
+        else:
+            self._observe(transit=arrival_ms - send_ms, now=arrival_ms)
         bisect.insort(self._seqs, seq)
         self._entries[seq] = _Entry(
             seq=seq, send_ms=send_ms, arrival_ms=arrival_ms, payload=payload, speech=speech
@@ -186,7 +205,7 @@ class JitterBuffer:
         """No more frames will come; play out what is buffered, then finish."""
         self._ended = True
 
-    def _observe(self, transit: float, now: float) -> None:
+    def _observe(self, *, transit: float, now: float) -> None:
         p = self.policy
         self._transits.append(transit)
         bisect.insort(self._sorted, transit)
@@ -260,7 +279,7 @@ class JitterBuffer:
             self._concealed += 1
             self._last_played_speech = False
             return Conceal(reason="underrun")
-        base = self._sorted[0]
+        base = self._base()
         if not self._started:
             head = self._entries[self._seqs[0]]
             if now_ms - head.send_ms - base < self._target and not self._ended:
@@ -328,6 +347,13 @@ class JitterBuffer:
         self._last_taken = (head.seq, head.speech)
         return Play(seq=head.seq, payload=head.payload, speech=head.speech, send_ms=head.send_ms)
 
+    def _base(self) -> float:
+        """The least transit seen: the network's, or, while only held frames came,
+        theirs (at least the network's: they waited before they left)."""
+        if self._sorted:
+            return self._sorted[0]
+        return self._held_base if self._held_base is not None else 0.0
+
     def _skippable(self) -> bool:
         return len(self._seqs) >= 2 and self._inside_silence(0)
 
@@ -335,7 +361,7 @@ class JitterBuffer:
         return JitterStatistics(
             target_delay_ms=self._target,
             current_delay_ms=self._current_delay,
-            base_transit_ms=self._sorted[0] if self._sorted else 0.0,
+            base_transit_ms=self._base(),
             buffered_frames=len(self._seqs),
             played_frames=self._played,
             concealed_frames=self._concealed,

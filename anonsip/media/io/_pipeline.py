@@ -21,7 +21,12 @@ card) a capture task.
 
 Until the first path is added, frames wait in a bounded backlog that the
 first path sends at once, so what is said from the moment the call starts
-is heard, late rather than never. Each path's send queue is bounded and
+is heard, late rather than never: a rendezvous on the public network can
+take 3-10 s. A full backlog lets its oldest silent frame go (speech only
+when it holds nothing else), and the frames it keeps are numbered without
+gaps when they leave, flagged ``held`` so the peer's jitter buffer knows
+their delay is not the network's; the peer then catches up in silence.
+Each path's send queue is bounded and
 drops its oldest frame: a backed-up path must not turn into seconds of
 queued audio.
 
@@ -43,7 +48,7 @@ import select
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 
 import numpy as np
@@ -79,7 +84,7 @@ class MediaParams:
     complexity: int = 9
     frames_per_write: int = 1
     send_queue_frames: int = 6  # per path: 120 ms; older frames are dropped
-    start_backlog_frames: int = 150  # 3 s said before the first path opened
+    start_backlog_frames: int = 500  # 10 s said before the first path opened (~50 KB)
     path_mode: PathMode = PathMode.DUPLICATE
     speech_rms: float = 200.0  # voice activity threshold, int16 units
     speech_hangover_frames: int = 15  # stay "speech" this long after the last loud frame
@@ -132,6 +137,7 @@ class _Outgoing:
     timestamp_ms: int
     packet: bytes
     speech: bool
+    held: bool = False  # waited in the start backlog
 
 
 class _SocketTap:
@@ -367,7 +373,14 @@ class MediaCall:
             raise LocalError(f"media path {index} is already in use")
         path = _Path(index, stream, self._keys_for(index), self._poller)
         if not self._first_path.is_set():
-            path.backlog, self._backlog = self._backlog, collections.deque()
+            # Numbered afresh: silence the full backlog let go leaves no gap
+            # for the peer to conceal.
+            held, self._backlog = self._backlog, collections.deque()
+            first = held[0].seq if held else self._next_seq
+            path.backlog = collections.deque(
+                replace(frame, seq=first + i, held=True) for i, frame in enumerate(held)
+            )
+            self._next_seq = first + len(held)
             for frame in path.backlog:
                 self._copies[frame.seq] = 1
             self._first_path.set()
@@ -542,7 +555,8 @@ class MediaCall:
         if not self._first_path.is_set():
             self._backlog.append(frame)
             if len(self._backlog) > p.start_backlog_frames:
-                self._backlog.popleft()
+                silent = (i for i, f in enumerate(self._backlog) if not f.speech)
+                del self._backlog[next(silent, 0)]
                 self._send_dropped += 1
             return
         if p.path_mode is PathMode.ALTERNATE and live:
@@ -586,6 +600,7 @@ class MediaCall:
             timestamp_ms=batch[0].timestamp_ms,
             packets=[f.packet for f in batch],
             speech=any(f.speech for f in batch),
+            held=batch[0].held,  # the timestamp is the first frame's
             echo_ms=echo_ms,
             echo_hold_ms=hold_ms,
         )
@@ -753,14 +768,21 @@ class MediaCall:
                 continue  # a copy: another path was faster
             send_ms = frame.timestamp_ms + i * frame_ms
             if i == 0:
-                self._latest_peer = (frame.timestamp_ms, now)
+                if not frame.held:  # echoing a held frame would add its wait to the round trip
+                    self._latest_peer = (frame.timestamp_ms, now)
                 if frame.echo_ms:
                     self._round_trip.update(
                         now_ms=now, echo_ms=frame.echo_ms - 1, hold_ms=frame.echo_hold_ms
                     )
-            self._interarrival.update(send_ms=send_ms, arrival_ms=now)
+            if not frame.held:  # a held frame's delay is its wait at the sender
+                self._interarrival.update(send_ms=send_ms, arrival_ms=now)
             self._jitter.put(
-                seq=seq, send_ms=send_ms, arrival_ms=now, payload=packet, speech=frame.speech
+                seq=seq,
+                send_ms=send_ms,
+                arrival_ms=now,
+                payload=packet,
+                speech=frame.speech,
+                held=frame.held,
             )
             self.arrivals.append((seq, send_ms, now))
             self._received += 1

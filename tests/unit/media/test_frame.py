@@ -58,13 +58,15 @@ def test_roundtrip_and_fields() -> None:
     sealer, receiver = pair()
     wire = sealer.seal(seq=0, timestamp_ms=0, packets=[b"a" * 60], speech=True, echo_ms=7)
     wire += sealer.seal(seq=1, timestamp_ms=20, packets=[b"b" * 60, b"c" * 60], echo_hold_ms=3)
-    wire += sealer.seal_end(seq=3, timestamp_ms=60)
+    wire += sealer.seal(seq=3, timestamp_ms=60, packets=[b"d" * 60], held=True)
+    wire += sealer.seal_end(seq=4, timestamp_ms=80)
     receiver.receive_data(wire)
     got = frames_of(receiver)
     assert got == [
         MediaFrame(seq=0, timestamp_ms=0, packets=(b"a" * 60,), speech=True, echo_ms=7),
         MediaFrame(seq=1, timestamp_ms=20, packets=(b"b" * 60, b"c" * 60), echo_hold_ms=3),
-        MediaFrame(seq=3, timestamp_ms=60, packets=(), end=True),
+        MediaFrame(seq=3, timestamp_ms=60, packets=(b"d" * 60,), held=True),
+        MediaFrame(seq=4, timestamp_ms=80, packets=(), end=True),
     ]
     assert receiver.ended
     receiver.receive_eof()
@@ -203,6 +205,7 @@ def test_constant_size_speech_vs_silence(speech_pcm: np.ndarray) -> None:
                     timestamp_ms=20 * i,
                     packets=[enc.encode(frame.tobytes())],
                     speech=speech,
+                    held=i < 100,  # a start backlog is not told apart on the wire either
                     echo_ms=i * 7,
                     echo_hold_ms=i % 50,
                 )

@@ -140,6 +140,46 @@ def test_target_grows_fast_and_shrinks_slowly() -> None:
     assert last < grown
 
 
+def _late_first_path(held: bool) -> JitterBuffer:
+    """3 s said before the first path opened (at 3 s, 250 ms one way), then the call."""
+    jb = JitterBuffer(JitterPolicy(min_target_ms=60))
+    opened = 3000
+    for i in range(150):  # the start backlog, all at once
+        jb.put(
+            seq=i, send_ms=20 * i, arrival_ms=opened + 250, payload=b"", speech=i < 40, held=held
+        )
+    for i in range(150, 250):  # then each frame as it is said
+        jb.put(seq=i, send_ms=20 * i, arrival_ms=20 * i + 250, payload=b"", speech=False)
+    return jb
+
+
+def test_a_held_start_backlog_does_not_raise_the_target() -> None:
+    held = _late_first_path(held=True).statistics()
+    assert held.target_delay_ms == pytest.approx(60.0)
+    assert held.base_transit_ms == pytest.approx(250.0)
+    # The same burst unflagged reads as a 3 s stall of the network.
+    stalled = _late_first_path(held=False).statistics()
+    assert stalled.target_delay_ms == pytest.approx(800.0)
+
+
+def test_held_frames_alone_play_at_once_and_catch_up_in_silence() -> None:
+    jb = JitterBuffer(JitterPolicy(min_target_ms=60))
+    # 1 s of silence, 1 s of speech, 1 s of silence, held 3 s, arrive together at 3.25 s.
+    speech = [50 <= i < 100 for i in range(150)]
+    for i in range(150):
+        jb.put(seq=i, send_ms=20 * i, arrival_ms=3250, payload=b"", speech=speech[i], held=True)
+    events = [jb.pop(3250 + 20 * k) for k in range(60)]
+    played = [e for e in events if isinstance(e, Play)]
+    assert played, "nothing played from a buffer holding only held frames"
+    # The leading silence is skipped (all but the frame played first, whose
+    # predecessor is unknown, and those next to speech); every speech frame plays.
+    assert [e.seq for e in played if e.speech] == list(range(50, 100))
+    assert played[0].seq < 50
+    before_speech = [e.seq for e in played if e.seq < 50]
+    assert before_speech == [0, 47, 48, 49]  # the first, then those next to the onset
+    assert jb.statistics().dropped_speech_frames == 0
+
+
 def test_catches_up_only_in_silence() -> None:
     jb = JitterBuffer(JitterPolicy(adaptive=False, min_target_ms=40))
     for i in range(30):  # 30 frames arrive at once after a 600 ms stall

@@ -7,6 +7,7 @@ clock.
 
 import pathlib
 import struct
+import wave
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -273,7 +274,7 @@ async def test_speech_said_before_any_path_opened_is_heard(
         a = MediaCall(keys=keys_for(True), source=WavSource(speech_wav), sink=MemorySink())
         b = MediaCall(keys=keys_for(False), source=SilenceSource(seconds=seconds + 5), sink=sink)
         async with a, b:
-            await trio.sleep(0.6)  # the rendezvous takes a while
+            await trio.sleep(2.0)  # the rendezvous takes a while
             for i, (ours, theirs) in enumerate(pairs):
                 a.add_path(ours, path=i)
                 b.add_path(theirs, path=i)
@@ -286,6 +287,48 @@ async def test_speech_said_before_any_path_opened_is_heard(
     heard = np.frombuffer(bytes(sink.pcm), dtype="<i2")
     assert first_100_ms_heard(speech_pcm, heard)
     assert pesq_wb(speech_pcm, sink.pcm) >= 3.8
+    # The 2 s the frames waited for a path are not the network's: neither the
+    # jitter buffer's target nor the round trip (instant paths here) counts them.
+    assert sb.target_delay_ms == pytest.approx(100.0)
+    assert sa.round_trip_ms is not None
+    assert sa.round_trip_ms < 100
+
+
+async def test_a_backlog_that_overflows_lets_silence_go_not_speech(
+    tmp_path: pathlib.Path, speech_pcm: np.ndarray, autojump_clock: trio.abc.Clock
+) -> None:
+    """The rendezvous takes longer than the backlog holds: silence goes, every
+    word said before it is heard, and the frames kept leave without gaps."""
+    onset = int(np.argmax(np.abs(speech_pcm) > 300))
+    first, second = speech_pcm[onset : onset + 16000], speech_pcm[onset + 32000 : onset + 48000]
+    said = np.concatenate([first, np.zeros(5 * 16000, dtype="<i2"), second])  # 7 s, 350 frames
+    wav = tmp_path / "words-pause-words.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(said.astype("<i2").tobytes())
+    params = MediaParams(start_backlog_frames=200)  # 4 s
+    sink = MemorySink()
+    async with paths(1, [None]) as pairs:
+        a = MediaCall(keys=keys_for(True), source=WavSource(wav), sink=MemorySink(), params=params)
+        b = MediaCall(
+            keys=keys_for(False), source=SilenceSource(seconds=20), sink=sink, params=params
+        )
+        async with a, b:
+            await trio.sleep(7.5)  # everything is said before the path opens
+            a.add_path(pairs[0][0], path=0)
+            b.add_path(pairs[0][1], path=0)
+            with trio.fail_after(60):
+                await a.wait_ended()
+                await b.wait_ended()
+    sa, sb = a.statistics(), b.statistics()
+    assert sa.send_dropped_frames == 150  # 350 said, 200 kept
+    assert sb.received_frames == 200
+    assert sb.missing_frames == 0  # numbered afresh: no gap where silence went
+    heard = np.frombuffer(bytes(sink.pcm), dtype="<i2")
+    assert first_100_ms_heard(first, heard), "the words before the pause were lost"
+    assert first_100_ms_heard(second, heard), "the words after the pause were lost"
 
 
 async def test_paths_are_numbered_once_and_not_after_the_end(
