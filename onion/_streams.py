@@ -36,19 +36,24 @@ async def open_onion_stream(
     isolation: str | None = None,
     timeout: float = DEFAULT_CONNECT_TIMEOUT,
     not_found_retry: float = DEFAULT_NOT_FOUND_RETRY,
+    timeout_retry: float = 0.0,
 ) -> trio.SocketStream:
     """A stream to ``address:port`` (v3 onion) via tor's SOCKS port.
 
     ``isolation`` names a stream-isolation group: streams with different
     names never share a circuit (tor's IsolateSOCKSAuth). For the first
     ``not_found_retry`` seconds a "descriptor not found" (0xF0) is retried,
-    because a service published a moment ago may not be on every HSDir yet.
+    because a service published a moment ago may not be on every HSDir yet;
+    for the first ``timeout_retry`` seconds (none by default) so is a circuit
+    or an introduction that timed out (0x06, 0xF7), which a network that has
+    just started gives while it builds its first circuits.
     Raises ``OnionNotFound``, ``OnionUnreachable`` or ``OnionTimeout``.
     """
     bare = normalize_onion_address(address)
     host = f"{bare}.onion"
     deadline = trio.current_time() + timeout
     retry_until = trio.current_time() + not_found_retry
+    timeouts_until = trio.current_time() + timeout_retry
     delay = FIRST_RETRY_DELAY
     try:
         with trio.fail_at(deadline):
@@ -59,6 +64,10 @@ async def open_onion_stream(
                     if trio.current_time() + delay > min(retry_until, deadline):
                         raise
                     log.debug("%s not found yet; retrying in %.1f s", host, delay)
+                except OnionTimeout:  # tor's reply (the whole open's deadline is below)
+                    if trio.current_time() + delay > min(timeouts_until, deadline):
+                        raise
+                    log.debug("a circuit to %s timed out; retrying in %.1f s", host, delay)
                 # A retry backoff, not a readiness wait: tor has no event for
                 # "the HSDir this client asks now has the descriptor".
                 await trio.sleep(delay)

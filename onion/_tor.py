@@ -188,6 +188,7 @@ class Tor:
         isolation: str | None = None,
         timeout: float = DEFAULT_CONNECT_TIMEOUT,
         not_found_retry: float = DEFAULT_NOT_FOUND_RETRY,
+        timeout_retry: float = 0.0,
     ) -> trio.SocketStream:
         """A stream to ``onion_address:port``; see ``open_onion_stream``."""
         return await open_onion_stream(
@@ -198,6 +199,7 @@ class Tor:
             isolation=isolation,
             timeout=timeout,
             not_found_retry=not_found_retry,
+            timeout_retry=timeout_retry,
         )
 
     def publish_service(

@@ -358,8 +358,13 @@ async def _probe(info: TestnetInfo, timeout: float) -> None:
             async with tor.publish_service(echo) as service:
                 await service.wait_published(timeout)
                 log.info("probe: onion service published")
+                # A network this young may time its first circuits out: try again.
                 stream = await tor.open_stream(
-                    service.address, service.virtual_port, timeout=timeout, not_found_retry=timeout
+                    service.address,
+                    service.virtual_port,
+                    timeout=timeout,
+                    not_found_retry=timeout,
+                    timeout_retry=timeout,
                 )
                 async with stream:
                     await stream.send_all(PROBE_PAYLOAD)
