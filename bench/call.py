@@ -28,7 +28,8 @@ figure comes with the raw onion baseline of the same network, same run:
     processes: a caller plays a spoken clip into a call the callee answers
     automatically and records; the callee's whole recording against the
     clip, PESQ-WB untrimmed, whether its first 100 ms of speech are there,
-    and how long after the answer the speech began to play;
+    how long after the answer the speech began to play, and the callee's
+    playout target at the end (the start's wait must not leave it high);
   * call setup, from the ``call`` op to the answer: the first call of a
     node that just joined; after a restart with a fresh DHT lookup or with
     the contact's cached onion; on an open link; as ratios to the raw cold
@@ -532,7 +533,7 @@ async def spoken_call(
             )
         )["call_id"]
         await _until(c_caller, call_id, ("active",))
-        await _until(c_callee, call_id, ("ended",))  # the recording is closed
+        ended = await _until(c_callee, call_id, ("ended",))  # the recording is closed
         await _until(c_caller, call_id, ("ended",))
     heard = read_pcm(record)
     found, at = first_100_ms(reference, heard)
@@ -541,6 +542,8 @@ async def spoken_call(
         "first_100_ms": found,
         # The callee's recording starts at its answer: how late the first word played.
         "speech_starts_s": at - speech_onset(reference) / RATE,
+        # Whether the start's wait left the callee's jitter buffer aiming high.
+        "target_at_end_ms": float(ended["stats"]["target_delay_ms"]),
     }
 
 
@@ -643,6 +646,7 @@ async def onion_part(
             "pesq_untrimmed_worst": min(c["pesq"] for c in spoken),
             "first_100_ms": f"{sum(c['first_100_ms'] for c in spoken)}/{len(spoken)}",
             "speech_starts_s": [round(c["speech_starts_s"], 3) for c in spoken],
+            "target_at_end_ms": [round(c["target_at_end_ms"]) for c in spoken],
         },
         "setup": {
             **{k: [round(x, 3) for x in v] for k, v in setup.items()},
@@ -686,6 +690,7 @@ def print_onion(r: dict[str, Any], network: str) -> None:
     )
     print(f"  first 100 ms of speech in the recording: {start['first_100_ms']}")
     print(f"  speech began to play, s after the answer: {start['speech_starts_s']}")
+    print(f"  callee's playout target at the end, ms: {start['target_at_end_ms']}")
     print("\nCall setup, call op to answer (auto-answer), median")
     for kind in ("first", "fresh", "cached", "warm"):
         print(
