@@ -470,6 +470,8 @@ async def onion_calls(info: TestnetInfo, wav: pathlib.Path) -> dict[str, Any]:
                                 80,
                                 isolation=f"media-{paths}-{call}-{i}",
                                 timeout=60,
+                                # "Published" is one HSDir; on WAN the one asked may lag.
+                                not_found_retry=60,
                             )
                             await stream.send_all(bytes([i]))
                             ends_a.append(stream)
