@@ -179,7 +179,9 @@ class UpdateMedia(CallEvent):
 
 @dataclass(frozen=True, kw_only=True)
 class StopMedia(CallEvent):
-    pass
+    # The peer hung up (its BYE came): what it said and we have not played
+    # yet still plays, briefly, instead of being cut off.
+    play_out: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -671,7 +673,7 @@ class Call:
 
     def _bye_received(self, data: _Pending, out: list[CallEvent]) -> CallState:
         out.append(Send(message=Response(status=200, method=Method.BYE)))
-        out.append(StopMedia())
+        out.append(StopMedia(play_out=True))
         return self._end(out, EndReason.REMOTE_HUNG_UP)
 
     def _bye_crossed(self, data: _Pending, out: list[CallEvent]) -> CallState:

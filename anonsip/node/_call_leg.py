@@ -83,6 +83,7 @@ class CallLeg:
         self.ended = trio.Event()
         self.answered = trio.Event()
         self.stop_media = trio.Event()
+        self.play_out = False  # the media stops because the peer hung up: play what came
         self.media_done = trio.Event()
         self.media: MediaCall | None = None
         self.media_running = False

@@ -446,7 +446,7 @@ class CallMedia:
 
     async def _hang_up_media_on_stop(self, leg: CallLeg, media: MediaCall) -> None:
         await leg.stop_media.wait()
-        await media.hang_up()
+        await media.hang_up(play_out=leg.play_out)
 
     async def _stats_loop(self, leg: CallLeg, media: MediaCall) -> None:
         while True:

@@ -519,6 +519,7 @@ class CallService(NodeService):
             elif isinstance(event, MuteChanged):
                 self._media.apply_direction(leg)
             elif isinstance(event, StopMedia):
+                leg.play_out = event.play_out
                 leg.stop_media.set()
             elif isinstance(event, TransferRequested):
                 if leg.nursery is not None:

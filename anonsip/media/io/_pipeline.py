@@ -66,6 +66,7 @@ __all__ = ["EndReason", "MediaCall", "MediaEnded", "MediaParams", "PathMode", "P
 
 _RECEIVE_CHUNK = 16384
 _END_TIMEOUT_S = 2.0
+PLAY_OUT_MAX_S = 3.0  # a node waits 5 s for a call's media once the call has ended
 _LOG = 4096
 
 
@@ -416,16 +417,20 @@ class MediaCall:
     def muted(self) -> bool:
         return self._muted
 
-    async def hang_up(self) -> MediaEnded:
+    async def hang_up(self, *, play_out: bool = False) -> MediaEnded:
         """Stop sending and playing, tell the peer with END on every path, and end the call.
 
         The streams stay open (bounded) until the peer's END comes back: closing
         a socket with the peer's last frames unread resets the connection, and a
         reset can throw away our END before the peer has read it.
+
+        ``play_out``: the peer hung up first (its BYE came). What it said that
+        has not played yet (a late first path leaves speech seconds behind)
+        still plays, for at most ``PLAY_OUT_MAX_S``, before the call ends.
         """
         if self._ended is None:
             self._hanging_up = True
-            self._stopped_playing = True
+            self._stopped_playing = not play_out
             self._backlog.clear()
             self._copies.clear()
             for path in self._paths.values():
@@ -437,6 +442,11 @@ class MediaCall:
                 await self._send_done.wait()
                 if self.open_paths:
                     await self._peer_done.wait()
+            if play_out and self._ended is None:
+                self._jitter.end_of_stream()  # what came is all there is to play
+                with trio.move_on_after(PLAY_OUT_MAX_S):
+                    await self._ended_event.wait()
+                self._stopped_playing = True
             self._finish(EndReason.HUNG_UP, "this side hung up")
         return await self.wait_ended()
 
@@ -803,6 +813,8 @@ class MediaCall:
         self._peer_done.set()
         if self._peer_ended:
             self._send_done.set()
+            if not self._stopped_playing and self._jitter.statistics().buffered_frames:
+                return  # what the peer said before its END still plays; then the call ends
             self._playout_done = True
             self._finish(EndReason.FINISHED, "the peer hung up")
         else:

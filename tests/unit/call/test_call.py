@@ -149,8 +149,9 @@ def basic_call_a_hangs_up() -> Pair:
     p.flush()
     assert p.of(p.a, Ended) == [Ended(reason=EndReason.HUNG_UP)]
     assert p.of(p.b, Ended) == [Ended(reason=EndReason.REMOTE_HUNG_UP)]
-    assert p.of(p.a, StopMedia)
-    assert p.of(p.b, StopMedia)
+    # The side that hung up stops at once; the other plays what it still holds.
+    assert p.of(p.a, StopMedia) == [StopMedia(play_out=False)]
+    assert p.of(p.b, StopMedia) == [StopMedia(play_out=True)]
     assert statuses(p.sent[p.b]) == [180, 200, 200]
     return p
 

@@ -10,6 +10,7 @@ import struct
 import wave
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 
 import numpy as np
 import pytest
@@ -329,6 +330,77 @@ async def test_a_backlog_that_overflows_lets_silence_go_not_speech(
     heard = np.frombuffer(bytes(sink.pcm), dtype="<i2")
     assert first_100_ms_heard(first, heard), "the words before the pause were lost"
     assert first_100_ms_heard(second, heard), "the words after the pause were lost"
+
+
+async def _late_start_then_bye(
+    tmp_path: pathlib.Path,
+    speech_pcm: np.ndarray,
+    pair: Pair,
+    *,
+    play_out: bool,
+    bye: bool = True,
+    rendezvous_s: float = 2.0,
+) -> tuple[bool, MediaCall]:
+    """3 s of speech, the path opens after ``rendezvous_s``, the caller hangs up
+    0.2 s after its last word and lets its paths go; the callee is told by the
+    BYE (or, ``bye=False``, only by the caller's END). Whether the callee heard
+    the last 300 ms of speech, and its call."""
+    onset = int(np.argmax(np.abs(speech_pcm) > 300))
+    said = speech_pcm[onset : onset + 3 * 16000]
+    last = int(np.nonzero(np.abs(said) > 300)[0][-1])
+    wav = tmp_path / "three-seconds.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(said.astype("<i2").tobytes())
+    sink = MemorySink()
+    a = MediaCall(keys=keys_for(True), source=WavSource(wav), sink=MemorySink())
+    b = MediaCall(keys=keys_for(False), source=SilenceSource(seconds=20), sink=sink)
+    async with b:
+        async with a:
+            await trio.sleep(rendezvous_s)
+            a.add_path(pair[0], path=0)
+            b.add_path(pair[1], path=0)
+            await trio.sleep(max(0.2, 3.2 - rendezvous_s))  # the caller has said it all
+            with trio.fail_after(5):  # and the callee has all of it (a busy machine is slow)
+                while b.statistics().received_frames < 150:
+                    await trio.sleep(0.02)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(a.hang_up)
+                if bye:
+                    nursery.start_soon(partial(b.hang_up, play_out=play_out))
+        # The caller's media is gone (its streams closed) while the callee may still play.
+        with trio.fail_after(10):
+            await b.wait_ended()
+    heard = np.frombuffer(bytes(sink.pcm), dtype="<i2")
+    return first_100_ms_heard(said[last - 4800 : last + 1], heard), b
+
+
+@pytest.mark.parametrize("play_out", [True, False])
+async def test_a_bye_after_a_late_start_lets_the_last_words_play_out(
+    tmp_path: pathlib.Path, speech_pcm: np.ndarray, play_out: bool, autojump_clock: trio.abc.Clock
+) -> None:
+    """The path opened late, so the callee is seconds behind when the caller
+    hangs up: its BYE must not cut off what the caller said last."""
+    async with paths(1, [None]) as pairs:
+        heard, _ = await _late_start_then_bye(tmp_path, speech_pcm, pairs[0], play_out=play_out)
+    assert heard is play_out
+
+
+async def test_the_last_words_play_out_after_the_callers_socket_closed(
+    tmp_path: pathlib.Path, speech_pcm: np.ndarray
+) -> None:
+    """The caller's END comes, no BYE yet; the callee is more than the 2 s the
+    caller waits for its END behind, so the caller's socket closes while the
+    callee still plays: that must not end its call before what came has played
+    (the real clock: sockets)."""
+    heard, b = await _late_start_then_bye(
+        tmp_path, speech_pcm, await _tcp_pair(), play_out=True, bye=False, rendezvous_s=4.0
+    )
+    assert heard
+    assert b.ended is not None
+    assert b.ended.reason is EndReason.FINISHED
 
 
 async def test_paths_are_numbered_once_and_not_after_the_end(
