@@ -649,6 +649,7 @@ async def onion_part(
             "first_100_ms": f"{sum(c['first_100_ms'] for c in spoken)}/{len(spoken)}",
             "speech_starts_s": [round(c["speech_starts_s"], 3) for c in spoken],
             "target_at_end_ms": [round(c["target_at_end_ms"]) for c in spoken],
+            "pesq_per_call": [round(c["pesq"], 2) for c in spoken],
         },
         "setup": {
             **{k: [round(x, 3) for x in v] for k, v in setup.items()},
@@ -690,6 +691,7 @@ def print_onion(r: dict[str, Any], network: str) -> None:
         f"  PESQ-WB untrimmed, mean {start['pesq_untrimmed_mean']:.2f}, worst "
         f"{start['pesq_untrimmed_worst']:.2f} over {start['calls']} calls"
     )
+    print(f"  each call, in order: {start['pesq_per_call']}")
     print(f"  first 100 ms of speech in the recording: {start['first_100_ms']}")
     print(f"  speech began to play, s after the answer: {start['speech_starts_s']}")
     print(f"  callee's playout target at the end, ms: {start['target_at_end_ms']}")
