@@ -355,6 +355,11 @@ class MediaCall:
     async def wait_first_path(self) -> None:
         await self._first_path.wait()
 
+    async def wait_sent(self) -> None:
+        """Until this side's END has gone out on every open path (its source ran
+        out, or it hung up), after everything it had to send."""
+        await self._send_done.wait()
+
     def add_path(self, stream: trio.abc.Stream, *, path: int) -> None:
         """Carry the call on ``stream`` too (from now on the call owns and closes it).
 

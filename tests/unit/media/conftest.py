@@ -24,6 +24,14 @@ def make_speech(path: pathlib.Path, *, rate: int = 16000, text: str = TEXT) -> p
         pytest.fail(str(exc))
 
 
+def write_wav(path: pathlib.Path, pcm: np.ndarray, rate: int = 16000, channels: int = 1) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.astype("<i2").tobytes())
+
+
 def read_pcm(path: pathlib.Path) -> tuple[int, np.ndarray]:
     with wave.open(str(path), "rb") as w:
         return w.getframerate(), np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")

@@ -25,13 +25,7 @@ from anonsip.media.io._audio import (
 )
 from anonsip.media.io._call_audio import GatedSink
 
-
-def write_wav(path: pathlib.Path, pcm: np.ndarray, rate: int = 16000, channels: int = 1) -> None:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(channels)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.astype("<i2").tobytes())
+from .conftest import write_wav
 
 
 async def test_wav_source_is_paced_to_real_time(

@@ -7,7 +7,6 @@ clock.
 
 import pathlib
 import struct
-import wave
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
@@ -30,7 +29,7 @@ from anonsip.media.io import (
     WavSource,
 )
 
-from .conftest import first_100_ms_heard, read_pcm
+from .conftest import first_100_ms_heard, read_pcm, write_wav
 from .test_pipeline import pesq_wb
 
 SECRET = bytes(range(32))
@@ -304,11 +303,7 @@ async def test_a_backlog_that_overflows_lets_silence_go_not_speech(
     first, second = speech_pcm[onset : onset + 16000], speech_pcm[onset + 32000 : onset + 48000]
     said = np.concatenate([first, np.zeros(5 * 16000, dtype="<i2"), second])  # 7 s, 350 frames
     wav = tmp_path / "words-pause-words.wav"
-    with wave.open(str(wav), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(said.astype("<i2").tobytes())
+    write_wav(wav, said)
     params = MediaParams(start_backlog_frames=200)  # 4 s
     sink = MemorySink()
     async with paths(1, [None]) as pairs:
@@ -349,11 +344,7 @@ async def _late_start_then_bye(
     said = speech_pcm[onset : onset + 3 * 16000]
     last = int(np.nonzero(np.abs(said) > 300)[0][-1])
     wav = tmp_path / "three-seconds.wav"
-    with wave.open(str(wav), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(said.astype("<i2").tobytes())
+    write_wav(wav, said)
     sink = MemorySink()
     a = MediaCall(keys=keys_for(True), source=WavSource(wav), sink=MemorySink())
     b = MediaCall(keys=keys_for(False), source=SilenceSource(seconds=20), sink=sink)
@@ -362,10 +353,7 @@ async def _late_start_then_bye(
             await trio.sleep(rendezvous_s)
             a.add_path(pair[0], path=0)
             b.add_path(pair[1], path=0)
-            await trio.sleep(max(0.2, 3.2 - rendezvous_s))  # the caller has said it all
-            with trio.fail_after(5):  # and the callee has all of it (a busy machine is slow)
-                while b.statistics().received_frames < 150:
-                    await trio.sleep(0.02)
+            await a.wait_sent()  # the caller has said it all, and it has all gone out
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(a.hang_up)
                 if bye:
