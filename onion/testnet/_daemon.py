@@ -32,10 +32,16 @@ class Daemon:
 
     @classmethod
     def spawn(
-        cls, argv: Sequence[str], *, env: dict[str, str], capture_output: bool = False
+        cls,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str],
+        capture_output: bool = False,
+        output_file: str | None = None,
     ) -> Daemon:
         """Start ``argv`` (``argv[0]`` an absolute path) with stdin from /dev/null and
-        stdout and stderr to a pipe we read (``capture_output``) or to /dev/null."""
+        stdout and stderr to a pipe we read (``capture_output``), to ``output_file``
+        (created or emptied, readable by us alone) or to /dev/null."""
         actions: list[tuple[int, ...] | tuple[int, int, str, int, int]] = [
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)
         ]
@@ -47,8 +53,11 @@ class Daemon:
                 (os.POSIX_SPAWN_DUP2, write_end, 2),
             ]
         else:
+            target, flags = os.devnull, os.O_WRONLY
+            if output_file is not None:
+                target, flags = output_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
             actions += [
-                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, target, flags, 0o600),
                 (os.POSIX_SPAWN_DUP2, 1, 2),
             ]
         try:

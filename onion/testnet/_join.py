@@ -230,9 +230,16 @@ async def launch_node(
                 if port is not None and seen:
                     break
             if port is not None and seen:
-                async with ControlConnection("127.0.0.1", port) as control:
-                    log_file = f"notice file {node.data_dir / 'notice.log'}"
-                    await control.command("SETCONF", f"Log={quote(log_file)}")
+                try:
+                    async with ControlConnection("127.0.0.1", port) as control:
+                        log_file = f"notice file {node.data_dir / 'notice.log'}"
+                        await control.command("SETCONF", f"Log={quote(log_file)}")
+                except OSError:
+                    # tor opens its listeners one by one and exits if a later one cannot
+                    # bind: then what it printed after the control line says why.
+                    if not await _drained(process.output, tor_log):
+                        raise
+                    port = None
     except BaseException:
         with trio.CancelScope(shield=True):
             process.kill()
@@ -242,8 +249,17 @@ async def launch_node(
         with trio.CancelScope(shield=True):
             await process.close_output()
     if port is None or not seen:  # its stdout ended: tor exited before it was ready
-        raise exit_error(node, await process.wait())
+        raise exit_error(node, await process.wait(), tor_log.tail(12))
     return process, port
+
+
+async def _drained(output: trio.lowlevel.FdStream, tor_log: TorLog) -> bool:
+    """Read what tor still prints until it ends (True: tor exited) or for at most 5 s."""
+    with trio.move_on_after(5):
+        async for chunk in output:
+            tor_log.feed(chunk)
+        return True
+    return False
 
 
 @contextlib.contextmanager

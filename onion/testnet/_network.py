@@ -73,6 +73,7 @@ MIN_NODES = 4  # 3 never built 3-hop circuits ("Failed to find node for hop #3")
 DEFAULT_VOTING_INTERVAL = 10
 DEFAULT_UP_TIMEOUT = 180.0
 PORT_ATTEMPTS = 3
+STARTUP_LOG = "startup.log"
 STOP_TIMEOUT = 5.0
 STATUS_FETCH_TIMEOUT = 5.0
 PROBE_PAYLOAD = b"anonsip testnet probe\n"
@@ -317,21 +318,36 @@ def _start(node: PlannedNode, tor: str) -> Daemon:
             str(node.data_dir / "torrc"),
         ],
         env=tor_environment(),
+        # What tor says before it opens its log file (a port it cannot bind among it).
+        output_file=str(node.data_dir / STARTUP_LOG),
     )
 
 
 def _log_tail(data_dir: Path, n: int = 12) -> list[str]:
-    try:
-        with (data_dir / "notice.log").open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 8192))
-            return f.read().decode("utf-8", "replace").splitlines()[-n:]
-    except OSError:
-        return []
+    """The last ``n`` lines tor wrote: its notice log, or, when it exited before
+    opening that, what it printed on its standard output."""
+    for name in ("notice.log", STARTUP_LOG):
+        try:
+            with (data_dir / name).open("rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 8192))
+                lines = f.read().decode("utf-8", "replace").splitlines()[-n:]
+        except OSError:
+            continue
+        if lines:
+            return lines
+    return []
 
 
-def exit_error(node: PlannedNode, returncode: int | None) -> OnionError:
-    tail = _log_tail(node.data_dir)
+def exit_error(
+    node: PlannedNode, returncode: int | None, printed: Sequence[str] = ()
+) -> OnionError:
+    """Why ``node``'s tor exited: ``PortInUse`` (retried with other ports) or the rest.
+
+    ``printed``: what it wrote on a standard output we read ourselves; tor
+    binds its ports before it opens its log file, so that failure is only there.
+    """
+    tail = _log_tail(node.data_dir) or list(printed)[-12:]
     text = "\n  ".join(tail)
     if any("Address already in use" in line for line in tail):
         return PortInUse(f"{node.nickname} could not bind its port:\n  {text}")

@@ -60,3 +60,22 @@ async def test_the_environment_is_only_what_it_is_given(tmp_path: Path) -> None:
     lines = set(out.read_text().split())
     assert "ONLY=this" in lines
     assert not any(line.startswith("HOME=") for line in lines)
+
+
+async def test_output_to_a_file_is_emptied_first_and_ours_alone(tmp_path: Path) -> None:
+    out = tmp_path / "startup.log"
+    out.write_text("from an earlier start\n")
+    before = _open_fds()
+    daemon = Daemon.spawn(
+        [SH, "-c", "echo hello; echo oops >&2; exit 1"], env={}, output_file=str(out)
+    )
+    assert daemon.output is None
+    assert await daemon.wait() == 1
+    assert out.read_text() == "hello\noops\n"
+    assert _open_fds() == before
+
+    fresh = tmp_path / "new.log"
+    daemon = Daemon.spawn([SH, "-c", "echo made"], env={}, output_file=str(fresh))
+    assert await daemon.wait() == 0
+    assert fresh.read_text() == "made\n"
+    assert fresh.stat().st_mode & 0o777 == 0o600
