@@ -34,6 +34,7 @@ import math
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Protocol
 
 import trio
@@ -66,7 +67,14 @@ from anonsip.sip import (
     message_text,
     parse_imdn,
 )
-from anonsip.store import ContactState, Message, MessageState, OutboxItem, StoreLimitError
+from anonsip.store import (
+    ContactState,
+    Message,
+    MessageState,
+    OutboxItem,
+    StoreFullError,
+    StoreLimitError,
+)
 
 __all__ = ["PROOF_HEADER", "MessagingService", "message_view"]
 
@@ -79,6 +87,8 @@ TEXT_PLAIN = "text/plain;charset=utf-8"
 REFUSED = (403, "Forbidden")  # one answer for every refusal: blocked, bad proof
 BUSY = (486, "Busy Here")  # try later: too many requests right now
 TOO_LARGE = (413, "Request Entity Too Large")  # longer than we keep: never retried
+FULL = (503, "Service Unavailable")  # our disk is full: the sender keeps it and retries
+FULL_RETRY_AFTER = ("Retry-After", "300")
 # A contact's messages go pipelined on one link: at most WINDOW unanswered at once
 # (a sliding window; a link's SIP endpoint keeps at most 64 transactions each way,
 # so 16 stay free for receipts, presence and calls), BATCH per outbox read and per
@@ -157,6 +167,7 @@ class MessagingService(NodeService):
         self._advertised: OrderedDict[str, int] = OrderedDict()  # ... said in registrations
         self._learned = trio.Event()  # set (and replaced) when a peer's advertised effort rose
         self._told_effort = pow_difficulty  # the gate's effort as we last told the node
+        self._full_warned = -math.inf  # when we last said our store was full
 
     def effort(self) -> int:
         """The work we ask of strangers now (advertised with our registration)."""
@@ -347,6 +358,7 @@ class MessagingService(NodeService):
         (delivered or refused for good). Their outcomes are committed once."""
         peer_key = Address.parse(peer).public_key
         ids = [item.message_id for item in items]
+        reached: list[str] = []
         await self._ctx.db(self._store.note_attempts, ids, self._ctx.clock())
         try:
             with trio.fail_after(self._request_timeout):
@@ -363,14 +375,18 @@ class MessagingService(NodeService):
             ]
 
             def trying(index: int, _response: object) -> None:
-                if self._store.set_outgoing_state(ids[index], MessageState.SENT):
-                    self._publish_state(ids[index])
+                # The peer's node has it: shown now, written with the batch's outcomes
+                # (a commit per message here held up the whole node). Lost in a crash,
+                # the message is only sent again, and the peer keeps it once.
+                reached.append(ids[index])
+                self._publish_sent(ids[index])
 
             # No overall deadline: each request has Timer F, and one unanswered ends
             # the link (and the rest with it), so answers already in are never lost.
             results = await link.request_many(requests, window=WINDOW, on_provisional=trying)
         except (AnonsipError, trio.TooSlowError) as exc:
             log.info("messages were not delivered yet (%s); they stay in the outbox", exc)
+            await self._ctx.db(self._store.finish_many, (), (), reached)
             await self._to_mailbox(peer, ids, request=False)
             return False
         delivered: list[str] = []
@@ -392,7 +408,7 @@ class MessagingService(NodeService):
             else:
                 settled = False
         # One commit for the batch: a receipt is as safe in a batch as alone.
-        await self._ctx.db(self._store.finish_many, delivered, failed)
+        await self._ctx.db(self._store.finish_many, delivered, failed, reached)
         for message_id in (*delivered, *failed):
             self._publish_state(message_id, queue_changed=False)
             await trio.sleep(0)  # the subscribers' writers keep up with a batch's events
@@ -522,6 +538,12 @@ class MessagingService(NodeService):
         proof = prove(peer, self._address, self._ctx.clock(), difficulty_bits=effort)
         return f"{proof.bucket};{proof.nonce.hex()}"
 
+    def _publish_sent(self, message_id: str) -> None:
+        """Say a message reached the peer's node before the store has it as sent."""
+        message = self._store.outgoing(message_id)
+        if message is not None and message.state is MessageState.QUEUED:
+            self._ctx.publish("message", message_view(replace(message, state=MessageState.SENT)))
+
     def _publish_state(self, message_id: str, *, queue_changed: bool = True) -> None:
         message = self._store.outgoing(message_id)
         if message is not None:
@@ -605,6 +627,9 @@ class MessagingService(NodeService):
         except StoreLimitError:
             await link.respond(request, *TOO_LARGE)  # the parser takes more than we keep
             return
+        except StoreFullError:
+            await self._refuse_full(link, request)
+            return
         if state is ContactState.REQUESTED:
             # We asked them; a message back means they accepted.
             self._accepted_by(peer)
@@ -644,9 +669,21 @@ class MessagingService(NodeService):
         except StoreLimitError:
             await link.respond(request, *TOO_LARGE)  # a request is short; never retried
             return
+        except StoreFullError:
+            await self._refuse_full(link, request)
+            return
         await link.respond(request, 202)
         if new:
             self._ctx.publish("request", request_view(peer, text, now))
+
+    async def _refuse_full(self, link: PeerLink, request: Request) -> None:
+        """Our disk is full: say so at once (the sender keeps the message and tries
+        again later) rather than leave the request unanswered, which ends the session."""
+        now = self._ctx.clock()
+        if now - self._full_warned >= 60:  # once a minute, not once a message
+            self._full_warned = now
+            log.warning("the message store is full: messages are turned away; free disk space")
+        await link.respond(request, *FULL, headers=(FULL_RETRY_AFTER,))
 
     def _record_request(self, peer: str, text: str, now: float, message_id: str) -> bool:
         return self._store.record_request(peer, text, now, message_id=message_id)

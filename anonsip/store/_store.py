@@ -19,7 +19,7 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -877,11 +877,16 @@ class MessageStore:
                     (attempts, now + retry_delay(attempts), message_id),
                 )
 
-    def finish_many(self, delivered: list[str], failed: list[str]) -> None:
-        """Take settled messages out of the outbox in one transaction."""
-        if not delivered and not failed:
+    def finish_many(
+        self, delivered: Sequence[str], failed: Sequence[str], sent: Sequence[str] = ()
+    ) -> None:
+        """Take settled messages out of the outbox, and move those of ``sent`` still in
+        it forward to ``sent`` (as ``set_outgoing_state``), in one transaction."""
+        if not delivered and not failed and not sent:
             return
         with self._transaction() as db:
+            for message_id in sent:
+                self._move_forward(db, message_id, MessageState.SENT)
             for ids, state in ((delivered, "delivered"), (failed, "failed")):
                 for message_id in ids:
                     cur = db.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,))
@@ -901,18 +906,22 @@ class MessageStore:
         if state not in _OUTBOX_STATES:
             raise StoreError(f"an outbox message cannot be {state.value!r}")
         with self._transaction() as db:
-            row = db.execute(
-                "SELECT m.state FROM messages m JOIN outbox o ON o.message_id = m.message_id "
-                "WHERE m.direction = 'out' AND m.message_id = ?",
-                (message_id,),
-            ).fetchone()
-            if row is None or _OUTBOX_STATES[MessageState(row[0])] >= _OUTBOX_STATES[state]:
-                return False
-            db.execute(
-                "UPDATE messages SET state = ? WHERE direction = 'out' AND message_id = ?",
-                (state.value, message_id),
-            )
-            return True
+            return self._move_forward(db, message_id, state)
+
+    @staticmethod
+    def _move_forward(db: sqlite3.Connection, message_id: str, state: MessageState) -> bool:
+        row = db.execute(
+            "SELECT m.state FROM messages m JOIN outbox o ON o.message_id = m.message_id "
+            "WHERE m.direction = 'out' AND m.message_id = ?",
+            (message_id,),
+        ).fetchone()
+        if row is None or _OUTBOX_STATES[MessageState(row[0])] >= _OUTBOX_STATES[state]:
+            return False
+        db.execute(
+            "UPDATE messages SET state = ? WHERE direction = 'out' AND message_id = ?",
+            (state.value, message_id),
+        )
+        return True
 
     def mark_delivered(self, message_id: str) -> bool:
         """The peer confirmed it: out of the outbox. False if it already was."""

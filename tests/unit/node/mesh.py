@@ -99,13 +99,16 @@ class Recorder:
 class MemoryNode:
     """One node's services over an in-memory overlay."""
 
-    def __init__(self, mesh: Mesh, name: str, seed: int, store_path: Path) -> None:
+    def __init__(
+        self, mesh: Mesh, name: str, seed: int, store_path: Path, max_bytes: int | None = None
+    ) -> None:
         self.mesh = mesh
         self.name = name
         self.identity = Identity.generate(name, rng=seeded(seed))
         self.key = self.identity.public_key
         self.address = self.identity.address.text
-        self.store = MessageStore.open(store_path, bytes([seed % 256]) * 32)
+        limit = {} if max_bytes is None else {"max_bytes": max_bytes}
+        self.store = MessageStore.open(store_path, bytes([seed % 256]) * 32, **limit)
         self.context = NodeContext(
             identity=self.identity, store=self.store, clock=mesh.clock, offload=False
         )
@@ -201,8 +204,9 @@ class Mesh:
         self.media: list[tuple[trio.abc.Stream, trio.abc.Stream]] = []
         self.dials = 0
 
-    def add(self, name: str, seed: int) -> MemoryNode:
-        node = MemoryNode(self, name, seed, self.tmp / f"{name}.sqlite")
+    def add(self, name: str, seed: int, *, max_bytes: int | None = None) -> MemoryNode:
+        """A node; ``max_bytes`` caps its store as a small disk would."""
+        node = MemoryNode(self, name, seed, self.tmp / f"{name}.sqlite", max_bytes)
         self.nodes[node.key] = node
         return node
 

@@ -9,6 +9,7 @@ holds it as a contact request.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
@@ -399,3 +400,35 @@ async def test_a_burst_delivered_in_batches_keeps_a_control_subscriber_connected
             nursery.cancel_scope.cancel()
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+async def test_a_receiver_whose_disk_fills_turns_messages_away_at_once_and_loses_none(
+    mesh: Mesh, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bob's store fills in the middle of a burst: he answers 503 at once instead of
+    nothing (which cost the sender its request timeout and ended the session); Alice
+    keeps the rest, in order, as having reached his node."""
+    caplog.set_level(logging.INFO)
+    a, b = mesh.add("alice", 1), mesh.add("bob", 2, max_bytes=128 * 1024)
+    _give_services(a)
+    _give_services(b)
+    a.befriend(b)
+    b.befriend(a)
+    await mesh.start(a)
+    await mesh.start(b)
+    ids = []
+    for i in range(100):
+        sent = MessageView.decode(await a.op("send", peer="bob", text=f"{i:03d} " + "x" * 1500))
+        ids.append(sent.message_id)
+    await trio.sleep(60)  # model time: more than a request's timeout
+    kept = [m.message_id for m in b.store.history(a.address, 1000)]
+    assert 0 < len(kept) < len(ids)
+    assert kept == ids[: len(kept)]  # a prefix, in order
+    mine = {m.message_id: m.state for m in a.store.history(b.address, 1000)}
+    assert {mine[i] for i in kept} == {MessageState.DELIVERED}
+    rest = ids[len(kept) :]
+    assert a.store.outbox_size() == len(rest)
+    assert mine[rest[0]] is MessageState.SENT  # it reached his node, which said 100
+    assert "the message store is full" in caplog.text
+    assert "did not answer" not in caplog.text  # answered, so the session stayed up
+    assert caplog.text.count("the message store is full") == 1  # once a minute at most

@@ -474,3 +474,28 @@ def test_a_contacts_mailbox_secret_is_kept_sealed_and_only_for_contacts(tmp_path
     assert store.set_contact_mailbox(ALICE, secret)
     store.close()
     assert b"mailbox-secret-marker!" not in (tmp_path / "s.sqlite").read_bytes()
+
+
+def test_a_batch_writes_its_sent_states_with_its_outcomes_forward_only(
+    store: MessageStore,
+) -> None:
+    delivered, failed, reached, boxed, untouched = (
+        store.enqueue(BOB, text, now=0.0) for text in ("a", "b", "c", "d", "e")
+    )
+    assert store.set_outgoing_state(boxed.message_id, MessageState.IN_MAILBOX)
+    store.finish_many(
+        [delivered.message_id],
+        [failed.message_id],
+        [delivered.message_id, reached.message_id, boxed.message_id],
+    )
+    states = {m.message_id: m.state for m in store.history(BOB)}
+    assert states == {
+        delivered.message_id: MessageState.DELIVERED,
+        failed.message_id: MessageState.FAILED,
+        reached.message_id: MessageState.SENT,
+        boxed.message_id: MessageState.IN_MAILBOX,  # never back
+        untouched.message_id: MessageState.QUEUED,
+    }
+    assert store.outbox_size() == 3
+    store.finish_many([], [], [reached.message_id])  # again: nothing changes
+    assert store.history(BOB)[2].state is MessageState.SENT
