@@ -173,7 +173,8 @@ async def first_contact(
     A first message is a contact request: the receiver's node stores it and
     answers 202, the message's state becomes ``request`` (``delivered``
     comes once the request is accepted). Also the seconds to ``sent``: the
-    request written to a secure session with the receiver's node.
+    receiver's node said it has the request (a 100 Trying, which it sends only
+    when its final answer takes more than 200 ms; None when it did not).
     """
     async with TrioControlClient.connect(sender.home / "control.sock") as client:
         await client.subscribe()

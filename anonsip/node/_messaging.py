@@ -3,9 +3,10 @@
 Sending: ``send`` puts the message in the store's outbox (committed before
 it returns). A delivery task per peer sends that peer's due messages one at
 a time, in order, as MESSAGE requests whose Call-ID is the message id. A
-message's state says only what is true: ``queued`` until the request is
-written to a secure session with the peer's node (``sent``), ``delivered``
-on a 200 (the peer's node stored it), ``request`` on a 202 (the peer's node
+message's state says only what is true: ``queued`` until the peer's node
+says it has the request (``sent``: a 100 Trying, which it sends only when
+its final answer takes more than 200 ms), ``delivered`` on a 200 (the
+peer's node stored it), ``request`` on a 202 (the peer's node
 holds it as a contact request; it counts as delivered once they accept
 us), ``failed`` when refused for good. A retry after a crash or a broken
 link reuses the id, and the receiver stores each (peer, id) once.
@@ -87,6 +88,7 @@ TEXT_PLAIN = "text/plain;charset=utf-8"
 REFUSED = (403, "Forbidden")  # one answer for every refusal: blocked, bad proof
 BUSY = (486, "Busy Here")  # try later: too many requests right now
 TOO_LARGE = (413, "Request Entity Too Large")  # longer than we keep: never retried
+TRYING_AFTER = 0.2  # s: a MESSAGE not answered by then gets a 100 Trying
 FULL = (503, "Service Unavailable")  # our disk is full: the sender keeps it and retries
 FULL_RETRY_AFTER = ("Retry-After", "300")
 # A contact's messages go pipelined on one link: at most WINDOW unanswered at once
@@ -570,7 +572,26 @@ class MessagingService(NodeService):
         except SipParseError as exc:
             await link.respond(request, exc.status_code or 400)
             return
-        await link.respond(request, 100)  # "sent": our node has it (RFC 3261 17.2.2)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._trying_if_slow, link, request)
+            await self._take(link, request, peer, text)
+            nursery.cancel_scope.cancel()
+
+    async def _trying_if_slow(self, link: PeerLink, request: Request) -> None:
+        """A 100 Trying ("sent": our node has it) only if our answer is late.
+
+        RFC 3261 8.2.6.1 asks for no provisional answer to a MESSAGE; we send
+        one when storing it takes long (a busy disk), so the sender still sees
+        it arrive. Never always: over tor a second answer right after the first
+        waited ~40 ms in the relays (a raw onion stream on the loopback network,
+        one answer per request: 13-20 ms a round trip; two: 60 ms).
+        """
+        await trio.sleep(TRYING_AFTER)
+        if link.endpoint.unanswered(request):
+            await link.respond(request, 100)
+
+    async def _take(self, link: PeerLink, request: Request, peer: str, text: str) -> None:
+        """Judge, store and answer one MESSAGE."""
         contact = await self._ctx.db(self._store.contact, peer)
         if contact is None or contact.state is ContactState.BLOCKED:
             # A stranger's work is judged before anything else, so the answer to too

@@ -317,6 +317,16 @@ class SipEndpoint:
         self._reap(self._server, key, tx)
         return response
 
+    def unanswered(self, request: Request) -> bool:
+        """Whether ``request`` (from a ``RequestReceived``) still waits for our final
+        response: a provisional one may still be sent."""
+        tx = self._server.get(self._server_key(request))
+        return (
+            tx is not None
+            and tx.request == request
+            and tx.state in (State.TRYING, State.PROCEEDING)
+        )
+
     def end_dialog(self, dialog: Dialog) -> None:
         """Forget a dialog (a subscription that ended, a call torn down)."""
         dialog.end()

@@ -100,7 +100,13 @@ class MemoryNode:
     """One node's services over an in-memory overlay."""
 
     def __init__(
-        self, mesh: Mesh, name: str, seed: int, store_path: Path, max_bytes: int | None = None
+        self,
+        mesh: Mesh,
+        name: str,
+        seed: int,
+        store_path: Path,
+        max_bytes: int | None = None,
+        offload: bool = False,
     ) -> None:
         self.mesh = mesh
         self.name = name
@@ -110,7 +116,7 @@ class MemoryNode:
         limit = {} if max_bytes is None else {"max_bytes": max_bytes}
         self.store = MessageStore.open(store_path, bytes([seed % 256]) * 32, **limit)
         self.context = NodeContext(
-            identity=self.identity, store=self.store, clock=mesh.clock, offload=False
+            identity=self.identity, store=self.store, clock=mesh.clock, offload=offload
         )
         self.recorder = Recorder()
         self.table = ServiceTable([])
@@ -204,9 +210,12 @@ class Mesh:
         self.media: list[tuple[trio.abc.Stream, trio.abc.Stream]] = []
         self.dials = 0
 
-    def add(self, name: str, seed: int, *, max_bytes: int | None = None) -> MemoryNode:
-        """A node; ``max_bytes`` caps its store as a small disk would."""
-        node = MemoryNode(self, name, seed, self.tmp / f"{name}.sqlite", max_bytes)
+    def add(
+        self, name: str, seed: int, *, max_bytes: int | None = None, offload: bool = False
+    ) -> MemoryNode:
+        """A node; ``max_bytes`` caps its store as a small disk would; ``offload`` runs
+        its store calls in worker threads, as a node does (real time only)."""
+        node = MemoryNode(self, name, seed, self.tmp / f"{name}.sqlite", max_bytes, offload)
         self.nodes[node.key] = node
         return node
 

@@ -90,10 +90,14 @@ def test_non_invite_provisional_then_final(roles: Roles) -> None:
     pair, caller, callee = roles
     caller.send_request(options_request(caller), pair.now)
     (received,) = only(pair.events_of(pair.flush(), callee), RequestReceived)
+    assert callee.unanswered(received.request)
+    assert not caller.unanswered(received.request)  # not a request it received
     callee.respond(received.request, 100)
     callee.respond(received.request, 183)
+    assert callee.unanswered(received.request)  # provisional answers leave it open
     early = pair.events_of(pair.advance(20 * T1), caller)
     callee.respond(received.request, 200)
+    assert not callee.unanswered(received.request)
     seen = early + pair.events_of(pair.flush(), caller)
     codes = [e.response.status_code for e in only(seen, ResponseReceived)]
     assert codes == [100, 183, 200]
