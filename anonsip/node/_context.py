@@ -158,7 +158,18 @@ class NodeContext:
         return await self._resolve(public_key)
 
     def peer_address(self, text: str) -> str:
-        """A contact's nick (any case), an ``asip1…`` address or a ``sip:`` URI -> address."""
+        """A contact's nick (any case), an ``asip1…`` address or a ``sip:`` URI -> address.
+
+        Text that is an address is that address, whatever the nicks: a nick never
+        sends to someone else than the address typed (and reading the nicks
+        opens every contact's, on the event loop, for each message sent).
+        """
+        try:
+            if text.lower().startswith("sip:"):
+                return Address.from_sip_uri(text).text
+            return Address.parse(text).text
+        except InvalidAddress:
+            pass
         contact = self.store.contact_by_nick(text)
         if contact is None:
             folded = text.casefold()

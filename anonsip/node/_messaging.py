@@ -89,6 +89,7 @@ REFUSED = (403, "Forbidden")  # one answer for every refusal: blocked, bad proof
 BUSY = (486, "Busy Here")  # try later: too many requests right now
 TOO_LARGE = (413, "Request Entity Too Large")  # longer than we keep: never retried
 TRYING_AFTER = 0.2  # s: a MESSAGE not answered by then gets a 100 Trying
+QUEUE_EVENT_DELAY = 0.05  # s: a contact's "queued" count is said at most this often
 FULL = (503, "Service Unavailable")  # our disk is full: the sender keeps it and retries
 FULL_RETRY_AFTER = ("Retry-After", "300")
 # A contact's messages go pipelined on one link: at most WINDOW unanswered at once
@@ -170,6 +171,7 @@ class MessagingService(NodeService):
         self._learned = trio.Event()  # set (and replaced) when a peer's advertised effort rose
         self._told_effort = pow_difficulty  # the gate's effort as we last told the node
         self._full_warned = -math.inf  # when we last said our store was full
+        self._queues_changed: set[str] = set()  # peers whose "queued" count is not yet said
 
     def effort(self) -> int:
         """The work we ask of strangers now (advertised with our registration)."""
@@ -191,14 +193,7 @@ class MessagingService(NodeService):
         address = self._ctx.peer_address(args.peer)
         if address == self._address:
             raise LocalError("that is your own address")
-        if self._store.is_blocked(address):
-            raise LocalError("you blocked that address; unblock it before writing to it")
-        if self._store.contact(address) is None:
-            # Writing to an address makes it a contact we asked for.
-            # No nick: the UI shows the address's short form until the user names them.
-            self._store.add_contact(address, "", self._ctx.clock(), state=ContactState.REQUESTED)
-            self._ctx.contacts_changed()
-        message = await self.send(address, args.text)
+        message = await self.send(address, args.text, make_contact=True)
         return message_view(message)
 
     async def op_history(self, args: HistoryArgs) -> list[MessageView]:
@@ -213,16 +208,57 @@ class MessagingService(NodeService):
 
     # -- sending -------------------------------------------------------------
 
-    async def send(self, peer: str, text: str) -> Message:
-        """Queue ``text`` for ``peer`` (an address); durable when this returns."""
+    async def send(self, peer: str, text: str, *, make_contact: bool = False) -> Message:
+        """Queue ``text`` for ``peer`` (an address); durable when this returns.
+
+        ``make_contact``: the user wrote it, so a blocked peer is refused and an
+        unknown one becomes a contact we asked for. One trip to the store's
+        thread for all of it: a store call on the event loop waits out
+        whatever commit a worker thread is making.
+        """
         try:
-            message = await self._ctx.db(self._store.enqueue, peer, text, self._ctx.clock())
+            message, added = await self._ctx.db(
+                self._queue_message, peer, text, self._ctx.clock(), make_contact
+            )
         except StoreLimitError as exc:
             raise LocalError(str(exc)) from exc
+        if added:
+            self._ctx.contacts_changed()
         self._ctx.publish("message", message_view(message))
-        self._on_queue_change(peer)
+        self._queue_changed(peer)
         self._wake.set()
         return message
+
+    def _queue_message(
+        self, peer: str, text: str, now: float, make_contact: bool
+    ) -> tuple[Message, bool]:
+        added = False
+        if make_contact:
+            if self._store.is_blocked(peer):
+                raise LocalError("you blocked that address; unblock it before writing to it")
+            if self._store.contact(peer) is None:
+                # Writing to an address makes it a contact we asked for. No nick: the
+                # UI shows the address's short form until the user names them.
+                self._store.add_contact(peer, "", now, state=ContactState.REQUESTED)
+                added = True
+        return self._store.enqueue(peer, text, now), added
+
+    def _queue_changed(self, peer: str) -> None:
+        """A contact's "queued" count changed: said once for all the changes of the
+        next ``QUEUE_EVENT_DELAY`` (a burst of sends was a contact event, and three
+        store reads on the event loop, per message)."""
+        if self._nursery is None:
+            self._on_queue_change(peer)
+            return
+        if not self._queues_changed:
+            self._nursery.start_soon(self._say_queues)
+        self._queues_changed.add(peer)
+
+    async def _say_queues(self) -> None:
+        await trio.sleep(QUEUE_EVENT_DELAY)
+        peers, self._queues_changed = self._queues_changed, set()
+        for peer in peers:
+            self._on_queue_change(peer)
 
     def kick(self) -> None:
         """Look at the outbox now (a contact was accepted, a message queued)."""
@@ -415,7 +451,7 @@ class MessagingService(NodeService):
             self._publish_state(message_id, queue_changed=False)
             await trio.sleep(0)  # the subscribers' writers keep up with a batch's events
         if delivered or failed:
-            self._on_queue_change(peer)  # one "contact" event for the batch, not one each
+            self._queue_changed(peer)  # one "contact" event for the batch, not one each
         if unanswered:
             # Timed out or cut off on the way (the session died under them): as when the
             # dial fails, they also go to the mailbox and stay queued for a direct try.
@@ -551,7 +587,7 @@ class MessagingService(NodeService):
         if message is not None:
             self._ctx.publish("message", message_view(message))
             if queue_changed and message.state is not MessageState.SENT:  # it left the outbox
-                self._on_queue_change(message.peer)
+                self._queue_changed(message.peer)
 
     # -- receiving -----------------------------------------------------------
 

@@ -466,3 +466,46 @@ async def test_a_receiver_slow_to_store_says_100_trying_so_the_sender_shows_sent
         await _state(a, fast.message_id, "delivered", timeout=30)
         assert _states(a, fast.message_id) == ["queued", "delivered"]
         nursery.cancel_scope.cancel()
+
+
+async def test_an_address_is_that_address_whatever_a_nick_says(
+    mesh: Mesh, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A contact named with someone else's address does not take their messages."""
+    a, b = await _pair(mesh, friends=True)
+    carol = mesh.add("carol", 3)
+    _give_services(carol)
+    carol.befriend(a)
+    await mesh.start(carol)
+    a.store.add_contact(carol.address, b.address, 0.0)  # carol, named with bob's address
+    sent = MessageView.decode(await a.op("send", peer=b.address, text="for bob"))
+    await _state(a, sent.message_id, "delivered")
+    assert [m.text for m in b.store.history(a.address)] == ["for bob"]
+    assert carol.store.history(a.address) == []
+    assert a.context.peer_address(f"sip:{b.address}@anonsip.invalid") == b.address
+
+
+async def test_a_burst_of_sends_says_the_queued_count_once(
+    mesh: Mesh, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b = mesh.add("alice", 1), mesh.add("bob", 2)
+    contacts = ContactsService(a.context)  # wired as the node's assembly wires them
+    a.use(
+        [
+            contacts,
+            MessagingService(a.context, pow_difficulty=POW, on_queue_change=contacts.publish),
+        ]
+    )
+    _give_services(b)
+    a.befriend(b)
+    b.befriend(a)
+    await mesh.start(a)
+    await mesh.start(b)
+    mesh.down.add(b.key)
+    before = len(a.recorder.named("contact"))
+    for i in range(20):
+        await a.op("send", peer=b.address, text=f"{i}")
+    await trio.sleep(1)
+    said = [c for c in a.recorder.named("contact")[before:] if c["address"] == b.address]
+    assert len(said) == 1, said
+    assert said[0]["queued"] == 20
