@@ -608,12 +608,20 @@ class MessagingService(NodeService):
         except SipParseError as exc:
             await link.respond(request, exc.status_code or 400)
             return
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._trying_if_slow, link, request)
+        # The timer runs in the service's nursery, not one of its own here: a nursery
+        # would wrap the link errors of this handler in an ExceptionGroup, which the
+        # link's dispatcher does not take for a failed request, and the node ended.
+        timer = trio.CancelScope()
+        if self._nursery is not None:
+            self._nursery.start_soon(self._trying_if_slow, link, request, timer)
+        try:
             await self._take(link, request, peer, text)
-            nursery.cancel_scope.cancel()
+        finally:
+            timer.cancel()
 
-    async def _trying_if_slow(self, link: PeerLink, request: Request) -> None:
+    async def _trying_if_slow(
+        self, link: PeerLink, request: Request, timer: trio.CancelScope
+    ) -> None:
         """A 100 Trying ("sent": our node has it) only if our answer is late.
 
         RFC 3261 8.2.6.1 asks for no provisional answer to a MESSAGE; we send
@@ -622,9 +630,13 @@ class MessagingService(NodeService):
         waited ~40 ms in the relays (a raw onion stream on the loopback network,
         one answer per request: 13-20 ms a round trip; two: 60 ms).
         """
-        await trio.sleep(TRYING_AFTER)
-        if link.endpoint.unanswered(request):
-            await link.respond(request, 100)
+        with timer:
+            await trio.sleep(TRYING_AFTER)
+            if link.endpoint.unanswered(request):
+                try:
+                    await link.respond(request, 100)
+                except (AnonsipError, trio.BrokenResourceError) as exc:
+                    log.info("could not say 100 Trying: %s", exc)
 
     async def _take(self, link: PeerLink, request: Request, peer: str, text: str) -> None:
         """Judge, store and answer one MESSAGE."""

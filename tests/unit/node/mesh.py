@@ -205,6 +205,8 @@ class Mesh:
         self.tmp = tmp
         self.clock = clock
         self.nodes: dict[bytes, MemoryNode] = {}
+        # each dial's two ends, (dialler, dialled): a test can break one half
+        self.streams: dict[tuple[bytes, bytes], tuple[trio.abc.Stream, trio.abc.Stream]] = {}
         self.down: set[bytes] = set()
         self.registrations: dict[bytes, Registration] = {}
         self.media: list[tuple[trio.abc.Stream, trio.abc.Stream]] = []
@@ -256,6 +258,7 @@ class Mesh:
         self.dials += 1
         a.dials += 1
         a_stream, b_stream = trio.testing.memory_stream_pair()
+        self.streams[(a.key, b.key)] = (a_stream, b_stream)
         sessions: dict[str, Session] = {}
 
         async def accept() -> None:

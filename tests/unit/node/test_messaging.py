@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -509,3 +510,41 @@ async def test_a_burst_of_sends_says_the_queued_count_once(
     said = [c for c in a.recorder.named("contact")[before:] if c["address"] == b.address]
     assert len(said) == 1, said
     assert said[0]["queued"] == 20
+
+
+async def test_a_peer_that_vanishes_while_its_message_is_stored_costs_only_the_session(
+    tmp_path: Path,
+) -> None:
+    """Real time: while Bob's (slow) store takes Alice's message, his side of the session
+    dies half-open (his writes fail, neither reads an end). His 200 cannot go out:
+    that ends the session, never his node (the handler's error was wrapped in an
+    ExceptionGroup that the link's dispatcher let through, and the node exited)."""
+    async with trio.open_nursery() as nursery:
+        mesh = Mesh(nursery, tmp_path, clock=trio.current_time)
+        a, b = mesh.add("alice", 1), mesh.add("bob", 2, offload=True)
+        _give_services(a)
+        _give_services(b)
+        a.befriend(b)
+        b.befriend(a)
+        await mesh.start(a)
+        await mesh.start(b)
+        first = MessageView.decode(await a.op("send", peer="bob", text="first"))
+        await _state(a, first.message_id, "delivered", timeout=30)
+        record = b.store.record_incoming
+        storing = threading.Event()
+
+        def slow_disk(*args: Any) -> bool:
+            storing.set()
+            time.sleep(0.5)
+            return record(*args)
+
+        b.store.record_incoming = slow_disk  # type: ignore[method-assign]
+        await a.op("send", peer="bob", text="second")
+        await trio.to_thread.run_sync(storing.wait, 10)
+        # Bob's writes fail from now on; nobody is told (no EOF), as when a tor vanished.
+        _, bob_end = mesh.streams[(a.key, b.key)]
+        bob_end.send_stream.close_hook = None  # type: ignore[attr-defined]
+        bob_end.send_stream.close()  # type: ignore[attr-defined]
+        await trio.sleep(2)
+        assert [m.text for m in b.store.history(a.address)] == ["first", "second"]
+        nursery.cancel_scope.cancel()
