@@ -202,9 +202,17 @@ async def test_ten_onion_nodes_join_store_find_and_survive_two_leaving(
         seeds = bootstrap_list.contacts()
         assert seeds == [nodes[0].contact]
         sizes: dict[int, int] = {}
+        retried: list[int] = []
 
         async def join(i: int) -> None:
-            sizes[i] = await nodes[i].dht.node.bootstrap(seeds)
+            # A first dial to a fresh onion can outlast the 6 s request deadline on a
+            # loaded machine (one CI-sized run: one node of nine met nobody); a node
+            # that is alone joins again (as its maintenance would), here at once.
+            for _ in range(3):
+                sizes[i] = await nodes[i].dht.node.bootstrap(seeds)
+                if sizes[i] >= 1:
+                    break
+                retried.append(i)
             bootstrap_list.add_self(nodes[i].contact)
 
         async with trio.open_nursery() as joining:
@@ -304,5 +312,6 @@ async def test_ten_onion_nodes_join_store_find_and_survive_two_leaving(
 
         nursery.cancel_scope.cancel()
     print("timings (s since start):", timings)
+    print("joins tried again (node index):", retried)
     print("shared random value from the consensus on each tor:", consensus_values)
     print(f"lookup after churn {lookup_seconds:.2f} s, newcomer {newcomer_seconds:.2f} s")
