@@ -209,10 +209,13 @@ class PeerLink:
             log.info("could not refuse a request: %s", exc)
 
     async def _dispatch(self, event: SipEvent) -> None:
+        # except*: a handler with a nursery of its own raises its errors grouped; one
+        # that came out whole took the link, then the node, down (twice so far).
         try:
             await self._on_incoming(self, event)
-        except (AnonsipError, trio.BrokenResourceError) as exc:
-            log.info("handling a %s failed: %s", type(event).__name__, exc)
+        except* (AnonsipError, trio.BrokenResourceError) as group:
+            reasons = "; ".join(str(exc) for exc in group.exceptions)
+            log.info("handling a %s failed: %s", type(event).__name__, reasons)
 
     async def _timers(self) -> None:
         while True:

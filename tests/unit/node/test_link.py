@@ -9,6 +9,7 @@ session is a dead stream).
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -246,3 +247,32 @@ async def test_a_session_that_ends_mid_window_keeps_the_answers_already_in() -> 
         codes = [getattr(r, "status_code", None) for r in results]
         assert codes == [200, 200, None, None, None, None]
         assert all(isinstance(r, LinkBroken) for r in results[2:])
+
+
+@dataclass
+class GroupedFailure(Peer):
+    """Its first request's handler fails as one with a nursery of its own would: with
+    the link's error inside an ExceptionGroup."""
+
+    failed: int = 0
+
+    async def on_incoming(self, link: PeerLink, event: SipEvent) -> None:
+        if not self.failed:
+            self.failed += 1
+            raise ExceptionGroup("from a handler's nursery", [LinkBroken("the session ended")])
+        await super().on_incoming(link, event)
+
+
+async def test_a_handler_error_inside_an_exception_group_fails_that_request_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    alice, bob = Peer(ALICE), GroupedFailure(BOB)
+    async with linked(alice, bob) as (a, _b, _), trio.open_nursery() as nursery:
+        nursery.start_soon(a.request, message(a, "first"))  # never answered
+        await trio.sleep(0.2)
+        response = await a.request(message(a, "second"))
+        assert response.status_code == 200
+        nursery.cancel_scope.cancel()
+    assert bob.failed == 1
+    assert "handling a RequestReceived failed" in caplog.text
