@@ -168,8 +168,8 @@ class NodeContext:
             if text.lower().startswith("sip:"):
                 return Address.from_sip_uri(text).text
             return Address.parse(text).text
-        except InvalidAddress:
-            pass
+        except InvalidAddress as exc:
+            not_an_address = exc
         contact = self.store.contact_by_nick(text)
         if contact is None:
             folded = text.casefold()
@@ -177,11 +177,6 @@ class NodeContext:
             contact = matches[0] if len(matches) == 1 else None
         if contact is not None:
             return contact.address
-        try:
-            if text.lower().startswith("sip:"):
-                return Address.from_sip_uri(text).text
-            return Address.parse(text).text
-        except InvalidAddress as exc:
-            raise LocalError(
-                f"'{text}' is neither a contact's name nor an address ({exc})"
-            ) from exc
+        raise LocalError(
+            f"'{text}' is neither a contact's name nor an address ({not_an_address})"
+        ) from not_an_address

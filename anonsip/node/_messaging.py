@@ -608,9 +608,8 @@ class MessagingService(NodeService):
         except SipParseError as exc:
             await link.respond(request, exc.status_code or 400)
             return
-        # The timer runs in the service's nursery, not one of its own here: a nursery
-        # would wrap the link errors of this handler in an ExceptionGroup, which the
-        # link's dispatcher does not take for a failed request, and the node ended.
+        # The timer runs in the service's nursery, under a scope we cancel: a nursery
+        # of its own here would hand this handler's link errors up grouped.
         timer = trio.CancelScope()
         if self._nursery is not None:
             self._nursery.start_soon(self._trying_if_slow, link, request, timer)

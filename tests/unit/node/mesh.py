@@ -96,6 +96,10 @@ class Recorder:
         return await self.wait_for(name, timeout=timeout)
 
 
+# One end of an in-memory stream, as ``trio.testing.memory_stream_pair`` makes them.
+MemoryEnd = trio.StapledStream[trio.testing.MemorySendStream, trio.testing.MemoryReceiveStream]
+
+
 class MemoryNode:
     """One node's services over an in-memory overlay."""
 
@@ -206,7 +210,7 @@ class Mesh:
         self.clock = clock
         self.nodes: dict[bytes, MemoryNode] = {}
         # each dial's two ends, (dialler, dialled): a test can break one half
-        self.streams: dict[tuple[bytes, bytes], tuple[trio.abc.Stream, trio.abc.Stream]] = {}
+        self.streams: dict[tuple[bytes, bytes], tuple[MemoryEnd, MemoryEnd]] = {}
         self.down: set[bytes] = set()
         self.registrations: dict[bytes, Registration] = {}
         self.media: list[tuple[trio.abc.Stream, trio.abc.Stream]] = []

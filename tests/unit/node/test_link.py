@@ -255,10 +255,12 @@ class GroupedFailure(Peer):
     the link's error inside an ExceptionGroup."""
 
     failed: int = 0
+    tripped: trio.Event = field(default_factory=trio.Event)
 
     async def on_incoming(self, link: PeerLink, event: SipEvent) -> None:
         if not self.failed:
             self.failed += 1
+            self.tripped.set()
             raise ExceptionGroup("from a handler's nursery", [LinkBroken("the session ended")])
         await super().on_incoming(link, event)
 
@@ -270,7 +272,7 @@ async def test_a_handler_error_inside_an_exception_group_fails_that_request_only
     alice, bob = Peer(ALICE), GroupedFailure(BOB)
     async with linked(alice, bob) as (a, _b, _), trio.open_nursery() as nursery:
         nursery.start_soon(a.request, message(a, "first"))  # never answered
-        await trio.sleep(0.2)
+        await bob.tripped.wait()
         response = await a.request(message(a, "second"))
         assert response.status_code == 200
         nursery.cancel_scope.cancel()

@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -437,12 +438,12 @@ async def test_a_receiver_whose_disk_fills_turns_messages_away_at_once_and_loses
     assert caplog.text.count("the message store is full") == 1  # once a minute at most
 
 
-async def test_a_receiver_slow_to_store_says_100_trying_so_the_sender_shows_sent(
+@asynccontextmanager
+async def _friends_in_real_time(
     tmp_path: Path,
-) -> None:
-    """Real time, Bob's store calls in threads as a node's are, and his disk slow: after
-    200 ms without an answer his node says it has the message (100), which Alice shows
-    as "sent", then "delivered" on the 200."""
+) -> AsyncIterator[tuple[Mesh, MemoryNode, MemoryNode]]:
+    """Alice and Bob, contacts, on the real clock, Bob's store calls in worker threads
+    as a node's are (so a slow store does not stop his event loop)."""
     async with trio.open_nursery() as nursery:
         mesh = Mesh(nursery, tmp_path, clock=trio.current_time)
         a, b = mesh.add("alice", 1), mesh.add("bob", 2, offload=True)
@@ -452,21 +453,39 @@ async def test_a_receiver_slow_to_store_says_100_trying_so_the_sender_shows_sent
         b.befriend(a)
         await mesh.start(a)
         await mesh.start(b)
-        record = b.store.record_incoming
+        yield mesh, a, b
+        nursery.cancel_scope.cancel()
 
-        def slow_disk(*args: Any) -> bool:
-            time.sleep(0.5)
-            return record(*args)
 
-        b.store.record_incoming = slow_disk  # type: ignore[method-assign]
+def _slow_disk(node: MemoryNode, monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Storing a received message takes 0.5 s from now on (a busy disk), in the worker
+    thread; the event is set when one starts."""
+    record = node.store.record_incoming
+    storing = threading.Event()
+
+    def slow(*args: Any) -> bool:
+        storing.set()
+        time.sleep(0.5)
+        return record(*args)
+
+    monkeypatch.setattr(node.store, "record_incoming", slow)
+    return storing
+
+
+async def test_a_receiver_slow_to_store_says_100_trying_so_the_sender_shows_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bob's disk is slow: after 200 ms without an answer his node says it has the
+    message (100), which Alice shows as "sent", then "delivered" on the 200."""
+    async with _friends_in_real_time(tmp_path) as (_, a, b):
+        _slow_disk(b, monkeypatch)
         sent = MessageView.decode(await a.op("send", peer="bob", text="slowly"))
         await _state(a, sent.message_id, "delivered", timeout=30)
         assert _states(a, sent.message_id) == ["queued", "sent", "delivered"]
-        b.store.record_incoming = record  # type: ignore[method-assign]
+        monkeypatch.undo()
         fast = MessageView.decode(await a.op("send", peer="bob", text="quickly"))
         await _state(a, fast.message_id, "delivered", timeout=30)
         assert _states(a, fast.message_id) == ["queued", "delivered"]
-        nursery.cancel_scope.cancel()
 
 
 async def test_an_address_is_that_address_whatever_a_nick_says(
@@ -512,39 +531,43 @@ async def test_a_burst_of_sends_says_the_queued_count_once(
     assert said[0]["queued"] == 20
 
 
+class _Logged(logging.Handler):
+    """Sets ``said`` once a record containing ``words`` is logged (in trio's thread)."""
+
+    def __init__(self, words: str) -> None:
+        super().__init__()
+        self.words = words
+        self.said = trio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.words in record.getMessage():
+            self.said.set()
+
+
 async def test_a_peer_that_vanishes_while_its_message_is_stored_costs_only_the_session(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Real time: while Bob's (slow) store takes Alice's message, his side of the session
-    dies half-open (his writes fail, neither reads an end). His 200 cannot go out:
-    that ends the session, never his node (the handler's error was wrapped in an
-    ExceptionGroup that the link's dispatcher let through, and the node exited)."""
-    async with trio.open_nursery() as nursery:
-        mesh = Mesh(nursery, tmp_path, clock=trio.current_time)
-        a, b = mesh.add("alice", 1), mesh.add("bob", 2, offload=True)
-        _give_services(a)
-        _give_services(b)
-        a.befriend(b)
-        b.befriend(a)
-        await mesh.start(a)
-        await mesh.start(b)
+    """While Bob's (slow) store takes Alice's message, his side of the session dies
+    half-open (his writes fail, neither reads an end). His 200 cannot go out: that ends
+    the session, never his node (the handler's error was wrapped in an ExceptionGroup
+    that the link's dispatcher let through, and the node exited)."""
+    async with _friends_in_real_time(tmp_path) as (mesh, a, b):
         first = MessageView.decode(await a.op("send", peer="bob", text="first"))
         await _state(a, first.message_id, "delivered", timeout=30)
-        record = b.store.record_incoming
-        storing = threading.Event()
-
-        def slow_disk(*args: Any) -> bool:
-            storing.set()
-            time.sleep(0.5)
-            return record(*args)
-
-        b.store.record_incoming = slow_disk  # type: ignore[method-assign]
+        storing = _slow_disk(b, monkeypatch)
         await a.op("send", peer="bob", text="second")
         await trio.to_thread.run_sync(storing.wait, 10)
         # Bob's writes fail from now on; nobody is told (no EOF), as when a tor vanished.
         _, bob_end = mesh.streams[(a.key, b.key)]
-        bob_end.send_stream.close_hook = None  # type: ignore[attr-defined]
-        bob_end.send_stream.close()  # type: ignore[attr-defined]
-        await trio.sleep(2)
+        bob_end.send_stream.close_hook = None
+        bob_end.send_stream.close()
+        # His store returns, his 200 fails, and his link says that request failed.
+        caplog.set_level(logging.INFO)
+        failed = _Logged("handling a RequestReceived failed")
+        logging.getLogger("anonsip.node._link").addHandler(failed)
+        try:
+            with trio.fail_after(10):
+                await failed.said.wait()
+        finally:
+            logging.getLogger("anonsip.node._link").removeHandler(failed)
         assert [m.text for m in b.store.history(a.address)] == ["first", "second"]
-        nursery.cancel_scope.cancel()
