@@ -29,7 +29,7 @@ import trio
 
 from onion._control import ControlConnection
 from onion._control_proto import quote
-from onion._errors import PortInUse, TestnetError, unwrapped_errors
+from onion._errors import ControlClosed, PortInUse, TestnetError, unwrapped_errors
 from onion._process import (
     CONTROL_READY,
     check_tor_version,
@@ -234,9 +234,11 @@ async def launch_node(
                     async with ControlConnection("127.0.0.1", port) as control:
                         log_file = f"notice file {node.data_dir / 'notice.log'}"
                         await control.command("SETCONF", f"Log={quote(log_file)}")
-                except OSError:
+                except (OSError, ControlClosed):
                     # tor opens its listeners one by one and exits if a later one cannot
-                    # bind: then what it printed after the control line says why.
+                    # bind: then what it printed after the control line says why. The
+                    # kernel may accept our connection on the control listener before
+                    # tor exits (then tor closes it: ControlClosed) or refuse it after.
                     if not await _drained(process.output, tor_log):
                         raise
                     port = None

@@ -1,16 +1,18 @@
-"""A private network's tor that loses its port to another program is told apart, with the real tor.
+"""A private network's tor that loses its port to another program is told apart.
 
 ``testnet up`` picks free ports, lets them go and starts the tors, which bind
 them a moment later; another program (or another tor's ``ControlPort auto``)
 can take one in between. That is retried with new ports (``PortInUse``),
 but tor binds its listeners before it opens its log file, so the reason is
 only on its standard output: an ``up`` that read only the log reported
-"relay3 exited (status 1)" with nothing more, and did not retry.
+"relay3 exited (status 1)" with nothing more, and did not retry. The real
+tor plays it, except for one rare order of events a stand-in program plays.
 """
 
 from __future__ import annotations
 
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,3 +74,36 @@ async def test_a_joining_relay_whose_port_is_taken_is_a_port_collision(
     with pytest.raises(PortInUse) as caught:
         await launch_node(node, find_tor())
     assert f"127.0.0.1:{taken_port}" in str(caught.value)
+
+
+_EXITS_WITH_CONTROL_OPEN = """\
+import socket, sys
+with socket.socket() as listener:
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    print(f"[notice] Opened Control listener connection (ready) on 127.0.0.1:{port}", flush=True)
+    connection, _ = listener.accept()
+    print("[warn] Could not bind to 127.0.0.1:9: Address already in use", flush=True)
+    connection.close()
+sys.exit(1)
+"""
+
+
+async def test_a_joining_relay_that_exits_with_our_control_connection_open_is_told_apart(
+    tmp_path: Path,
+) -> None:
+    """The kernel can accept our control connection before tor exits on a later port.
+
+    tor then closes it mid-handshake (CI saw ``ControlClosed`` escape instead of
+    ``PortInUse``). The race is rare with the real tor, so a stand-in program
+    plays that order of events: listen, print the control line, take our
+    connection, print the bind failure, close, exit.
+    """
+    node = _relay(tmp_path, 9, also_stdout=True)
+    stand_in = tmp_path / "tor"
+    stand_in.write_text(f"#!{sys.executable}\n{_EXITS_WITH_CONTROL_OPEN}")
+    stand_in.chmod(0o700)
+    with pytest.raises(PortInUse) as caught:
+        await launch_node(node, str(stand_in))
+    assert "127.0.0.1:9" in str(caught.value)
