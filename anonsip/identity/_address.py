@@ -11,6 +11,7 @@ The SIP URI form is ``sip:<address>@anonsip.invalid``: ``.invalid`` is
 reserved by RFC 2606, so no DNS lookup for it can ever succeed or leak.
 """
 
+import functools
 from dataclasses import dataclass
 
 import nacl.bindings
@@ -22,6 +23,22 @@ ADDRESS_HRP = "asip"
 ADDRESS_VERSION = 0
 SIP_DOMAIN = "anonsip.invalid"
 PUBLIC_KEY_BYTES = 32
+# Addresses are parsed, printed and checked for every message a node sends or
+# takes (a peer's key becomes text for the store, text a key for the link);
+# Bech32m in Python and the curve check cost ~0.1 ms each. These caches hold
+# the last results: pure functions, bounded.
+_CACHED = 1024
+
+
+@functools.lru_cache(maxsize=_CACHED)
+def _is_valid_point(public_key: bytes) -> bool:
+    return bool(nacl.bindings.crypto_core_ed25519_is_valid_point(public_key))
+
+
+@functools.lru_cache(maxsize=_CACHED)
+def _encode(public_key: bytes) -> str:
+    data = [ADDRESS_VERSION, *_bech32m.convert_bits(public_key, 8, 5, pad=True)]
+    return _bech32m.encode(ADDRESS_HRP, data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +50,7 @@ class Address:
     def __post_init__(self) -> None:
         if not isinstance(self.public_key, bytes) or len(self.public_key) != PUBLIC_KEY_BYTES:
             raise InvalidAddress("an address holds exactly a 32-byte Ed25519 public key")
-        if not nacl.bindings.crypto_core_ed25519_is_valid_point(self.public_key):
+        if not _is_valid_point(self.public_key):
             raise InvalidAddress("this key is not a valid Ed25519 public key")
 
     @classmethod
@@ -41,45 +58,11 @@ class Address:
         """Parse a typed or pasted address; ``InvalidAddress`` says what is wrong."""
         if not isinstance(text, str):
             raise InvalidAddress("an address is text")
-        stripped = text.strip()
-        if not stripped:
-            raise InvalidAddress("the address is empty")
-        if not stripped.lower().startswith(ADDRESS_HRP + "1"):
-            raise InvalidAddress(
-                f"{stripped!r} is not an anonsip address: it must start with '{ADDRESS_HRP}1'"
-            )
-        try:
-            hrp, data = _bech32m.decode(stripped)
-        except InvalidAddress as exc:
-            raise InvalidAddress(f"{stripped!r} is not a valid anonsip address: {exc}") from None
-        if hrp != ADDRESS_HRP:
-            raise InvalidAddress(
-                f"{stripped!r} is not an anonsip address: it must start with '{ADDRESS_HRP}1'"
-            )
-        if not data:
-            raise InvalidAddress(f"{stripped!r} is not a valid anonsip address: it is empty")
-        version, payload = data[0], data[1:]
-        if version != ADDRESS_VERSION:
-            raise InvalidAddress(
-                f"{stripped!r} is an address of version {version}, which this program "
-                "does not understand; a newer anonsip may"
-            )
-        try:
-            key = bytes(_bech32m.convert_bits(payload, 5, 8, pad=False))
-        except ValueError:
-            raise InvalidAddress(
-                f"{stripped!r} is not a valid anonsip address: its length is wrong"
-            ) from None
-        if len(key) != PUBLIC_KEY_BYTES:
-            raise InvalidAddress(
-                f"{stripped!r} is not a valid anonsip address: it holds {len(key)} bytes, not 32"
-            )
-        return cls(key)
+        return cls(_decode(text))
 
     @property
     def text(self) -> str:
-        data = [ADDRESS_VERSION, *_bech32m.convert_bits(self.public_key, 8, 5, pad=True)]
-        return _bech32m.encode(ADDRESS_HRP, data)
+        return _encode(self.public_key)
 
     def __str__(self) -> str:
         return self.text
@@ -105,3 +88,42 @@ class Address:
         if host.lower() != SIP_DOMAIN:
             raise InvalidAddress(f"{text!r} is not an anonsip URI: the host must be {SIP_DOMAIN}")
         return cls.parse(user)
+
+
+@functools.lru_cache(maxsize=_CACHED)  # errors are not cached: they are raised anew
+def _decode(text: str) -> bytes:
+    """The key an address's text holds; ``InvalidAddress`` says what is wrong."""
+    stripped = text.strip()
+    if not stripped:
+        raise InvalidAddress("the address is empty")
+    if not stripped.lower().startswith(ADDRESS_HRP + "1"):
+        raise InvalidAddress(
+            f"{stripped!r} is not an anonsip address: it must start with '{ADDRESS_HRP}1'"
+        )
+    try:
+        hrp, data = _bech32m.decode(stripped)
+    except InvalidAddress as exc:
+        raise InvalidAddress(f"{stripped!r} is not a valid anonsip address: {exc}") from None
+    if hrp != ADDRESS_HRP:
+        raise InvalidAddress(
+            f"{stripped!r} is not an anonsip address: it must start with '{ADDRESS_HRP}1'"
+        )
+    if not data:
+        raise InvalidAddress(f"{stripped!r} is not a valid anonsip address: it is empty")
+    version, payload = data[0], data[1:]
+    if version != ADDRESS_VERSION:
+        raise InvalidAddress(
+            f"{stripped!r} is an address of version {version}, which this program "
+            "does not understand; a newer anonsip may"
+        )
+    try:
+        key = bytes(_bech32m.convert_bits(payload, 5, 8, pad=False))
+    except ValueError:
+        raise InvalidAddress(
+            f"{stripped!r} is not a valid anonsip address: its length is wrong"
+        ) from None
+    if len(key) != PUBLIC_KEY_BYTES:
+        raise InvalidAddress(
+            f"{stripped!r} is not a valid anonsip address: it holds {len(key)} bytes, not 32"
+        )
+    return key

@@ -153,9 +153,14 @@ class PresenceService(NodeService):
         self._rescan.set()
 
     def heard_from(self, peer: str, _text: str) -> None:
-        """A message from ``peer``: a sign of life, and perhaps an acceptance."""
+        """A message from ``peer``: a sign of life, and perhaps an acceptance.
+
+        A contact we already watch needs no rescan: that reads every contact
+        on the event loop, and a burst of messages asked for one each.
+        """
         self._kick(peer)
-        self._rescan.set()
+        if peer not in self.watches:
+            self._rescan.set()
 
     # -- incoming SUBSCRIBE (we are the notifier) ---------------------------------
 

@@ -227,3 +227,24 @@ async def test_accepting_later_starts_watching(
     await trio.sleep(5)
     assert a.sees(b) == ("available", "")
     assert b.sees(a) == ("available", "")  # Alice's SUBSCRIBE kicked Bob's watch
+
+
+async def test_messages_from_a_watched_contact_do_not_reread_the_contact_list(
+    mesh: PresenceMesh, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst of messages read every contact once per message on the event loop."""
+    a, b = await friends(mesh)
+    reads = 0
+    contacts = a.store.contacts
+
+    def counted() -> Any:
+        nonlocal reads
+        reads += 1
+        return contacts()
+
+    monkeypatch.setattr(a.store, "contacts", counted)
+    for _ in range(50):
+        a.service.heard_from(b.address, "hi")
+        await trio.sleep(0.01)
+    assert reads == 0
+    assert a.sees(b) == ("available", "")  # still a sign of life: the watch is kicked
