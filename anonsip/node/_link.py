@@ -202,6 +202,19 @@ class PeerLink:
             while self._in_order:
                 await self._dispatch(self._in_order.popleft())
 
+    def take_in_order(self, accept: Callable[[Request], bool], limit: int) -> list[Request]:
+        """Take the requests waiting their turn right behind the one being handled,
+        to handle them with it (a burst of messages stored in one commit): at most
+        ``limit``, in order, up to the first that ``accept`` refuses, which stays."""
+        taken: list[Request] = []
+        while self._in_order and len(taken) < limit:
+            request = self._in_order[0].request
+            if not accept(request):
+                break
+            taken.append(request)
+            self._in_order.popleft()
+        return taken
+
     async def _refuse_busy(self, request: Request) -> None:
         try:
             await self.respond(request, 503, "Service Unavailable")
@@ -236,16 +249,15 @@ class PeerLink:
             frames = self.endpoint.frames_to_send()
             if frames:
                 self.last_activity = trio.current_time()
-            for frame in frames:
-                try:
-                    await self.session.send(frame)
-                except (SessionBroken, SessionClosed) as exc:
-                    raise LinkBroken(f"the session to the peer ended: {exc}") from exc
-                except BaseException:
-                    # Frames taken from the endpoint cannot go back: a link that
-                    # lost one would desynchronise its transactions. Break it.
-                    self._break()
-                    raise
+            try:
+                await self.session.send_many(frames)  # one write for what is due at once
+            except (SessionBroken, SessionClosed) as exc:
+                raise LinkBroken(f"the session to the peer ended: {exc}") from exc
+            except BaseException:
+                # Frames taken from the endpoint cannot go back: a link that
+                # lost one would desynchronise its transactions. Break it.
+                self._break()
+                raise
         self._wake_timer.set()
 
     async def _flush_own(self) -> bool:
@@ -311,9 +323,12 @@ class PeerLink:
             for index, request in enumerate(requests):
                 if window is not None and index >= window:
                     # Our peer answers an ordered session's requests in order: the
-                    # oldest one outstanding frees the next slot.
-                    await self._flush()
-                    await slots[index - window][1].done.wait()
+                    # oldest one outstanding frees the next slot. What is queued goes
+                    # out in one write only when we must wait (answers come in bursts).
+                    oldest = slots[index - window][1].done
+                    if not oldest.is_set():
+                        await self._flush()
+                        await oldest.wait()
                 if self._closed.is_set():
                     break  # ended while we waited: the rest are not sent
                 key = (request.top_via.branch or "", request.method)
@@ -359,15 +374,23 @@ class PeerLink:
         *,
         headers: tuple[tuple[str, str], ...] = (),
         body: bytes = b"",
+        flush: bool = True,
     ) -> Response:
+        """Answer ``request``; with ``flush=False`` the answer waits for ``flush()``
+        (answers to a burst go out in one write)."""
         try:
             response = self.endpoint.respond(
                 request, status_code, reason, headers=headers, body=body, now=trio.current_time()
             )
         except RemoteProtocolError as exc:
             raise LinkBroken(str(exc)) from exc
-        await self._flush()
+        if flush:
+            await self._flush()
         return response
+
+    async def flush(self) -> None:
+        """Send the answers ``respond(flush=False)`` left waiting."""
+        await self._flush()
 
     async def cancel(self, invite: Request) -> None:
         self.endpoint.cancel(invite, trio.current_time())

@@ -69,6 +69,7 @@ from anonsip.sip import (
     parse_imdn,
 )
 from anonsip.store import (
+    Contact,
     ContactState,
     Message,
     MessageState,
@@ -226,7 +227,10 @@ class MessagingService(NodeService):
             self._ctx.contacts_changed()
         self._ctx.publish("message", message_view(message))
         self._queue_changed(peer)
-        self._wake.set()
+        if peer not in self._active:
+            # A delivery running for the peer takes it in its next batch (and wakes
+            # the outbox scan as it ends): a scan per send read the whole outbox.
+            self._wake.set()
         return message
 
     def _queue_message(
@@ -305,12 +309,11 @@ class MessagingService(NodeService):
                 while True:
                     self._wake = trio.Event()
                     now = self._ctx.clock()
-                    due = await self._ctx.db(self._store.due, now)
-                    for item in due:
-                        if item.peer not in self._active:
-                            self._active.add(item.peer)
-                            nursery.start_soon(self._deliver_to, item.peer)
-                    next_due = self._store.next_due()
+                    peers, next_due = await self._ctx.db(self._due_peers, now)
+                    for peer in peers:
+                        if peer not in self._active:
+                            self._active.add(peer)
+                            nursery.start_soon(self._deliver_to, peer)
                     delay = math.inf if next_due is None else max(0.5, next_due - now)
                     with trio.move_on_after(delay):
                         await self._wake.wait()
@@ -321,13 +324,12 @@ class MessagingService(NodeService):
         try:
             while True:
                 horizon = math.inf if now_regardless else self._ctx.clock()
-                items = await self._ctx.db(self._store.due_for, peer, horizon)
+                contact, items = await self._ctx.db(self._due_batch, peer, horizon)
                 if not items:
                     return
-                contact = self._store.contact(peer)
                 if contact is not None and contact.state is ContactState.ACCEPTED:
                     # A contact's messages go pipelined, in order, a batch at a time.
-                    if not await self._deliver_batch(peer, items[:BATCH]):
+                    if not await self._deliver_batch(peer, items):
                         return
                     continue
                 item = items[0]
@@ -336,6 +338,15 @@ class MessagingService(NodeService):
         finally:
             self._active.discard(peer)
             self._wake.set()
+
+    def _due_peers(self, now: float) -> tuple[list[str], float | None]:
+        """Who has messages to try now, and when the next one is due: one store trip
+        (a store call on the event loop waits out any commit a worker thread makes)."""
+        return self._store.due_peers(now), self._store.next_due()
+
+    def _due_batch(self, peer: str, horizon: float) -> tuple[Contact | None, list[OutboxItem]]:
+        """The peer's contact entry and its next ``BATCH`` messages due by ``horizon``."""
+        return self._store.contact(peer), self._store.due_for(peer, horizon, BATCH)
 
     async def _deliver_one(
         self, peer: str, message_id: str, text: str, *, retried: bool = False
@@ -611,15 +622,16 @@ class MessagingService(NodeService):
         # The timer runs in the service's nursery, under a scope we cancel: a nursery
         # of its own here would hand this handler's link errors up grouped.
         timer = trio.CancelScope()
+        taken = [request]  # the timer answers those of them still unanswered
         if self._nursery is not None:
-            self._nursery.start_soon(self._trying_if_slow, link, request, timer)
+            self._nursery.start_soon(self._trying_if_slow, link, taken, timer)
         try:
-            await self._take(link, request, peer, text)
+            await self._take(link, (request, text), peer, taken)
         finally:
             timer.cancel()
 
     async def _trying_if_slow(
-        self, link: PeerLink, request: Request, timer: trio.CancelScope
+        self, link: PeerLink, requests: list[Request], timer: trio.CancelScope
     ) -> None:
         """A 100 Trying ("sent": our node has it) only if our answer is late.
 
@@ -631,15 +643,23 @@ class MessagingService(NodeService):
         """
         with timer:
             await trio.sleep(TRYING_AFTER)
-            if link.endpoint.unanswered(request):
-                try:
-                    await link.respond(request, 100)
-                except (AnonsipError, trio.BrokenResourceError) as exc:
-                    log.info("could not say 100 Trying: %s", exc)
+            late = [r for r in requests if link.endpoint.unanswered(r)]
+            try:
+                for request in late:
+                    await link.respond(request, 100, flush=False)
+                await link.flush()
+            except (AnonsipError, trio.BrokenResourceError) as exc:
+                log.info("could not say 100 Trying: %s", exc)
 
-    async def _take(self, link: PeerLink, request: Request, peer: str, text: str) -> None:
-        """Judge, store and answer one MESSAGE."""
-        contact = await self._ctx.db(self._store.contact, peer)
+    async def _take(
+        self, link: PeerLink, first: tuple[Request, str], peer: str, taken: list[Request]
+    ) -> None:
+        """Judge, store and answer a MESSAGE, and those of a contact right behind it.
+
+        ``taken`` gets every request this takes from the link's queue.
+        """
+        request, text = first
+        contact, blocked = await self._ctx.db(self._standing, peer)
         if contact is None or contact.state is ContactState.BLOCKED:
             # A stranger's work is judged before anything else, so the answer to too
             # little says nothing of whether we blocked it.
@@ -652,15 +672,28 @@ class MessagingService(NodeService):
             if verdict is not Verdict.ADMIT:
                 await link.respond(request, *REFUSED)
                 return
-        blocked = await self._ctx.db(self._store.is_blocked, peer)
         if blocked or (contact is not None and contact.state is ContactState.BLOCKED):
             await link.respond(request, *REFUSED)
             return
         now = self._ctx.clock()
-        if contact is not None:
-            await self._from_contact(link, request, peer, text, now, contact.state)
+        if contact is None:
+            await self._contact_request(link, request, peer, text, now)
             return
-        await self._contact_request(link, request, peer, text, now)
+        # A contact's burst: what waits behind this message is stored with it, in one
+        # commit, and answered in one write (one at a time, a receiver's disk syncs
+        # and thread trips bounded a session at ~180 messages/s).
+        burst = [first]
+        for more in link.take_in_order(_plain_message, BATCH - 1):
+            taken.append(more)
+            try:
+                burst.append((more, message_text(more)))
+            except SipParseError as exc:
+                await link.respond(more, exc.status_code or 400, flush=False)
+        await self._from_contact(link, burst, peer, now, contact.state)
+
+    def _standing(self, peer: str) -> tuple[Contact | None, bool]:
+        """The peer's contact entry and whether it is blocked: one trip to the store."""
+        return self._store.contact(peer), self._store.is_blocked(peer)
 
     async def _receipt(self, link: PeerLink, request: Request, peer: str) -> None:
         """The peer's node has our message (it came from its mailbox): delivered."""
@@ -682,28 +715,38 @@ class MessagingService(NodeService):
     async def _from_contact(
         self,
         link: PeerLink,
-        request: Request,
+        burst: list[tuple[Request, str]],
         peer: str,
-        text: str,
         now: float,
         state: ContactState,
     ) -> None:
-        try:
-            fresh = await self._ctx.db(
-                self._store.record_incoming, peer, request.call_id, text, now
-            )
-        except StoreLimitError:
-            await link.respond(request, *TOO_LARGE)  # the parser takes more than we keep
-            return
-        except StoreFullError:
-            await self._refuse_full(link, request)
-            return
-        if state is ContactState.REQUESTED:
+        outcomes = await self._ctx.db(
+            self._store.record_incoming_many,
+            peer,
+            [(request.call_id, text) for request, text in burst],
+            now,
+        )
+        if state is ContactState.REQUESTED and any(isinstance(o, bool) for o in outcomes):
             # We asked them; a message back means they accepted.
             self._accepted_by(peer)
-        await self._learn_box(peer, request)
-        await link.respond(request, 200, headers=self._box_headers())
-        if fresh:
+        box = self._box_headers()
+        fresh: list[tuple[Request, str]] = []
+        for (request, text), outcome in zip(burst, outcomes, strict=True):
+            if isinstance(outcome, bool):
+                await self._learn_box(peer, request)
+                await link.respond(request, 200, headers=box, flush=False)
+                if outcome:
+                    fresh.append((request, text))
+            elif isinstance(outcome, StoreFullError):
+                self._warn_full()
+                await link.respond(request, *FULL, headers=(FULL_RETRY_AFTER,), flush=False)
+            elif isinstance(outcome, StoreLimitError):
+                # The parser takes more than we keep: never retried.
+                await link.respond(request, *TOO_LARGE, flush=False)
+            else:
+                await link.respond(request, 500, flush=False)
+        await link.flush()
+        for request, text in fresh:
             for listener in self._on_received:
                 listener(peer, text)
             self._ctx.publish(
@@ -717,6 +760,7 @@ class MessagingService(NodeService):
                     state=ViewMessageState.RECEIVED,
                 ),
             )
+            await trio.sleep(0)  # the subscribers' writers keep up with a burst's events
 
     async def _contact_request(
         self, link: PeerLink, request: Request, peer: str, text: str, now: float
@@ -747,11 +791,14 @@ class MessagingService(NodeService):
     async def _refuse_full(self, link: PeerLink, request: Request) -> None:
         """Our disk is full: say so at once (the sender keeps the message and tries
         again later) rather than leave the request unanswered, which ends the session."""
+        self._warn_full()
+        await link.respond(request, *FULL, headers=(FULL_RETRY_AFTER,))
+
+    def _warn_full(self) -> None:
         now = self._ctx.clock()
         if now - self._full_warned >= 60:  # once a minute, not once a message
             self._full_warned = now
             log.warning("the message store is full: messages are turned away; free disk space")
-        await link.respond(request, *FULL, headers=(FULL_RETRY_AFTER,))
 
     def _record_request(self, peer: str, text: str, now: float, message_id: str) -> bool:
         return self._store.record_request(peer, text, now, message_id=message_id)
@@ -775,6 +822,14 @@ class MessagingService(NodeService):
         except ValueError:
             return Verdict.REJECT_BAD_POW
         return self._gate.check_work(sender=peer, bucket=bucket, nonce=nonce)
+
+
+def _plain_message(request: Request) -> bool:
+    """A MESSAGE ``on_sip`` would take as a contact's text (not a receipt)."""
+    if request.method != "MESSAGE" or not 0 < len(request.call_id) <= MAX_MESSAGE_ID:
+        return False
+    ctype = request.content_type
+    return ctype is None or ctype.essence != IMDN_CONTENT_TYPE
 
 
 def _remember(table: OrderedDict[str, int], peer: str, effort: int) -> None:

@@ -10,6 +10,7 @@ both directions.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import trio
 
@@ -126,11 +127,18 @@ class Session:
 
     async def send(self, data: bytes) -> None:
         """Send one message; raises ``SessionBroken`` / ``SessionClosed``."""
+        await self.send_many((data,))
+
+    async def send_many(self, messages: Sequence[bytes]) -> None:
+        """Send messages in order in one write (each is its own frame, as with ``send``)."""
+        if not messages:
+            return
         self._check_usable()
         async with self._send_lock:
             self._check_usable()
             try:
-                self._channel.send_message(data)
+                for data in messages:
+                    self._channel.send_message(data)
             except RemoteProtocolError as exc:
                 raise self._mark_broken(exc) from exc
             await self._flush()

@@ -15,6 +15,7 @@ always passed in (``now``), randomness comes from the injected ``rng``.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sqlite3
 import threading
@@ -92,6 +93,12 @@ def _map_sqlite_error(exc: sqlite3.Error, path: str) -> StoreError:
             "or restore it from a backup"
         )
     return StoreError(f"the message store {path} failed: {exc}")
+
+
+def _check_incoming(message_id: str, text: str) -> None:
+    _check_size("message", text, MAX_TEXT_BYTES)
+    if not message_id or len(message_id) > 64:
+        raise StoreError("an incoming message id must be 1 to 64 characters")
 
 
 def _check_size(what: str, value: str, limit: int) -> None:
@@ -595,26 +602,69 @@ class MessageStore:
 
     def record_incoming(self, address: str, message_id: str, text: str, time: float) -> bool:
         """Store a received message once: False if (peer, message_id) was already stored."""
-        _check_size("message", text, MAX_TEXT_BYTES)
-        if not message_id or len(message_id) > 64:
-            raise StoreError("an incoming message id must be 1 to 64 characters")
+        _check_incoming(message_id, text)
         with self._transaction() as db:
-            peer = self._peer(db, address, create=True)
-            assert peer is not None
-            seen = db.execute(
-                "SELECT 1 FROM messages WHERE peer = ? AND direction = 'in' AND message_id = ?",
-                (peer, message_id),
-            ).fetchone()
-            if seen is not None:
-                return False
-            seq = self._next_seq(db, peer)
-            sealed = self._seal_message(peer, Direction.IN, message_id, text)
-            db.execute(
-                "INSERT INTO messages (peer, direction, message_id, seq, text_sealed, time, state) "
-                "VALUES (?, 'in', ?, ?, ?, ?, 'received')",
-                (peer, message_id, seq, sealed, time),
-            )
-            return True
+            return self._insert_incoming(db, address, message_id, text, time)
+
+    def record_incoming_many(
+        self, address: str, messages: Sequence[tuple[str, str]], time: float
+    ) -> list[bool | StoreError]:
+        """Store a peer's ``(message_id, text)`` in order, in one commit (one disk
+        sync for a burst, which is as safe: nothing is answered before it).
+
+        One outcome each, as ``record_incoming`` would give it: True (stored),
+        False (had it), or the error, never raised: a message too long fails
+        alone. If the store fills up, those that fit are kept one by one and
+        every message from the first that does not fit on is ``StoreFullError``,
+        so the sender's retries cannot land out of order.
+        """
+        checked: list[StoreError | None] = []
+        for message_id, text in messages:
+            try:
+                _check_incoming(message_id, text)
+            except StoreError as exc:
+                checked.append(exc)
+            else:
+                checked.append(None)
+        try:
+            with self._transaction() as db:
+                return [
+                    error or self._insert_incoming(db, address, message_id, text, time)
+                    for (message_id, text), error in zip(messages, checked, strict=True)
+                ]
+        except StoreFullError:
+            pass
+        outcomes: list[bool | StoreError] = []
+        for (message_id, text), error in zip(messages, checked, strict=True):
+            if error is not None:
+                outcomes.append(error)
+                continue
+            try:
+                outcomes.append(self.record_incoming(address, message_id, text, time))
+            except StoreFullError as full:
+                outcomes.extend([full] * (len(messages) - len(outcomes)))
+                break
+        return outcomes
+
+    def _insert_incoming(
+        self, db: sqlite3.Connection, address: str, message_id: str, text: str, time: float
+    ) -> bool:
+        peer = self._peer(db, address, create=True)
+        assert peer is not None
+        seen = db.execute(
+            "SELECT 1 FROM messages WHERE peer = ? AND direction = 'in' AND message_id = ?",
+            (peer, message_id),
+        ).fetchone()
+        if seen is not None:
+            return False
+        seq = self._next_seq(db, peer)
+        sealed = self._seal_message(peer, Direction.IN, message_id, text)
+        db.execute(
+            "INSERT INTO messages (peer, direction, message_id, seq, text_sealed, time, state) "
+            "VALUES (?, 'in', ?, ?, ?, ?, 'received')",
+            (peer, message_id, seq, sealed, time),
+        )
+        return True
 
     def record_call(
         self,
@@ -717,46 +767,42 @@ class MessageStore:
         A peer's messages are returned only up to the first one still waiting
         out its back-off, so they never overtake each other.
         """
+        return [item for address in self.due_peers(now) for item in self.due_for(address, now)]
+
+    def due_peers(self, now: float) -> list[str]:
+        """The peers ``due`` would return messages for, in its order, without opening
+        a message (the outbox is read on every send: a burst opened every queued
+        message once per send)."""
         with self._transaction() as db:
             rows = db.execute(
-                "SELECT o.peer, o.message_id, o.seq, o.attempts, o.next_attempt, "
-                "m.text_sealed, v.address_sealed FROM outbox o "
-                "JOIN messages m ON m.direction = 'out' AND m.message_id = o.message_id "
+                "SELECT o.peer, o.next_attempt, v.address_sealed FROM outbox o "
                 "JOIN conversations v ON v.peer = o.peer ORDER BY o.peer, o.seq"
             ).fetchall()
-            groups: dict[bytes, list[tuple[float, OutboxItem]]] = {}
-            blocked: set[bytes] = set()
-            addresses: dict[bytes, str] = {}
-            for peer, message_id, seq, attempts, next_attempt, text, address in rows:
-                if peer in blocked:
+            oldest: dict[bytes, float] = {}
+            sealed: dict[bytes, bytes] = {}
+            waiting: set[bytes] = set()
+            for peer, next_attempt, address in rows:
+                if peer in waiting:
                     continue
                 if next_attempt > now:
-                    blocked.add(peer)
+                    waiting.add(peer)  # what follows it waits too, in order
                     continue
-                if peer not in addresses:
-                    addresses[peer] = self._address(peer, address)
-                item = OutboxItem(
-                    message_id=message_id,
-                    peer=addresses[peer],
-                    seq=seq,
-                    text=self._open_message(peer, Direction.OUT, message_id, text),
-                    attempts=attempts,
-                    next_attempt=next_attempt,
-                )
-                groups.setdefault(peer, []).append((seq, item))
-        times = {peer: min(i.next_attempt for _, i in items) for peer, items in groups.items()}
-        order = sorted(groups, key=lambda p: (times[p], addresses[p]))
-        return [item for peer in order for _, item in groups[peer]]
+                oldest[peer] = min(oldest.get(peer, math.inf), next_attempt)
+                sealed[peer] = address
+            addresses = {peer: self._address(peer, sealed[peer]) for peer in oldest}
+        order = sorted(oldest, key=lambda peer: (oldest[peer], addresses[peer]))
+        return [addresses[peer] for peer in order]
 
-    def due_for(self, address: str, now: float) -> list[OutboxItem]:
-        """``address``'s messages to try now, in order, up to the first still backing off."""
+    def due_for(self, address: str, now: float, limit: int = -1) -> list[OutboxItem]:
+        """``address``'s messages to try now, in order, up to the first still backing
+        off; at most ``limit`` (-1: all)."""
         peer = self._cipher.peer_hash(address)
         with self._transaction() as db:
             rows = db.execute(
                 "SELECT o.message_id, o.seq, o.attempts, o.next_attempt, m.text_sealed "
                 "FROM outbox o JOIN messages m ON m.direction = 'out' "
-                "AND m.message_id = o.message_id WHERE o.peer = ? ORDER BY o.seq",
-                (peer,),
+                "AND m.message_id = o.message_id WHERE o.peer = ? ORDER BY o.seq LIMIT ?",
+                (peer, limit),
             ).fetchall()
             items = []
             for message_id, seq, attempts, next_attempt, text in rows:

@@ -278,3 +278,34 @@ async def test_a_handler_error_inside_an_exception_group_fails_that_request_only
         nursery.cancel_scope.cancel()
     assert bob.failed == 1
     assert "handling a RequestReceived failed" in caplog.text
+
+
+@dataclass
+class Taker(Peer):
+    """Handles a MESSAGE with those queued right behind it (up to a "stop")."""
+
+    handled: list[tuple[bytes, list[bytes]]] = field(default_factory=list)
+
+    async def on_incoming(self, link: PeerLink, event: SipEvent) -> None:
+        assert isinstance(event, RequestReceived)
+        await trio.testing.wait_all_tasks_blocked()  # the rest of the window is queued
+        taken = link.take_in_order(lambda r: r.body != b"stop", 3)
+        self.handled.append((event.request.body, [r.body for r in taken]))
+        for request in (event.request, *taken):
+            await link.respond(request, 200, flush=False)
+        await link.flush()
+
+
+async def test_a_handler_takes_the_requests_queued_behind_it_in_order_up_to_one_it_refuses() -> (
+    None
+):
+    alice, bob = Peer(ALICE), Taker(BOB)
+    bodies = ["m0", "m1", "m2", "m3", "m4", "stop", "m6"]
+    async with linked(alice, bob) as (a, _b, _):
+        results = await a.request_many([message(a, text) for text in bodies], window=10)
+    assert [r.status_code for r in results if isinstance(r, Response)] == [200] * len(bodies)
+    assert bob.handled == [
+        (b"m0", [b"m1", b"m2", b"m3"]),  # at most the limit
+        (b"m4", []),  # the next is refused: it stays for its own turn
+        (b"stop", [b"m6"]),
+    ]

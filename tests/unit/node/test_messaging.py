@@ -36,7 +36,7 @@ from anonsip.node._messaging import (
 from anonsip.registration import MAX_EFFORT as MAX_RECORD_EFFORT
 from anonsip.registration import Contact, Presence, Registration, onion_address
 from anonsip.sip import message_request
-from anonsip.store import ContactState, MessageState
+from anonsip.store import ContactState, MessageState, StoreError
 from tests.unit.node.mesh import MemoryNode, Mesh
 
 POW = 4  # bits: cheap for tests, the same code path as the default
@@ -460,15 +460,15 @@ async def _friends_in_real_time(
 def _slow_disk(node: MemoryNode, monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     """Storing a received message takes 0.5 s from now on (a busy disk), in the worker
     thread; the event is set when one starts."""
-    record = node.store.record_incoming
+    record = node.store.record_incoming_many
     storing = threading.Event()
 
-    def slow(*args: Any) -> bool:
+    def slow(*args: Any) -> list[bool | StoreError]:
         storing.set()
         time.sleep(0.5)
         return record(*args)
 
-    monkeypatch.setattr(node.store, "record_incoming", slow)
+    monkeypatch.setattr(node.store, "record_incoming_many", slow)
     return storing
 
 
@@ -486,6 +486,35 @@ async def test_a_receiver_slow_to_store_says_100_trying_so_the_sender_shows_sent
         fast = MessageView.decode(await a.op("send", peer="bob", text="quickly"))
         await _state(a, fast.message_id, "delivered", timeout=30)
         assert _states(a, fast.message_id) == ["queued", "delivered"]
+
+
+async def test_a_burst_waiting_behind_a_slow_store_is_stored_in_one_commit_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What queues at the receiver while it stores one message is stored with the
+    next, in one commit and in order, and each is answered (one commit a message
+    bounded a session at ~180 messages/s)."""
+    async with _friends_in_real_time(tmp_path) as (_, a, b):
+        _slow_disk(b, monkeypatch)
+        slow = b.store.record_incoming_many
+        commits: list[int] = []
+
+        def counted(peer: str, messages: list[tuple[str, str]], now: float) -> Any:
+            commits.append(len(messages))
+            return slow(peer, messages, now)
+
+        monkeypatch.setattr(b.store, "record_incoming_many", counted)
+        ids = [
+            MessageView.decode(await a.op("send", peer="bob", text=f"burst {i}")).message_id
+            for i in range(40)
+        ]
+        for message_id in ids:
+            await _state(a, message_id, "delivered", timeout=30)
+        assert [m.text for m in b.store.history(a.address, 100)] == [
+            f"burst {i}" for i in range(40)
+        ]
+        assert sum(commits) == 40
+        assert len(commits) <= 4, commits  # 40 without: one commit a message
 
 
 async def test_an_address_is_that_address_whatever_a_nick_says(

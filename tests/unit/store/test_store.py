@@ -107,9 +107,13 @@ def test_due_keeps_each_peer_in_order_and_oldest_peer_first(store: MessageStore)
         a1.message_id,
         a2.message_id,
     ]
+    assert store.due_peers(now=12.0) == [BOB, ALICE]
+    assert [i.message_id for i in store.due_for(BOB, now=20.0, limit=1)] == [b1.message_id]
     # b1 backs off: b2 must not overtake it
     assert store.mark_sent(b1.message_id, now=20.0)
     assert [i.message_id for i in store.due(now=20.0)] == [a1.message_id, a2.message_id]
+    assert store.due_peers(now=20.0) == [ALICE]
+    assert store.due_for(BOB, now=20.0) == []
     later = 20.0 + retry_delay(1)
     assert [i.message_id for i in store.due(now=later)] == [
         a1.message_id,
@@ -153,6 +157,40 @@ def test_incoming_is_stored_once(store: MessageStore) -> None:
     assert store.record_incoming(ALICE, "m-1", "same id, other peer", time=6.0)
     [m] = store.history(BOB)
     assert (m.text, m.direction, m.state) == ("hi", Direction.IN, MessageState.RECEIVED)
+
+
+def test_a_burst_is_stored_in_order_in_one_go_each_with_its_own_outcome(
+    store: MessageStore,
+) -> None:
+    store.record_incoming(BOB, "m-0", "before", time=1.0)
+    outcomes = store.record_incoming_many(
+        BOB,
+        [("m-1", "one"), ("m-0", "again"), ("m-2", "x" * (MAX_TEXT_BYTES + 1)), ("m-3", "three")],
+        time=2.0,
+    )
+    assert outcomes[:2] == [True, False]
+    assert isinstance(outcomes[2], StoreLimitError)  # too long: that one alone
+    assert outcomes[3] is True
+    assert [(m.message_id, m.text) for m in store.history(BOB)] == [
+        ("m-0", "before"),
+        ("m-1", "one"),
+        ("m-3", "three"),
+    ]
+    assert [m.seq for m in store.history(BOB)] == [1, 2, 3]
+
+
+def test_a_burst_that_fills_the_store_keeps_what_fits_and_nothing_after_it(
+    db_path: Path,
+) -> None:
+    burst = [(f"m-{i}", f"{i:04d}" + "x" * 2000) for i in range(200)]
+    with MessageStore.open(db_path, KEY, max_bytes=256 * 1024) as s:
+        outcomes = s.record_incoming_many(BOB, burst, time=1.0)
+        kept = outcomes.index(next(o for o in outcomes if o is not True))
+        assert kept > 10
+        assert all(isinstance(o, StoreFullError) for o in outcomes[kept:])
+        stored = [m.message_id for m in s.history(BOB, limit=1000)]
+    # The sender retries from the first refused one, so the order still holds.
+    assert stored == [message_id for message_id, _ in burst[:kept]]
 
 
 def test_history_interleaves_both_directions_in_order(store: MessageStore) -> None:
