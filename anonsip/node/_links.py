@@ -45,6 +45,11 @@ SWEEP_INTERVAL_S = 10.0
 # sweep) is probed with an OPTIONS: a stream whose far end vanished without a word
 # can stay half-open for minutes, and the unanswered probe ends it (Timer F).
 KEEPALIVE_IDLE_S = (20.0, 40.0)
+# Open SIP transactions a link keeps each way (RFC 3261 17; more are refused with
+# 503). A contact's messages are pipelined over a WAN round trip of half a
+# second, so its links keep more; a stranger has one contact request to make.
+CONTACT_TRANSACTIONS = 192
+STRANGER_TRANSACTIONS = 64
 MAX_HANDSHAKES = 32  # inbound handshakes in progress at once; more are closed at once
 HANDSHAKE_TIMEOUT_S = 20.0
 
@@ -269,8 +274,17 @@ class LinkTable:
             local_aor=sip_uri(self._identity.public_key),
             peer_aor=sip_uri(session.remote_public_key),
             rng=secrets.token_bytes,
+            max_transactions=self._transactions(session.remote_public_key),
         )
         return PeerLink(session, endpoint, self._on_incoming)
+
+    def _transactions(self, peer: bytes) -> int:
+        return CONTACT_TRANSACTIONS if self._is_contact(peer) else STRANGER_TRANSACTIONS
+
+    def contacts_changed(self) -> None:
+        """A peer became (or stopped being) a contact: its open links' bounds follow."""
+        for (peer, _), link in self._links.items():
+            link.endpoint.max_transactions = self._transactions(peer)
 
     def _adopt(self, session: Session, direction: str) -> PeerLink:
         peer = session.remote_public_key

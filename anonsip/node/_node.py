@@ -353,6 +353,8 @@ class Node:
 
     def _contacts_changed(self) -> None:
         self._contact_keys = None  # read again on next use
+        if self.links is not None:
+            self.links.contacts_changed()
         for service in self.services.services:
             service.contacts_changed()
 

@@ -28,7 +28,12 @@ from anonsip.control import View
 from anonsip.identity import Identity
 from anonsip.node import NodeContext, NodeService, ServiceTable, Session
 from anonsip.node._link import PeerLink
-from anonsip.node._links import Unreachable, sip_uri
+from anonsip.node._links import (
+    CONTACT_TRANSACTIONS,
+    STRANGER_TRANSACTIONS,
+    Unreachable,
+    sip_uri,
+)
 from anonsip.registration import Registration
 from anonsip.sip import RequestReceived, SipEndpoint, SipEvent
 from anonsip.store import ContactState, MessageStore
@@ -283,8 +288,14 @@ class Mesh:
         return link_a
 
     def _link(self, me: MemoryNode, peer: MemoryNode, session: Session) -> PeerLink:
+        # The link table's bound (its own tests show it): more for a contact.
+        contact = me.store.contact(peer.address)
+        known = contact is not None and contact.state is not ContactState.BLOCKED
         endpoint = SipEndpoint(
-            local_aor=sip_uri(me.key), peer_aor=sip_uri(peer.key), rng=secrets.token_bytes
+            local_aor=sip_uri(me.key),
+            peer_aor=sip_uri(peer.key),
+            rng=secrets.token_bytes,
+            max_transactions=CONTACT_TRANSACTIONS if known else STRANGER_TRANSACTIONS,
         )
         link = PeerLink(session, endpoint, me.on_incoming)
         me.links[peer.key] = link

@@ -19,11 +19,13 @@ from anonsip.identity import Identity
 from anonsip.node import Session
 from anonsip.node._link import PeerLink
 from anonsip.node._links import (
+    CONTACT_TRANSACTIONS,
     HANDSHAKE_TIMEOUT_S,
     KEEPALIVE_IDLE_S,
     KIND_SESSION,
     MAX_HANDSHAKES,
     STRANGER_IDLE_S,
+    STRANGER_TRANSACTIONS,
     SWEEP_INTERVAL_S,
     LinkTable,
     Unreachable,
@@ -78,7 +80,11 @@ class Caller:
 
 
 @asynccontextmanager
-async def table() -> AsyncIterator[tuple[LinkTable, trio.Nursery]]:
+async def table(
+    contacts: set[bytes] | None = None,
+) -> AsyncIterator[tuple[LinkTable, trio.Nursery]]:
+    known = {FRIEND.public_key} if contacts is None else contacts
+
     async def no_stream(onion: str, port: int, *, isolation: str) -> trio.abc.Stream:
         raise OSError("no dialling in this test")
 
@@ -95,7 +101,7 @@ async def table() -> AsyncIterator[tuple[LinkTable, trio.Nursery]]:
             on_contact=lambda *_a: None,
             rng=random.Random(3).randbytes,
             nursery=nursery,
-            is_contact=lambda peer: peer == FRIEND.public_key,
+            is_contact=lambda peer: peer in known,
             max_stranger_links=STRANGER_POOL,
         )
         nursery.start_soon(links.sweep_idle)
@@ -123,6 +129,31 @@ async def test_a_flood_of_strangers_never_closes_a_contacts_link(
         assert stats["stranger_links"] <= STRANGER_POOL
         assert links.current(FRIEND.public_key) is friend_link  # untouched
         assert friend_link.is_open
+
+
+async def test_a_contacts_link_keeps_more_open_transactions_than_a_strangers(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A contact's messages are pipelined over a WAN round trip; a stranger has one
+    request to make. A stranger who becomes a contact gets the contact's bound."""
+    contacts = {FRIEND.public_key}
+    newcomer = _stranger(1)
+    async with table(contacts) as (links, nursery):
+        await Caller(FRIEND).call(links, nursery)
+        await Caller(newcomer).call(links, nursery)
+        await trio.sleep(0.1)
+        friend_link = links.current(FRIEND.public_key)
+        newcomer_link = links.current(newcomer.public_key)
+        assert friend_link is not None
+        assert newcomer_link is not None
+        assert friend_link.endpoint.max_transactions == CONTACT_TRANSACTIONS
+        assert newcomer_link.endpoint.max_transactions == STRANGER_TRANSACTIONS
+        contacts.add(newcomer.public_key)
+        links.contacts_changed()
+        assert newcomer_link.endpoint.max_transactions == CONTACT_TRANSACTIONS
+        contacts.discard(FRIEND.public_key)  # removed or blocked
+        links.contacts_changed()
+        assert friend_link.endpoint.max_transactions == STRANGER_TRANSACTIONS
 
 
 async def test_a_new_session_for_a_key_replaces_the_old_one(

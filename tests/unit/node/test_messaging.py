@@ -493,7 +493,9 @@ async def test_a_burst_waiting_behind_a_slow_store_is_stored_in_one_commit_in_or
 ) -> None:
     """What queues at the receiver while it stores one message is stored with the
     next, in one commit and in order, and each is answered (one commit a message
-    bounded a session at ~180 messages/s)."""
+    bounded a session at ~180 messages/s). A contact's link carries more than a
+    stranger's 48 unanswered messages at once (over a WAN round trip of 0.55 s,
+    48 held a session under 90 messages/s)."""
     async with _friends_in_real_time(tmp_path) as (_, a, b):
         _slow_disk(b, monkeypatch)
         slow = b.store.record_incoming_many
@@ -506,15 +508,16 @@ async def test_a_burst_waiting_behind_a_slow_store_is_stored_in_one_commit_in_or
         monkeypatch.setattr(b.store, "record_incoming_many", counted)
         ids = [
             MessageView.decode(await a.op("send", peer="bob", text=f"burst {i}")).message_id
-            for i in range(40)
+            for i in range(150)
         ]
         for message_id in ids:
             await _state(a, message_id, "delivered", timeout=30)
-        assert [m.text for m in b.store.history(a.address, 100)] == [
-            f"burst {i}" for i in range(40)
+        assert [m.text for m in b.store.history(a.address, 200)] == [
+            f"burst {i}" for i in range(150)
         ]
-        assert sum(commits) == 40
-        assert len(commits) <= 4, commits  # 40 without: one commit a message
+        assert sum(commits) == 150
+        assert len(commits) <= 5, commits  # 150 without: one commit a message
+        assert max(commits) > 48, commits  # more unanswered at once than a stranger's
 
 
 async def test_an_address_is_that_address_whatever_a_nick_says(
