@@ -69,6 +69,11 @@ DEPOSIT_TTL = MAX_TTL
 OPERATION_TIMEOUT_S = 90.0
 MAX_COLLECTED = 512  # letters opened per mailbox and collection
 BOX_SETTING = "mailbox.secret"
+# The secret before the last rotation and when it rotated ("<hex> <unix time>"): its
+# mailbox is still collected for BOX_GRACE_S, for contacts who have not heard of the
+# new one yet (they learn it with our next message or answer, or a letter's reply box).
+PREVIOUS_BOX_SETTING = "mailbox.secret.previous"
+BOX_GRACE_S = 14 * 86400.0
 PARALLEL_COLLECTS = 4  # mailboxes fetched at once
 
 
@@ -120,6 +125,7 @@ class MailboxService(NodeService):
         self._collect_now = trio.Event()
         self._collecting = trio.Lock()  # one collection at a time
         self._secret: bytes | None = None
+        self._trusted: frozenset[str] | None = None  # who knows our secret (see below)
         self.last_collected = 0.0
 
     def attach(self, dht: MailboxDht | None) -> None:
@@ -136,6 +142,39 @@ class MailboxService(NodeService):
                 self._store.set_setting(BOX_SETTING, kept)
             self._secret = bytes.fromhex(kept)
         return self._secret
+
+    def _previous_secret(self) -> bytes | None:
+        """The secret before the last rotation, while its grace lasts."""
+        kept = self._store.setting(PREVIOUS_BOX_SETTING)
+        if kept is None:
+            return None
+        value, _, rotated = kept.partition(" ")
+        try:
+            secret, when = bytes.fromhex(value), float(rotated)
+        except ValueError:
+            return None
+        if len(secret) != BOX_SECRET or self._ctx.clock() - when > BOX_GRACE_S:
+            return None
+        return secret
+
+    def contacts_changed(self) -> None:
+        """Someone we told our secret to is no longer a contact (removed or blocked):
+        the contacts' mailbox moves, so they cannot crowd it with deposits any more."""
+        trusted = frozenset(
+            c.address for c in self._store.contacts() if c.state is not ContactState.BLOCKED
+        )
+        before, self._trusted = self._trusted, trusted
+        if before is not None and before - trusted:
+            self.rotate_secret()
+
+    def rotate_secret(self) -> None:
+        """A new contacts' mailbox secret; the old one's mailbox is collected for a while."""
+        old = self.secret()
+        new = secrets.token_bytes(BOX_SECRET)
+        self._store.set_setting(PREVIOUS_BOX_SETTING, f"{old.hex()} {self._ctx.clock():.0f}")
+        self._store.set_setting(BOX_SETTING, new.hex())
+        self._secret = new
+        log.info("the contacts' mailbox moved: a contact was removed or blocked")
 
     def waiting(self) -> int:
         """Our messages sealed in others' mailboxes, not confirmed yet."""
@@ -224,6 +263,8 @@ class MailboxService(NodeService):
         self._collect_now.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        if self._trusted is None:  # who knows our secret as we start
+            self.contacts_changed()
         task_status.started()
         while True:
             try:
@@ -254,10 +295,11 @@ class MailboxService(NodeService):
                 letters.extend(await self._collect_box(dht, box))
 
         # Outside the nursery: a store error here must reach run() as itself.
-        contacts_secret = self.secret()
+        # The open mailbox, the contacts' one and, after a rotation, the contacts' old one.
+        boxes = [b"", self.secret(), *filter(None, [self._previous_secret()])]
         async with trio.open_nursery() as nursery:
             for period in range(current, current - span, -1):
-                for secret in (b"", contacts_secret):  # the open mailbox, the contacts' one
+                for secret in boxes:
                     nursery.start_soon(collect_box, Box(period, secret))
         letters.sort(key=lambda item: item[0].time_ms)  # in order per conversation
         # A letter's deposit is deleted only once its receipt went out, directly or by

@@ -28,7 +28,12 @@ from anonsip.mailbox import (
 )
 from anonsip.node._contacts import ContactsService
 from anonsip.node._link import PeerLink
-from anonsip.node._mailbox import MailboxService
+from anonsip.node._mailbox import (
+    BOX_GRACE_S,
+    BOX_SETTING,
+    PREVIOUS_BOX_SETTING,
+    MailboxService,
+)
 from anonsip.node._messaging import MessagingService
 from anonsip.sip import SipEvent
 from anonsip.store import MessageState
@@ -168,12 +173,20 @@ async def test_a_strangers_mail_is_a_request_only_with_a_requests_work(
     assert await bob.op("history", peer=alice.address) == []  # nothing shown before accepting
 
 
-def _forge(boxes: Mailboxes, author: Identity, to: MemoryNode, letter: Letter, bits: int) -> None:
-    """A letter someone deposits straight into ``to``'s mailbox of the current period."""
+def _forge(
+    boxes: Mailboxes,
+    author: Identity,
+    to: MemoryNode,
+    letter: Letter,
+    bits: int,
+    secret: bytes = b"",
+) -> None:
+    """A letter someone deposits straight into ``to``'s mailbox of the current period
+    (with ``secret``, its contacts' one)."""
     now = trio.current_time() + NOW
     period = TOR_TIME_PERIODS.number_at(now)
     deposit = Deposit.make(
-        mailbox=mailbox_key(to.key, period),
+        mailbox=mailbox_key(to.key, period, secret=secret),
         expiry=int(now) + 86400,
         sealed=seal_letter(author, to.key, letter),
         difficulty=bits,
@@ -344,3 +357,54 @@ async def test_messages_unanswered_on_a_dead_session_go_to_the_mailbox(
         await _state(alice, message.message_id, "in_mailbox", timeout=120)
     assert boxes.deposits == 3
     assert alice.store.outbox_size() == 3  # and still queued for a direct try
+
+
+async def test_a_removed_or_blocked_contact_loses_the_contacts_mailbox(
+    world: tuple[Mesh, Mailboxes], autojump_clock: trio.testing.MockClock
+) -> None:
+    """Our contacts' mailbox secret was told to everyone we counted as a contact; one
+    we remove or block could crowd that mailbox for good. It moves; the old one is
+    collected for a grace time, for contacts who have not heard of the new one yet."""
+    mesh, boxes = world
+    alice, bob, carol = mesh.add("alice", 1), mesh.add("bob", 2), mesh.add("carol", 3)
+    alice_mail = _services(alice, boxes)
+    _services(bob, boxes)
+    for one, other in ((alice, bob), (bob, alice), (alice, carol)):
+        one.befriend(other)
+    await mesh.start(alice)
+    await mesh.start(bob)
+    hello = MessageView.decode(await alice.op("send", peer="bob", text="hello"))
+    await _state(alice, hello.message_id, "delivered")
+    old = alice_mail.secret()
+    assert bob.store.contact_mailbox(alice.address) == old
+
+    alice.befriend(mesh.add("dave", 4))  # a new contact moves nothing
+    assert alice_mail.secret() == old
+    await alice.op("contacts.remove", peer=carol.address)
+    new = alice_mail.secret()
+    assert new != old
+    assert alice.store.setting(BOX_SETTING) == new.hex()  # kept across a restart
+
+    # Bob has not heard of it: his mail still goes to the old box, which alice collects.
+    await mesh.stop(alice)
+    away = MessageView.decode(await bob.op("send", peer="alice", text="while you were away"))
+    await _state(bob, away.message_id, "in_mailbox")
+    await mesh.stop(bob)  # never online together: only the mailbox carries it
+    await mesh.start(alice)
+    await alice_mail.collect()
+    assert [m["text"] for m in await alice.op("history", peer="bob")][-1] == "while you were away"
+    await mesh.start(bob)
+    # Her next message tells him the new one.
+    back = MessageView.decode(await alice.op("send", peer="bob", text="back"))
+    await _state(alice, back.message_id, "delivered")
+    assert bob.store.contact_mailbox(alice.address) == new
+
+    # After the grace time the old box is not collected: carol's mail there stays.
+    late = trio.current_time() + NOW - BOX_GRACE_S - 1
+    alice.store.set_setting(PREVIOUS_BOX_SETTING, f"{old.hex()} {late:.0f}")
+    spam = Letter(kind=LetterKind.MESSAGE, message_id="carol-1", time_ms=3, text="still here")
+    _forge(boxes, carol.identity, alice, spam, BITS, secret=old)
+    assert await alice_mail.collect() == 0
+
+    await alice.op("block", address=bob.address)  # blocking moves it too
+    assert alice_mail.secret() not in (old, new)
