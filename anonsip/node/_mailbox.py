@@ -36,6 +36,7 @@ import trio
 from anonsip._errors import AnonsipError
 from anonsip.control import MessageDirection, MessageView
 from anonsip.control import MessageState as ViewMessageState
+from anonsip.dht import DepositReport
 from anonsip.identity import TOR_TIME_PERIODS, Address, TimePeriods
 from anonsip.mailbox import (
     BOX_SECRET,
@@ -75,6 +76,7 @@ BOX_SETTING = "mailbox.secret"
 PREVIOUS_BOX_SETTING = "mailbox.secret.previous"
 BOX_GRACE_S = 14 * 86400.0
 PARALLEL_COLLECTS = 4  # mailboxes fetched at once
+MAX_DEPOSIT_BITS = 24  # the most work we do for one letter to a crowded mailbox (seconds)
 
 
 class Box(NamedTuple):
@@ -87,7 +89,7 @@ class Box(NamedTuple):
 class MailboxDht(Protocol):
     """What the service needs of the DHT: the anonymous client's mailbox operations."""
 
-    async def deposit(self, deposit: Deposit) -> int: ...
+    async def deposit_report(self, deposit: Deposit) -> DepositReport: ...
 
     async def collect(self, key: bytes) -> list[Deposit]: ...
 
@@ -222,21 +224,35 @@ class MailboxService(NodeService):
         # A contact who told us its secret gets our mail where strangers cannot reach;
         # anyone else in its open mailbox.
         box = await self._ctx.db(self._store.contact_mailbox, peer) or b""
-        deposit = await self._ctx.compute(
-            lambda: Deposit.make(
-                mailbox=mailbox_key(recipient, period, self._periods, secret=box),
-                expiry=int(now) + DEPOSIT_TTL,
-                sealed=sealed,
-                difficulty=bits if bits is not None else self._deposit_bits,
-            )
-        )
+        mailbox = mailbox_key(recipient, period, self._periods, secret=box)
+        expiry = int(now) + DEPOSIT_TTL
+        work = bits if bits is not None else self._deposit_bits
         try:
             with trio.fail_after(OPERATION_TIMEOUT_S):
-                stored = await dht.deposit(deposit)
+                deposit = await self._ctx.compute(
+                    lambda: Deposit.make(
+                        mailbox=mailbox, expiry=expiry, sealed=sealed, difficulty=work
+                    )
+                )
+                report = await dht.deposit_report(deposit)
+            if not report.stored and deposit.work < report.floor <= MAX_DEPOSIT_BITS:
+                # A crowded mailbox: its storing nodes take only more work than the
+                # cheapest they hold (the effort rises under a flood, as in Tor's
+                # proposal 327). Once more, with what they ask.
+                floor = report.floor
+                with trio.fail_after(OPERATION_TIMEOUT_S):
+                    deposit = await self._ctx.compute(
+                        lambda: Deposit.make(
+                            mailbox=mailbox, expiry=expiry, sealed=sealed, difficulty=floor
+                        )
+                    )
+                    report = await dht.deposit_report(deposit)
         except (AnonsipError, trio.TooSlowError) as exc:
             log.info("could not deposit in a mailbox: %s", exc)
             return False
-        return stored > 0
+        if not report.stored and report.floor > MAX_DEPOSIT_BITS:
+            log.info("a mailbox asks more work than we do for a letter (%d bits)", report.floor)
+        return report.stored > 0
 
     async def send_receipt(self, peer: str, message_ids: Sequence[str]) -> bool:
         """Tell ``peer`` we have these messages: directly if its node answers, else by

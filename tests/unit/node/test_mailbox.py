@@ -16,6 +16,7 @@ import trio
 import trio.testing
 
 from anonsip.control import MessageView
+from anonsip.dht import DepositReport
 from anonsip.identity import TOR_TIME_PERIODS, Identity
 from anonsip.mailbox import (
     Deletion,
@@ -31,6 +32,7 @@ from anonsip.node._link import PeerLink
 from anonsip.node._mailbox import (
     BOX_GRACE_S,
     BOX_SETTING,
+    MAX_DEPOSIT_BITS,
     PREVIOUS_BOX_SETTING,
     MailboxService,
 )
@@ -50,14 +52,30 @@ class Mailboxes:
         self.deposits = 0
         self.refusing = False  # every storing node unreachable
         self.cap = 64  # deposits per mailbox, as storing nodes bound them
+        self.outbid = 0  # deposits refused next as if a flood had just raised the floor
+        self.outbid_floor = 0  # at least this much work asked of them then
+        self.works: list[int] = []  # the work of every deposit offered
 
-    async def deposit(self, deposit: Deposit) -> int:
-        if self.refusing or len(self.kept.get(deposit.key, {})) >= self.cap:
-            return 0
+    async def deposit_report(self, deposit: Deposit) -> DepositReport:
+        """As a storing node at its cap: the cheapest deposit makes way for one with
+        strictly more work; a refused one learns the floor it must beat."""
+        if self.refusing:
+            return DepositReport(stored=0, refused={}, floor=0)
         deposit.check(trio.current_time() + NOW, difficulty=BITS)
-        self.kept.setdefault(deposit.key, {})[deposit.deposit_id] = deposit
+        self.works.append(deposit.work)
+        if self.outbid:
+            self.outbid -= 1
+            floor = max(deposit.work + 1, self.outbid_floor)
+            return DepositReport(stored=0, refused={"full": 3}, floor=floor)
+        box = self.kept.setdefault(deposit.key, {})
+        if len(box) >= self.cap:
+            cheapest = min(box.values(), key=lambda d: d.work)
+            if deposit.work <= cheapest.work:
+                return DepositReport(stored=0, refused={"full": 3}, floor=cheapest.work + 1)
+            del box[cheapest.deposit_id]
+        box[deposit.deposit_id] = deposit
         self.deposits += 1
-        return 3
+        return DepositReport(stored=3, refused={}, floor=BITS)
 
     async def collect(self, key: bytes) -> list[Deposit]:
         return list(self.kept.get(key, {}).values())
@@ -408,3 +426,32 @@ async def test_a_removed_or_blocked_contact_loses_the_contacts_mailbox(
 
     await alice.op("block", address=bob.address)  # blocking moves it too
     assert alice_mail.secret() not in (old, new)
+
+
+async def test_a_letter_to_a_crowded_mailbox_is_made_again_with_the_work_asked(
+    world: tuple[Mesh, Mailboxes], autojump_clock: trio.testing.MockClock
+) -> None:
+    """A flood raised the work bob's mailbox takes above what alice's letter carries:
+    refused, she learns the floor and makes it again with that much work, once. A
+    mailbox that asks more than MAX_DEPOSIT_BITS is not chased."""
+    mesh, boxes = world
+    alice, bob = mesh.add("alice", 1), mesh.add("bob", 2)
+    alice_mail = _services(alice, boxes)
+    bob_mail = _services(bob, boxes)
+    await mesh.start(alice)
+    mesh.down.add(bob.key)  # bob is not online
+    boxes.outbid = 1
+    sent = MessageView.decode(await alice.op("send", peer=bob.address, text="hi bob"))
+    await _state(alice, sent.message_id, "in_mailbox")
+    first, second = boxes.works
+    assert second > first  # made again with more work, and taken
+    mesh.down.discard(bob.key)
+    await mesh.start(bob)
+    await bob_mail.collect()
+    assert [r["text"] for r in await bob.op("requests")] == ["hi bob"]
+    # A floor past what we do for a letter: one try, not a chase.
+    boxes.works.clear()
+    boxes.outbid, boxes.outbid_floor = 2, MAX_DEPOSIT_BITS + 1
+    now = trio.current_time() + NOW
+    assert not await alice_mail.deposit_message(bob.address, "m-2", "again", now, request=True)
+    assert len(boxes.works) == 1
