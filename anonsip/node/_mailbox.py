@@ -226,27 +226,24 @@ class MailboxService(NodeService):
         box = await self._ctx.db(self._store.contact_mailbox, peer) or b""
         mailbox = mailbox_key(recipient, period, self._periods, secret=box)
         expiry = int(now) + DEPOSIT_TTL
-        work = bits if bits is not None else self._deposit_bits
-        try:
+
+        async def attempt(difficulty: int) -> tuple[int, DepositReport]:
+            """Prove ``difficulty`` bits, deposit; the work proved and what nodes said."""
             with trio.fail_after(OPERATION_TIMEOUT_S):
                 deposit = await self._ctx.compute(
                     lambda: Deposit.make(
-                        mailbox=mailbox, expiry=expiry, sealed=sealed, difficulty=work
+                        mailbox=mailbox, expiry=expiry, sealed=sealed, difficulty=difficulty
                     )
                 )
-                report = await dht.deposit_report(deposit)
-            if not report.stored and deposit.work < report.floor <= MAX_DEPOSIT_BITS:
+                return deposit.work, await dht.deposit_report(deposit)
+
+        try:
+            work, report = await attempt(bits if bits is not None else self._deposit_bits)
+            if not report.stored and work < report.floor <= MAX_DEPOSIT_BITS:
                 # A crowded mailbox: its storing nodes take only more work than the
                 # cheapest they hold (the effort rises under a flood, as in Tor's
                 # proposal 327). Once more, with what they ask.
-                floor = report.floor
-                with trio.fail_after(OPERATION_TIMEOUT_S):
-                    deposit = await self._ctx.compute(
-                        lambda: Deposit.make(
-                            mailbox=mailbox, expiry=expiry, sealed=sealed, difficulty=floor
-                        )
-                    )
-                    report = await dht.deposit_report(deposit)
+                work, report = await attempt(report.floor)
         except (AnonsipError, trio.TooSlowError) as exc:
             log.info("could not deposit in a mailbox: %s", exc)
             return False

@@ -568,12 +568,8 @@ class MessageStore:
                     f"{MAX_OUTBOX_PER_PEER} messages to {address} are still waiting to be "
                     "delivered; wait until the contact comes online"
                 )
-            seq = self._next_seq(db, peer)
-            sealed = self._seal_message(peer, Direction.OUT, message_id, text)
-            db.execute(
-                "INSERT INTO messages (peer, direction, message_id, seq, text_sealed, time, state) "
-                "VALUES (?, 'out', ?, ?, ?, ?, 'queued')",
-                (peer, message_id, seq, sealed, now),
+            seq = self._add_message(
+                db, peer, Direction.OUT, message_id, text, now, MessageState.QUEUED
             )
             db.execute(
                 "INSERT INTO outbox (message_id, peer, seq, attempts, next_attempt) "
@@ -657,13 +653,7 @@ class MessageStore:
         ).fetchone()
         if seen is not None:
             return False
-        seq = self._next_seq(db, peer)
-        sealed = self._seal_message(peer, Direction.IN, message_id, text)
-        db.execute(
-            "INSERT INTO messages (peer, direction, message_id, seq, text_sealed, time, state) "
-            "VALUES (?, 'in', ?, ?, ?, ?, 'received')",
-            (peer, message_id, seq, sealed, time),
-        )
+        self._add_message(db, peer, Direction.IN, message_id, text, time, MessageState.RECEIVED)
         return True
 
     def record_call(
@@ -690,22 +680,31 @@ class MessageStore:
             ).fetchone()
             if seen is not None:
                 return False
-            seq = self._next_seq(db, peer)
-            sealed = self._seal_message(peer, direction, call_id, summary)
-            db.execute(
-                "INSERT INTO messages (peer, direction, message_id, seq, text_sealed, time, state, "
-                "kind) VALUES (?, ?, ?, ?, ?, ?, ?, 'call')",
-                (
-                    peer,
-                    direction.value,
-                    call_id,
-                    seq,
-                    sealed,
-                    time,
-                    "delivered" if outgoing else "received",
-                ),
-            )
+            state = MessageState.DELIVERED if outgoing else MessageState.RECEIVED
+            self._add_message(db, peer, direction, call_id, summary, time, state, kind="call")
             return True
+
+    def _add_message(
+        self,
+        db: sqlite3.Connection,
+        peer: bytes,
+        direction: Direction,
+        message_id: str,
+        text: str,
+        time: float,
+        state: MessageState,
+        *,
+        kind: str = "text",
+    ) -> int:
+        """One line of a conversation, sealed, at its next sequence number (returned)."""
+        seq = self._next_seq(db, peer)
+        sealed = self._seal_message(peer, direction, message_id, text)
+        db.execute(
+            "INSERT INTO messages (peer, direction, message_id, seq, text_sealed, time, state, "
+            "kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (peer, direction.value, message_id, seq, sealed, time, state.value, kind),
+        )
+        return seq
 
     def _message(self, address: str, row: Any) -> Message:
         peer, direction, message_id, seq, sealed, time, state, kind = row

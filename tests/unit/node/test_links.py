@@ -141,7 +141,7 @@ async def test_a_contacts_link_keeps_more_open_transactions_than_a_strangers(
     async with table(contacts) as (links, nursery):
         await Caller(FRIEND).call(links, nursery)
         await Caller(newcomer).call(links, nursery)
-        await trio.sleep(0.1)
+        await trio.testing.wait_all_tasks_blocked()  # both links are in the table
         friend_link = links.current(FRIEND.public_key)
         newcomer_link = links.current(newcomer.public_key)
         assert friend_link is not None

@@ -56,8 +56,10 @@ async def mesh(tmp_path: Path) -> AsyncIterator[Mesh]:
         nursery.cancel_scope.cancel()
 
 
-async def _pair(mesh: Mesh, *, friends: bool) -> tuple[MemoryNode, MemoryNode]:
-    a, b = mesh.add("alice", 1), mesh.add("bob", 2)
+async def _pair(mesh: Mesh, *, friends: bool, **bob: Any) -> tuple[MemoryNode, MemoryNode]:
+    """Alice and Bob with the messaging services, started; ``bob``: how his node is
+    made (``Mesh.add``'s options)."""
+    a, b = mesh.add("alice", 1), mesh.add("bob", 2, **bob)
     _give_services(a)
     _give_services(b)
     if friends:
@@ -413,13 +415,7 @@ async def test_a_receiver_whose_disk_fills_turns_messages_away_at_once_and_loses
     nothing (which cost the sender its request timeout and ended the session); Alice
     keeps the rest, in order."""
     caplog.set_level(logging.INFO)
-    a, b = mesh.add("alice", 1), mesh.add("bob", 2, max_bytes=128 * 1024)
-    _give_services(a)
-    _give_services(b)
-    a.befriend(b)
-    b.befriend(a)
-    await mesh.start(a)
-    await mesh.start(b)
+    a, b = await _pair(mesh, friends=True, max_bytes=128 * 1024)
     ids = []
     for i in range(100):
         sent = MessageView.decode(await a.op("send", peer="bob", text=f"{i:03d} " + "x" * 1500))
@@ -446,13 +442,7 @@ async def _friends_in_real_time(
     as a node's are (so a slow store does not stop his event loop)."""
     async with trio.open_nursery() as nursery:
         mesh = Mesh(nursery, tmp_path, clock=trio.current_time)
-        a, b = mesh.add("alice", 1), mesh.add("bob", 2, offload=True)
-        _give_services(a)
-        _give_services(b)
-        a.befriend(b)
-        b.befriend(a)
-        await mesh.start(a)
-        await mesh.start(b)
+        a, b = await _pair(mesh, friends=True, offload=True)
         yield mesh, a, b
         nursery.cancel_scope.cancel()
 
